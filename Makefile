@@ -1,0 +1,32 @@
+# Every target works on a fresh machine: `make install` first, then any other.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+export AUTOML_MIRROR ?= $(abspath ../shared/kaggle/competitions)
+
+.PHONY: install test lint bench demo clean
+
+install: $(BIN)/automl
+
+# torch first, pinned: a looser requirement with no torch installed pulls a CUDA build of several GB.
+$(BIN)/automl: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e ".[dev]"
+	touch $@
+
+test: install
+	$(BIN)/pytest -q
+
+lint: install
+	$(BIN)/ruff check automl tests benchmarks
+
+bench: install
+	$(BIN)/python benchmarks/run_all.py
+
+demo: install
+	$(BIN)/automl run titanic
+
+clean:
+	rm -rf $(VENV) runs data .pytest_cache

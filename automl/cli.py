@@ -1,0 +1,124 @@
+"""The `automl` command: parse options, call the library, print with rich.
+
+Expected errors (AutomlError) print one line and exit 1; usage errors exit 2 (typer).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from automl import api, runner
+from automl.errors import AutomlError
+from automl.fetch import fetch as fetch_data
+from automl.metrics import get_metric
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="From a Kaggle competition's name to a cross-validated leaderboard and a valid submission.csv.")
+out = Console()
+err = Console(stderr=True)
+
+DATA_DIR = typer.Option("data", "--data-dir", help="Folder that holds each competition's files, one subfolder per slug.")
+SOURCE = typer.Option(None, "--from", help="Use this local zip or folder instead of downloading from Kaggle.")
+
+
+def _fail(message: str, code: int = 1) -> None:
+    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+@app.command()
+def fetch(slug: str = typer.Argument(..., help="Competition slug, as in its kaggle.com URL."),
+          data_dir: Path = DATA_DIR, source: Path = SOURCE) -> None:
+    """Download and unpack a competition's files (a no-op when they are already there)."""
+    try:
+        folder = fetch_data(slug, data_dir, source)
+    except AutomlError as exc:
+        _fail(str(exc))
+    files = sorted(p.name for p in folder.iterdir() if not p.name.startswith("."))
+    out.print(f"{slug}: {len(files)} files in {folder}: {', '.join(files)}", highlight=False)
+
+
+@app.command()
+def inspect(slug: str = typer.Argument(..., help="Competition slug."), data_dir: Path = DATA_DIR,
+            source: Path = SOURCE,
+            save: bool = typer.Option(False, "--save", help="Write competitions/SLUG.yaml for you to edit.")) -> None:
+    """Show the competition spec automl uses and the role it gives each column."""
+    try:
+        result = api.inspect(slug, data_dir=data_dir, source=source, save=save)
+    except AutomlError as exc:
+        _fail(str(exc))
+    comp = result.competition
+    out.print(f"[bold]{comp.title or slug}[/]: id [cyan]{comp.id}[/], target [cyan]{comp.target}[/], "
+              f"task [cyan]{comp.task}[/], metric [cyan]{comp.metric}[/], labels [cyan]{comp.labels}[/]", highlight=False)
+    if comp.inferred:
+        out.print(f"[yellow]Inferred from the data (no competitions/{slug}.yaml): check {', '.join(comp.inferred)}; "
+                  f"`automl inspect {slug} --save` writes the file to edit.[/]", highlight=False)
+    table = Table("column", "role", "dtype", "missing", "distinct", title="columns of train")
+    for row in result.columns.itertuples():
+        table.add_row(row.column, row.role, row.dtype, f"{row.missing:.0%}", str(row.distinct))
+    out.print(table)
+    if result.saved:
+        out.print(f"saved {result.saved}")
+
+
+@app.command()
+def run(slug: str = typer.Argument(..., help="Competition slug."),
+        source: Path = SOURCE,
+        name: str = typer.Option("default", "--name", help="Run name; running the same name again resumes it."),
+        models: str = typer.Option("baselines", "--models", help="Comma-separated models: 'baselines' or names such as hist_gb,linear."),
+        folds: int = typer.Option(5, "--folds", help="Number of cross-validation folds."),
+        seed: int = typer.Option(0, "--seed", help="Seed for the folds and the models."),
+        runs_dir: Path = typer.Option("runs", "--runs-dir", help="Where run directories go (RUNS_DIR/SLUG/NAME)."),
+        data_dir: Path = DATA_DIR) -> None:
+    """Cross-validate models on shared folds, print the leaderboard and write submission.csv."""
+    try:
+        result = runner.run(slug, source=source, name=name, models=models, folds=folds, seed=seed,
+                            runs_dir=runs_dir, data_dir=data_dir, console=err)
+    except AutomlError as exc:
+        _fail(str(exc))
+    except KeyboardInterrupt:
+        _fail(f"interrupted; finished models are kept in {runs_dir}/{slug}/{name} and are reused next time", 130)
+    out.print(leaderboard_table(result.leaderboard))
+    out.print(f"submission: {result.submission}  (from {result.leaderboard.iloc[0]['model']})", highlight=False)
+
+
+def leaderboard_table(board) -> Table:
+    """The leaderboard, best first; its fourth column is named after the metric."""
+    metric = board.columns[3]
+    table = Table(title=f"leaderboard: {metric} over the folds, {get_metric(metric).direction}")
+    for column in ("rank", "model", "kind", metric, "± std", "seconds"):
+        table.add_column(column, no_wrap=True, justify="right" if column in (metric, "± std", "seconds") else "left")
+    table.add_column("note", overflow="fold")
+    for row in board.to_dict("records"):
+        table.add_row(str(row["rank"]), row["model"], row["kind"], f"{row[metric]:.5f}", f"{row['std']:.5f}",
+                      f"{row['seconds']:.1f}", row["note"])
+    return table
+
+
+@app.command()
+def validate(file: Path = typer.Argument(..., help="The submission CSV to check."),
+             slug: str = typer.Argument(..., help="Competition slug."),
+             data_dir: Path = DATA_DIR, source: Path = SOURCE) -> None:
+    """Check a submission file against the competition's sample submission, as Kaggle would."""
+    try:
+        problems = api.validate(file, slug, data_dir=data_dir, source=source)
+    except AutomlError as exc:
+        _fail(str(exc))
+    if problems:
+        for problem in problems:
+            err.print(f"[red]✗[/] {file}: {problem}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1)
+    out.print(f"[green]✓[/] {file} is a valid submission for {slug}", highlight=False)
+
+
+def main() -> None:
+    app(prog_name="automl")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,302 @@
+"""What a competition is: its files, id, target(s), task, metric and label format.
+
+A `Competition` is a small frozen dataclass read from `competitions/SLUG.yaml` when one
+exists, or inferred from the data: the sample submission names the id (its first
+column) and the submission columns (the rest); train.csv tells the task from the
+target's dtype and cardinality; the sample's values tell how labels must be written.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+from automl.errors import AutomlError
+from automl.metrics import METRICS, get_metric
+
+TASKS = ("binary", "multiclass", "regression", "multilabel")
+# How the submission writes predictions: class values as integers, True/False,
+# class names, floats (regression values or the positive class's probability), or one
+# probability column per class.
+LABELS = ("int", "bool", "class", "float", "proba")
+FOLDS = ("auto", "stratified", "kfold", "group", "time")
+PACKAGED = Path(__file__).resolve().parent / "_data" / "competitions"
+SOURCE_TREE = Path(__file__).resolve().parent.parent / "competitions"
+
+
+@dataclass(frozen=True)
+class Competition:
+    slug: str
+    id: str  # id column of the submission (and of test.csv when test has it)
+    target: str  # the train.csv column the models learn
+    task: str
+    metric: str
+    labels: str
+    submission_columns: tuple[str, ...] = ()  # defaults to (target,)
+    classes: tuple[str, ...] = ()  # for labels=proba: class per submission column
+    train: str = "train.csv"
+    test: str = "test.csv"
+    sample_submission: str = "sample_submission.csv"
+    text_columns: tuple[str, ...] = ()
+    date_columns: tuple[str, ...] = ()
+    image_shape: tuple[int, ...] = ()  # (channels, height, width) of a pixel grid
+    folds: str = "auto"
+    group_column: str = ""
+    time_column: str = ""
+    title: str = ""
+    inferred: tuple[str, ...] = field(default=(), compare=False)  # keys guessed from data
+
+    def __post_init__(self) -> None:
+        if not self.submission_columns:
+            object.__setattr__(self, "submission_columns", (self.target,))
+
+    @property
+    def is_classification(self) -> bool:
+        return self.task in ("binary", "multiclass")
+
+
+KEYS = [f.name for f in fields(Competition) if f.name != "inferred"]
+
+
+def from_yaml(path: str | Path) -> Competition:
+    """Read and validate a competition file; every error names the file and key."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise AutomlError(f"{path}: not valid YAML ({exc.__class__.__name__}); fix its syntax") from exc
+    if not isinstance(raw, dict):
+        raise AutomlError(f"{path}: expected a mapping of keys to values")
+    unknown = sorted(set(raw) - set(KEYS))
+    if unknown:
+        raise AutomlError(f"{path}: unknown key {unknown[0]!r}; expected one of {', '.join(KEYS)}")
+    missing = [k for k in ("slug", "id", "target", "task", "metric", "labels") if k not in raw]
+    if missing:
+        raise AutomlError(f"{path}: missing key {missing[0]!r}")
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()}
+    for key in ("slug", "id", "target", "train", "test", "sample_submission"):
+        if key in values and not isinstance(values[key], str):
+            raise AutomlError(f"{path}: key {key!r} must be a string, got {values[key]!r}")
+    return validate(Competition(**values), str(path))
+
+
+def validate(comp: Competition, where: str) -> Competition:
+    """Check the spec's own values (columns are checked against the data later)."""
+    for key, allowed in (("task", TASKS), ("labels", LABELS), ("folds", FOLDS)):
+        value = getattr(comp, key)
+        if value not in allowed:
+            raise AutomlError(f"{where}: unknown {key} {value!r}; expected one of {', '.join(allowed)}")
+    metric = get_metric(comp.metric, where)
+    if comp.task not in metric.tasks and comp.task != "multilabel":
+        fitting = [m for m in METRICS.values() if comp.task in m.tasks]
+        raise AutomlError(
+            f"{where}: metric {comp.metric!r} does not apply to a {comp.task} task; "
+            f"expected one of {', '.join(m.name for m in fitting)}"
+        )
+    if comp.labels == "proba" and len(comp.classes) != len(comp.submission_columns):
+        raise AutomlError(
+            f"{where}: labels 'proba' needs one entry in 'classes' per submission column "
+            f"({len(comp.submission_columns)}), got {len(comp.classes)}"
+        )
+    if comp.folds == "group" and not comp.group_column:
+        raise AutomlError(f"{where}: folds 'group' needs 'group_column'")
+    if comp.folds == "time" and not comp.time_column:
+        raise AutomlError(f"{where}: folds 'time' needs 'time_column'")
+    if comp.image_shape and len(comp.image_shape) != 3:
+        raise AutomlError(f"{where}: image_shape must be [channels, height, width], got {list(comp.image_shape)}")
+    return comp
+
+
+def spec_path(slug: str) -> Path | None:
+    """The YAML for `slug`: the user's ./competitions first, then the shipped ones."""
+    for folder in (Path.cwd() / "competitions", SOURCE_TREE, PACKAGED):
+        candidate = folder / f"{slug}.yaml"
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def to_yaml(comp: Competition) -> str:
+    """The spec as an editable recipe; inferred keys are marked so the user checks them."""
+    lines = [f"# {comp.title or comp.slug}: competition facts for automl."]
+    if comp.inferred:
+        lines.append(f"# Inferred from the data, check these: {', '.join(comp.inferred)}.")
+    defaults = Competition(slug="", id="", target="", task="", metric="", labels="")
+    for key, value in asdict(comp).items():
+        if key == "inferred":
+            continue
+        if key != "submission_columns" and value == getattr(defaults, key) and key not in (
+            "train", "test", "sample_submission"
+        ):
+            continue
+        if key == "submission_columns" and tuple(value) == (comp.target,):
+            continue
+        value = list(value) if isinstance(value, tuple) else value
+        lines.append(yaml.safe_dump({key: value}, sort_keys=False, width=1000).strip())
+    return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------------------- files
+
+def find_files(folder: Path, slug: str) -> dict[str, str]:
+    """Name the train, test and sample submission tables in an unpacked bundle."""
+    csvs = sorted(p.name for p in folder.iterdir() if p.suffix.lower() == ".csv")
+
+    def pick(pattern: str, what: str) -> str:
+        hits = [n for n in csvs if re.search(pattern, n, re.IGNORECASE)]
+        if not hits:
+            raise AutomlError(
+                f"{folder}: no {what} found among {', '.join(csvs) or 'no CSV files'}; "
+                f"name the file in competitions/{slug}.yaml"
+            )
+        return min(hits, key=len)  # train.csv before train_extra.csv
+
+    sample = pick(r"sample|submission", "sample submission (a CSV named like sample_submission.csv)")
+    return {
+        "train": pick(r"^train", "train.csv"),
+        "test": pick(r"^test", "test.csv"),
+        "sample_submission": sample,
+    }
+
+
+def read_tables(comp: Competition, folder: Path, where: str) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Read train, test and sample submission and check the spec against their columns.
+
+    Ids are read as strings so the submission repeats them exactly as Kaggle wrote them.
+    """
+    tables = []
+    for key in ("train", "test", "sample_submission"):
+        path = folder / getattr(comp, key)
+        if not path.is_file():
+            raise AutomlError(f"{where}: {key} file {path} does not exist; check the key {key!r}")
+        try:
+            tables.append(pd.read_csv(path, dtype={comp.id: str}, low_memory=False))
+        except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
+            raise AutomlError(f"{path}: cannot be read as CSV ({str(exc).splitlines()[0]})") from exc
+    train, test, sample = tables
+    check_columns(comp, train, test, sample, where)
+    return train, test, sample
+
+
+def check_columns(comp: Competition, train: pd.DataFrame, test: pd.DataFrame,
+                  sample: pd.DataFrame, where: str) -> None:
+    def need(column: str, frame: pd.DataFrame, file: str, key: str) -> None:
+        if column and column not in frame.columns:
+            close = [c for c in frame.columns if c.lower() == column.lower()]
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise AutomlError(f"{where}: {key} column {column!r} is not in {file}{hint}")
+
+    need(comp.id, sample, comp.sample_submission, "id")
+    need(comp.target, train, comp.train, "target")
+    for column in comp.submission_columns:
+        need(column, sample, comp.sample_submission, "submission")
+    for key in ("text_columns", "date_columns"):
+        for column in getattr(comp, key):
+            need(column, train, comp.train, key.removesuffix("_columns"))
+    need(comp.group_column, train, comp.train, "group")
+    need(comp.time_column, train, comp.train, "time")
+
+
+# ------------------------------------------------------------------------ inference
+
+def infer(slug: str, folder: Path) -> Competition:
+    """Infer a spec from the sample submission and train.csv of an unpacked bundle."""
+    files = find_files(folder, slug)
+    read = lambda key, **kw: pd.read_csv(folder / files[key], low_memory=False, **kw)  # noqa: E731
+    sample = read("sample_submission", nrows=1000, dtype=str, keep_default_na=False)
+    train = read("train")
+    test_columns = read("test", nrows=0).columns
+    where = f"{folder / files['sample_submission']}"
+    if sample.shape[1] < 2:
+        raise AutomlError(f"{where}: a sample submission needs an id column and at least one prediction column")
+    id_column, *columns = list(sample.columns)
+    target, classes = _match_target(columns, train, test_columns, where, slug)
+    y = train[target].dropna()
+    if classes:
+        task, labels = ("binary" if len(classes) == 2 else "multiclass"), "proba"
+    else:
+        task = _task_of(y)
+        labels = _labels_of(sample[columns[0]], task)
+    if task == "multilabel":
+        labels = "float"
+    probabilities = labels in ("proba", "float") and task != "regression"
+    metric = "auc" if task == "binary" and labels == "float" else None
+    comp = Competition(
+        slug=slug, id=id_column, target=target, task=task,
+        metric=metric or _default_metric(task, probabilities), labels=labels,
+        submission_columns=tuple(columns), classes=tuple(classes), **files,
+        inferred=("task", "metric", "labels"),
+    )
+    return validate(comp, where)
+
+
+def _default_metric(task: str, probabilities: bool) -> str:
+    from automl.metrics import default_metric
+
+    return default_metric("binary" if task == "multilabel" else task, probabilities)
+
+
+def _match_target(columns: list[str], train: pd.DataFrame, test_columns, where: str,
+                  slug: str) -> tuple[str, list[str]]:
+    """Find the train column behind the submission columns (and its classes, if any)."""
+    lower = {c.lower(): c for c in train.columns}
+    if len(columns) == 1 and columns[0].lower() in lower:
+        return lower[columns[0].lower()], []
+    # One probability column per class of a single train column: Status -> Status_C, ...
+    for candidate in train.columns:
+        if candidate in test_columns:
+            continue
+        values = train[candidate].dropna().astype(str).unique()
+        if len(values) != len(columns) or len(values) > 1000:
+            continue
+        by_name = {f"{candidate}_{v}".lower(): v for v in values} | {str(v).lower(): v for v in values}
+        if all(c.lower() in by_name for c in columns):
+            return candidate, [str(by_name[c.lower()]) for c in columns]
+    if all(c in train.columns for c in columns):
+        raise AutomlError(
+            f"{where}: several target columns ({', '.join(columns)}) are not supported yet; "
+            f"write competitions/{slug}.yaml naming one target"
+        )
+    raise AutomlError(
+        f"{where}: cannot tell which train column the submission column(s) "
+        f"{', '.join(columns)} predict; run `automl inspect {slug} --save` and set 'target'"
+    )
+
+
+def _task_of(y: pd.Series) -> str:
+    distinct = y.nunique()
+    if distinct == 2:
+        return "binary"
+    if pd.api.types.is_bool_dtype(y) or not pd.api.types.is_numeric_dtype(y):
+        return "multiclass"
+    integral = pd.api.types.is_integer_dtype(y) or bool((y == y.round()).all())
+    if integral and distinct <= 30 and distinct <= 0.05 * len(y):
+        return "multiclass"
+    return "regression"
+
+
+def _labels_of(values: pd.Series, task: str) -> str:
+    """How the sample submission writes a prediction column."""
+    if task == "regression":
+        return "float"
+    text = values.str.strip()
+    if text.str.lower().isin(["true", "false"]).all():
+        return "bool"
+    numbers = pd.to_numeric(text, errors="coerce")
+    if numbers.notna().all():
+        return "int" if bool((numbers == numbers.round()).all()) else "float"
+    return "class"
+
+
+def load(slug: str, folder: Path | None = None) -> Competition:
+    """The spec for `slug`: its YAML if there is one, else inferred from `folder`."""
+    path = spec_path(slug)
+    if path is not None:
+        return from_yaml(path)
+    if folder is None:
+        raise AutomlError(f"no competitions/{slug}.yaml and no data to infer it from; run `automl fetch {slug}` first")
+    return infer(slug, folder)

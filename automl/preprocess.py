@@ -1,0 +1,309 @@
+"""Turn a raw competition table into model-ready arrays, scikit-learn style.
+
+`Preprocessor.fit(train)` decides each column's role and learns every statistic from
+the rows it is given (callers fit it on a fold's training rows only);
+`transform(frame)` returns `Features`: a float32 numeric matrix, int64 categorical
+codes with their cardinalities, free text and pixel grids handed on for the networks.
+
+Roles: numeric (median-imputed, with a missing indicator, then standardized or mapped
+to normal quantiles), categorical (codes: 0 missing, 1 rare or unseen, 2.. levels by
+frequency), date (year, month, day, weekday, hour), text (free text: handed on, plus
+its length), tokens (high-cardinality strings such as names, tickets and cabins: their
+frequent words, leading letters, trailing number, length and how often the value
+repeats), image (pixel0..pixelN columns forming a square grid), dropped (constant or
+all missing). Every rule looks only at the values, never at a column's name, so it holds
+for any table.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy.special import ndtri
+
+from automl.errors import AutomlError
+
+NUMERIC_SCALINGS = ("standard", "quantile")
+DATE_PARTS = ("year", "month", "day", "weekday", "hour")
+TOKEN = r"[a-z]+"
+
+
+@dataclass(frozen=True)
+class Features:
+    """Model-ready arrays for one set of rows, in a layout fixed at fit time."""
+
+    numeric: np.ndarray  # (n, p) float32, finite
+    numeric_names: tuple[str, ...]
+    categorical: np.ndarray  # (n, c) int64; 0 missing, 1 rare/unseen, 2.. levels
+    categorical_names: tuple[str, ...]
+    cardinalities: tuple[int, ...]  # number of codes per categorical column
+    text: dict[str, np.ndarray]  # free-text column -> (n,) str, "" where missing
+    images: np.ndarray | None  # (n, channels, height, width) float32 in [0, 1]
+
+    def __len__(self) -> int:
+        return self.numeric.shape[0]
+
+
+class Preprocessor:
+    """Learns column roles and statistics from training rows; see the module docstring."""
+
+    def __init__(self, *, text_columns=(), date_columns=(), image_shape=(), numeric="standard",
+                 min_category_count=5, max_categories=250, max_tokens=16):
+        self.text_columns = text_columns
+        self.date_columns = date_columns
+        self.image_shape = image_shape
+        self.numeric = numeric
+        self.min_category_count = min_category_count
+        self.max_categories = max_categories
+        self.max_tokens = max_tokens
+
+    # ------------------------------------------------------------------ fitting
+    def fit(self, frame: pd.DataFrame) -> Preprocessor:
+        if self.numeric not in NUMERIC_SCALINGS:
+            raise AutomlError(f"numeric: unknown scaling {self.numeric!r}; expected one of {', '.join(NUMERIC_SCALINGS)}")
+        if len(frame) == 0:
+            raise AutomlError("cannot fit the preprocessor on zero rows")
+        self.columns_ = list(frame.columns)
+        self.image_columns_, self.image_shape_ = _pixel_grid(frame, tuple(self.image_shape))
+        self.roles_ = {c: "image" for c in self.image_columns_}
+        for column in frame.columns:
+            if column not in self.roles_:
+                self.roles_[column] = self._role(frame[column], len(frame))
+        self.image_scale_ = (
+            float(max(frame[self.image_columns_].max().max(), 1)) if self.image_columns_ else 1.0
+        )
+        self.date_parts_ = {c: self._fit_date(frame[c]) for c in self._having("date")}
+        self.tokens_ = {c: self._fit_tokens(frame[c]) for c in self._having("tokens")}
+        self.levels_ = {}
+        for name, values in self._categorical_sources(frame):
+            counts = values.value_counts(dropna=True)
+            kept = counts[counts >= self.min_category_count].index[: self.max_categories]
+            if len(kept):
+                self.levels_[name] = pd.Index(kept)
+        self.numeric_stats_ = {}
+        for name, values in self._numeric_sources(frame):
+            stats = self._fit_numeric(values)
+            if stats is not None:
+                self.numeric_stats_[name] = stats
+        self.numeric_names_ = tuple(
+            out for name, stats in self.numeric_stats_.items()
+            for out in ([name] if stats["scale"] is not None else []) + ([f"{name}__missing"] if stats["indicator"] else [])
+        )
+        return self
+
+    def _having(self, role: str) -> list[str]:
+        return [c for c, r in self.roles_.items() if r == role]
+
+    def _role(self, values: pd.Series, n_rows: int) -> str:
+        if values.isna().all():
+            return "dropped: all missing"
+        if values.nunique(dropna=False) <= 1:
+            return "dropped: constant"
+        if pd.api.types.is_bool_dtype(values) or pd.api.types.is_numeric_dtype(values):
+            return "numeric"
+        if pd.api.types.is_datetime64_any_dtype(values):
+            return "date"
+        if values.name in self.date_columns or (values.name not in self.text_columns and _looks_like_date(values)):
+            return "date"
+        if values.name in self.text_columns or _looks_like_text(values):
+            return "text"
+        limit = max(50, min(self.max_categories, 0.05 * n_rows))
+        return "categorical" if values.nunique() <= limit else "tokens"
+
+    def _fit_date(self, values: pd.Series) -> list[str]:
+        parts = _date_parts(values)
+        return [p for p in DATE_PARTS if parts[p].nunique() > 1]
+
+    def _fit_tokens(self, values: pd.Series) -> dict:
+        """Frequent words of a high-cardinality string column, and its value counts."""
+        text = values.dropna().astype(str)
+        uniques, counts = np.unique(text.to_numpy(dtype=object), return_counts=True)
+        words = pd.Series(uniques).str.lower().str.findall(TOKEN).map(set).explode().dropna()
+        rows_with = pd.Series(counts[words.index.to_numpy()], index=words.to_numpy()).groupby(level=0).sum()
+        n = len(values)
+        frequent = rows_with[(rows_with >= max(10, 0.01 * n)) & (rows_with <= 0.95 * n)]
+        tokens = frequent.sort_values(ascending=False, kind="stable").index[: self.max_tokens]
+        return {"tokens": list(tokens), "counts": pd.Series(counts, index=uniques)}
+
+    def _fit_numeric(self, values: np.ndarray) -> dict | None:
+        missing = np.isnan(values)
+        if missing.all():
+            return None
+        median = float(np.nanmedian(values))
+        filled = np.where(missing, median, values)
+        stats = {"median": median, "indicator": bool(missing.any()), "center": 0.0, "scale": None}
+        if filled.std() == 0:
+            return stats if stats["indicator"] else None
+        if self.numeric == "quantile":
+            sample = filled if len(filled) <= 100_000 else np.random.default_rng(0).choice(filled, 100_000)
+            stats["quantiles"] = np.quantile(sample, np.linspace(0, 1, 1001))
+            stats["scale"] = 1.0
+        else:
+            stats["center"], stats["scale"] = float(filled.mean()), float(filled.std())
+        return stats
+
+    # ------------------------------------------------------------- generated columns
+    def _numeric_sources(self, frame: pd.DataFrame):
+        """(name, float64 values) for every numeric input, one at a time (memory)."""
+        for column in self._having("numeric"):
+            yield column, _as_float(frame[column])
+        for column, parts in self.date_parts_.items():
+            values = _date_parts(frame[column])
+            for part in parts:
+                yield f"{column}__{part}", values[part].to_numpy(dtype=np.float64, na_value=np.nan)
+        for column in self._having("text"):
+            text = frame[column].astype("string")
+            yield f"{column}__length", _as_float(text.str.len())
+            yield f"{column}__words", _as_float(text.str.count(r"\s+") + 1)
+        for column, fitted in self.tokens_.items():
+            text = frame[column].astype("string")
+            lower = text.str.lower()
+            yield f"{column}__length", _as_float(text.str.len())
+            yield f"{column}__number", _as_float(text.str.extract(r"(\d+)\D*$", expand=False).astype("Float64"))
+            repeats = text.map(fitted["counts"]).astype("Float64").fillna(0)
+            yield f"{column}__repeats", _as_float(repeats)
+            for token in fitted["tokens"]:
+                yield f"{column}__has_{token}", _as_float(lower.str.contains(rf"\b{token}\b", regex=True))
+
+    def _categorical_sources(self, frame: pd.DataFrame):
+        for column in self._having("categorical"):
+            yield column, frame[column]
+        for column in self.tokens_:
+            yield f"{column}__prefix", frame[column].astype("string").str.extract(r"^\W*([A-Za-z]+)", expand=False).str.upper()
+
+    # --------------------------------------------------------------- transforming
+    def transform(self, frame: pd.DataFrame) -> Features:
+        if not hasattr(self, "roles_"):
+            raise AutomlError("this Preprocessor is not fitted yet; call fit(train) first")
+        missing = [c for c in self.columns_ if c not in frame.columns and not self.roles_[c].startswith("dropped")]
+        if missing:
+            raise AutomlError(f"column {missing[0]!r} seen while fitting is missing from the frame to transform")
+        n = len(frame)
+        numeric = np.empty((n, len(self.numeric_names_)), dtype=np.float32)
+        position = 0
+        for name, values in self._numeric_sources(frame):
+            stats = self.numeric_stats_.get(name)
+            if stats is None:
+                continue
+            nan = np.isnan(values)
+            if stats["scale"] is not None:
+                numeric[:, position] = self._scale(np.where(nan, stats["median"], values), stats)
+                position += 1
+            if stats["indicator"]:
+                numeric[:, position] = nan
+                position += 1
+        names, codes = [], []
+        for name, values in self._categorical_sources(frame):
+            if name in self.levels_:
+                names.append(name)
+                codes.append(_encode(values, self.levels_[name]))
+        categorical = np.stack(codes, axis=1) if codes else np.zeros((n, 0), dtype=np.int64)
+        return Features(
+            numeric=numeric,
+            numeric_names=self.numeric_names_,
+            categorical=categorical,
+            categorical_names=tuple(names),
+            cardinalities=tuple(len(self.levels_[name]) + 2 for name in names),
+            text={c: frame[c].astype("string").fillna("").to_numpy(dtype=object) for c in self._having("text")},
+            images=self._images(frame),
+        )
+
+    def fit_transform(self, frame: pd.DataFrame) -> Features:
+        return self.fit(frame).transform(frame)
+
+    def _scale(self, values: np.ndarray, stats: dict) -> np.ndarray:
+        if "quantiles" in stats:
+            q = stats["quantiles"]
+            ranks = np.linspace(0, 1, len(q))
+            # Average of forward and backward interpolation, as scikit-learn's
+            # QuantileTransformer does, so tied quantiles map to their middle rank.
+            u = 0.5 * (np.interp(values, q, ranks) - np.interp(-values, -q[::-1], -ranks[::-1]))
+            return ndtri(np.clip(u, 1e-4, 1 - 1e-4))
+        return (values - stats["center"]) / stats["scale"]
+
+    def _images(self, frame: pd.DataFrame) -> np.ndarray | None:
+        if not self.image_columns_:
+            return None
+        pixels = frame[self.image_columns_].to_numpy(dtype=np.float32, na_value=0.0) / self.image_scale_
+        channels, height, width = self.image_shape_
+        if channels == 1:
+            return pixels.reshape(-1, 1, height, width)
+        return pixels.reshape(-1, height, width, channels).transpose(0, 3, 1, 2).copy()
+
+    def describe(self) -> dict[str, str]:
+        """A short human description of each input column's role, for `automl inspect`."""
+        notes = {}
+        for column, role in self.roles_.items():
+            if role == "categorical":
+                count = len(self.levels_.get(column, ()))
+                role = f"categorical ({count} levels)"
+            elif role == "date":
+                role = f"date ({', '.join(self.date_parts_[column])})"
+            elif role == "tokens":
+                words = self.tokens_[column]["tokens"]
+                role = "tokens: " + (", ".join(words[:6]) + (", ..." if len(words) > 6 else "") if words else "length, number, repeats")
+            elif role == "image":
+                role = f"image {'x'.join(map(str, self.image_shape_))}"
+            notes[column] = role
+        return notes
+
+
+# ------------------------------------------------------------------------- helpers
+
+def _as_float(values) -> np.ndarray:
+    array = pd.to_numeric(pd.Series(values), errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+    finite = np.isfinite(array)
+    return array if finite.all() else np.where(finite, array, np.nan)
+
+
+def _encode(values: pd.Series, levels: pd.Index) -> np.ndarray:
+    if not pd.api.types.is_dtype_equal(values.dtype, levels.dtype) and pd.api.types.is_numeric_dtype(values):
+        values = values.astype("string")
+    codes = pd.Categorical(values, categories=levels).codes.astype(np.int64) + 2  # -1 -> 1: rare or unseen
+    codes[values.isna().to_numpy()] = 0
+    return codes
+
+
+def _date_parts(values: pd.Series) -> pd.DataFrame:
+    stamps = values if pd.api.types.is_datetime64_any_dtype(values) else pd.to_datetime(values, errors="coerce", format="mixed")
+    return pd.DataFrame({
+        "year": stamps.dt.year, "month": stamps.dt.month, "day": stamps.dt.day,
+        "weekday": stamps.dt.weekday, "hour": stamps.dt.hour,
+    })
+
+
+def _looks_like_date(values: pd.Series) -> bool:
+    sample = values.dropna().astype(str).head(500)
+    shaped = sample.str.fullmatch(r"\s*\d{1,4}[-/.]\d{1,2}[-/.]\d{1,4}([ T]\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?)?\s*")
+    if shaped.mean() < 0.95:
+        return False
+    return pd.to_datetime(sample, errors="coerce", format="mixed").notna().mean() >= 0.95
+
+
+def _looks_like_text(values: pd.Series) -> bool:
+    sample = values.dropna().astype(str).head(2000)
+    return sample.str.split().str.len().mean() >= 6 and sample.nunique() >= 0.5 * len(sample)
+
+
+def _pixel_grid(frame: pd.DataFrame, shape: tuple) -> tuple[list[str], tuple]:
+    """Columns named PREFIX0..PREFIXn (numeric) that form a square image, and its shape."""
+    groups: dict[str, dict[int, str]] = {}
+    for column in frame.columns:
+        match = re.fullmatch(r"(.*?)(\d+)", str(column))
+        if match and pd.api.types.is_numeric_dtype(frame[column]):
+            groups.setdefault(match.group(1), {})[int(match.group(2))] = column
+    for members in groups.values():
+        n = len(members)
+        if n < 64 or sorted(members) not in (list(range(n)), list(range(1, n + 1))):
+            continue
+        for channels in (1, 3):
+            side = int(round((n / channels) ** 0.5))
+            found = (channels, side, side)
+            if side * side * channels == n and (not shape or tuple(shape) == found):
+                return [members[i] for i in sorted(members)], found
+    if shape:
+        raise AutomlError(f"image_shape {list(shape)}: no numbered pixel columns of that size were found")
+    return [], ()

@@ -1,0 +1,64 @@
+"""The learning problem of one run: feature frames, encoded target and classes.
+
+Built once from the competition spec and its tables, then handed to every model.
+Feature columns are those train and test share, minus the id and the target(s): a
+column only train has (bike-sharing's casual/registered) would leak the answer. An id
+that holds dates is kept as a feature, since it says when a row happened.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from automl.competition import Competition
+from automl.errors import AutomlError
+from automl.metrics import Metric, get_metric
+from automl.preprocess import _looks_like_date
+
+
+@dataclass(frozen=True)
+class Problem:
+    comp: Competition
+    metric: Metric
+    train: pd.DataFrame  # feature columns only
+    test: pd.DataFrame
+    y: np.ndarray  # int64 class codes, or float64 values
+    classes: np.ndarray | None  # class value per code, in sorted order
+    labelled: pd.DataFrame  # every column of the labelled train rows (groups, times)
+
+    @property
+    def n_classes(self) -> int:
+        return 0 if self.classes is None else len(self.classes)
+
+
+def make_problem(comp: Competition, train: pd.DataFrame, test: pd.DataFrame) -> Problem:
+    if comp.task == "multilabel":
+        raise AutomlError(f"{comp.slug}: multilabel tasks are not supported yet; set one target in its YAML")
+    labelled = train[train[comp.target].notna()]
+    dropped = len(train) - len(labelled)
+    if dropped == len(train):
+        raise AutomlError(f"{comp.train}: target column {comp.target!r} is empty")
+    target = labelled[comp.target]
+    exclude = {comp.target, *comp.submission_columns}
+    if comp.id in test.columns and not _looks_like_date(test[comp.id]):
+        exclude.add(comp.id)
+    columns = [c for c in labelled.columns if c in test.columns and c not in exclude]
+    if not columns:
+        raise AutomlError(f"{comp.train}: no feature columns are shared with {comp.test}")
+    if comp.is_classification:
+        classes, y = np.unique(target.to_numpy(), return_inverse=True)
+        if comp.task == "binary" and len(classes) != 2:
+            raise AutomlError(f"{comp.slug}: task is binary but {comp.target!r} has {len(classes)} classes; set task: multiclass")
+        y = y.astype(np.int64)
+    else:
+        y = pd.to_numeric(target, errors="coerce").to_numpy(dtype=np.float64)
+        if np.isnan(y).any():
+            raise AutomlError(f"{comp.train}: regression target {comp.target!r} has non-numeric values")
+        if get_metric(comp.metric).target_transform == "log1p" and (y < 0).any():
+            raise AutomlError(f"{comp.slug}: metric {comp.metric} needs a target >= 0, but {comp.target!r} has negative values")
+        classes = None
+    return Problem(comp, get_metric(comp.metric), labelled[columns].reset_index(drop=True),
+                   test[columns].reset_index(drop=True), y, classes, labelled.reset_index(drop=True))

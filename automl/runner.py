@@ -1,0 +1,196 @@
+"""`automl run`: from a competition's name to a leaderboard and a valid submission.
+
+A run directory (runs/SLUG/NAME/) holds everything the run made: config.json, the
+folds, one folder per model (out-of-fold and test predictions, scores, seconds),
+leaderboard.csv, submission.csv and run.log. Running the same name again reuses every
+model already finished; a run made with other folds or another spec is refused rather
+than mixed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from rich.console import Console
+
+from automl import baselines
+from automl.baselines import CVResult
+from automl.competition import Competition, load, read_tables
+from automl.errors import AutomlError
+from automl.fetch import fetch
+from automl.folds import fold_features, make_folds
+from automl.io import write_csv, write_json, write_npy
+from automl.problem import Problem, make_problem
+from automl.submission import make_submission, validate
+
+log = logging.getLogger("automl")
+
+
+@dataclass(frozen=True)
+class RunResult:
+    leaderboard: pd.DataFrame
+    run_dir: Path
+    submission: Path
+    paths: dict[str, Path]
+
+
+def prepare(slug: str, data_dir="data", source=None) -> tuple[Competition, Problem, pd.DataFrame, pd.Series | None]:
+    """Fetch, read and check the data; return spec, problem, sample and test ids."""
+    folder = fetch(slug, data_dir, source)
+    comp = load(slug, folder)
+    train, test, sample = read_tables(comp, folder, f"competitions/{slug}.yaml")
+    test_ids = test[comp.id] if comp.id in test.columns else None
+    return comp, make_problem(comp, train, test), sample, test_ids
+
+
+def run(slug: str, *, source=None, name: str = "default", models: str = "baselines", folds: int = 5,
+        seed: int = 0, runs_dir="runs", data_dir="data", console: Console | None = None) -> RunResult:
+    """Cross-validate every model on shared folds and write the best one's submission."""
+    console = console or Console(stderr=True)
+    started = time.perf_counter()
+    comp, problem, sample, test_ids = prepare(slug, data_dir, source)
+    run_dir = Path(runs_dir) / slug / name
+    _claim(run_dir, {"slug": slug, "competition": asdict(comp), "folds": folds, "seed": seed,
+                     "rows": len(problem.y)}, name)
+    handler = _log_to(run_dir / "run.log")
+    try:
+        assignment = _folds(run_dir, problem, folds, seed)
+        results, pending = [], []
+        for model in _model_names(models):
+            done = _load_result(run_dir / "models" / model)
+            if done is None:
+                pending.append(model)
+            else:
+                console.print(f"  {model}: finished earlier, reused ({_fmt(done.mean)})")
+                results.append(done)
+        if pending:
+            with console.status("preprocessing each fold"):
+                fold_data = fold_features(problem, assignment)
+            usable = baselines.applicable(problem, fold_data)
+            for model in [m for m in pending if m in usable]:
+                results.append(_fit(model, run_dir, problem, fold_data, seed, console))
+        board = leaderboard(results, problem)
+        paths = {"leaderboard": write_csv(run_dir / "leaderboard.csv", board)}
+        best = next(r for r in results if r.name == board.iloc[0]["model"])
+        paths["submission"] = _write_submission(run_dir, comp, sample, test_ids, best, problem)
+        log.info("run finished in %.1fs; submission from %s", time.perf_counter() - started, best.name)
+        return RunResult(board, run_dir, paths["submission"], paths | {"run_dir": run_dir})
+    finally:
+        logging.getLogger("automl").removeHandler(handler)
+        handler.close()
+
+
+def _fit(model: str, run_dir: Path, problem: Problem, fold_data, seed: int, console: Console) -> CVResult:
+    k = len(fold_data)
+    with console.status(f"{model}: fold 1/{k}") as status:
+        result = baselines.cross_validate(model, problem, fold_data, seed,
+                                          on_fold=lambda i: status.update(f"{model}: fold {i + 1}/{k}"))
+    _save_result(run_dir / "models" / model, result)
+    metric = problem.comp.metric
+    log.info("%s: %s %.5f +- %.5f in %.1fs", model, metric, result.mean, result.std, result.seconds)
+    console.print(f"  {model}: {metric} {_fmt(result.mean)} ± {_fmt(result.std)} ({result.seconds:.1f}s)")
+    return result
+
+
+def _model_names(models: str) -> list[str]:
+    names = []
+    for part in [m.strip() for m in models.split(",") if m.strip()]:
+        if part == "baselines":
+            names += [n for n in baselines.BASELINES if n not in names]
+        elif part in baselines.BASELINES:
+            names.append(part)
+        else:
+            raise AutomlError(f"--models: unknown model {part!r}; expected baselines or any of {', '.join(baselines.BASELINES)}")
+    return names
+
+
+def _claim(run_dir: Path, config: dict, name: str) -> None:
+    """Create the run directory, or check that an existing one was made the same way."""
+    path = run_dir / "config.json"
+    if path.is_file():
+        before = json.loads(path.read_text())
+        for key in ("competition", "folds", "seed", "rows"):
+            if json.dumps(before.get(key), sort_keys=True) != json.dumps(config[key], sort_keys=True, default=list):
+                raise AutomlError(
+                    f"{run_dir} was made with a different {key} ({before.get(key) if key != 'competition' else 'spec'}); "
+                    f"use the same options, or --name with a new run name instead of {name!r}"
+                )
+        return
+    write_json(path, config)
+
+
+def _folds(run_dir: Path, problem: Problem, k: int, seed: int) -> np.ndarray:
+    path = run_dir / "folds.csv"
+    if path.is_file():
+        return pd.read_csv(path)["fold"].to_numpy()
+    assignment = make_folds(problem, k, seed)
+    write_csv(path, pd.DataFrame({"row": np.arange(len(assignment)), "fold": assignment}))
+    return assignment
+
+
+def _save_result(folder: Path, result: CVResult) -> None:
+    write_npy(folder / "oof.npy", result.oof)
+    write_npy(folder / "test.npy", result.test)
+    write_json(folder / "result.json", {  # written last: its presence means finished
+        "name": result.name, "kind": result.kind, "fold_scores": result.fold_scores,
+        "mean": result.mean, "std": result.std, "seconds": result.seconds,
+        "threshold": result.threshold, "info": result.info,
+    })
+
+
+def _load_result(folder: Path) -> CVResult | None:
+    if not (folder / "result.json").is_file():
+        return None
+    meta = json.loads((folder / "result.json").read_text())
+    return CVResult(meta["name"], np.load(folder / "oof.npy"), np.load(folder / "test.npy"),
+                    meta["fold_scores"], meta["seconds"], meta["threshold"], meta["kind"], meta["info"])
+
+
+def leaderboard(results: list[CVResult], problem: Problem) -> pd.DataFrame:
+    """One row per model, best first by the competition metric's direction."""
+    rows = []
+    for r in results:
+        row = {"model": r.name, "kind": r.kind, problem.comp.metric: r.mean, "std": r.std,
+               "seconds": round(r.seconds, 2)}
+        row |= {f"fold_{i}": s for i, s in enumerate(r.fold_scores)}
+        row["note"] = r.info.get("note", baselines.BASELINES[r.name].description if r.name in baselines.BASELINES else "")
+        rows.append(row)
+    board = pd.DataFrame(rows).sort_values(problem.comp.metric, ascending=not problem.metric.greater_is_better,
+                                           kind="stable")
+    board.insert(0, "rank", np.arange(1, len(board) + 1))
+    return board.reset_index(drop=True)
+
+
+def _write_submission(run_dir: Path, comp: Competition, sample: pd.DataFrame, test_ids, best: CVResult,
+                      problem: Problem) -> Path:
+    frame = make_submission(comp, sample, test_ids, best.test, problem.classes, best.threshold)
+    path = write_csv(run_dir / "submission.csv", frame)
+    classes = None if problem.classes is None else [str(c) for c in problem.classes]
+    problems = validate(path, comp, sample, classes)
+    if problems:  # our own bug, never the user's: say so plainly
+        raise AutomlError(f"{path} failed its own check: {problems[0]}; please report this")
+    kaggle_working = Path("/kaggle/working")
+    if kaggle_working.is_dir():
+        shutil.copyfile(path, kaggle_working / "submission.csv")
+    return path
+
+
+def _log_to(path: Path) -> logging.Handler:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    logger = logging.getLogger("automl")
+    logger.setLevel(logging.INFO)
+    logger.addHandler(handler)
+    return handler
+
+
+def _fmt(value: float) -> str:
+    return f"{value:.5f}" if abs(value) < 100 else f"{value:,.1f}"
