@@ -66,23 +66,49 @@ def inspect(slug: str = typer.Argument(..., help="Competition slug."), data_dir:
         out.print(f"saved {result.saved}")
 
 
+MODELS = typer.Option("all", "--models", help="Comma-separated: all, baselines, networks, or baseline names such as hist_gb,linear.")
+TRIALS = typer.Option(None, "--trials", help="Network trials to finish in the study (default: the pipeline's).")
+TIMEOUT = typer.Option(None, "--timeout", help="Seconds for the whole run; a trial in flight stops at its next epoch.")
+PIPELINE = typer.Option("tabular", "--pipeline", help="Search recipe: a name in pipelines/ or a YAML path.")
+STORAGE = typer.Option(None, "--storage", help="Optuna storage URL (default: SQLite in the run directory).")
+DEVICE = typer.Option("auto", "--device", help="auto (the GPU when there is one), cpu or cuda.")
+PRECISION = typer.Option("32-true", "--precision", help="32-true, or bf16-mixed on a GPU that supports it.")
+NAME = typer.Option("default", "--name", help="Run name; running the same name again resumes it.")
+FOLDS = typer.Option(5, "--folds", help="Number of cross-validation folds.")
+SEED = typer.Option(0, "--seed", help="Seed for the folds, the models and the sampler.")
+RUNS_DIR = typer.Option("runs", "--runs-dir", help="Where run directories go (RUNS_DIR/SLUG/NAME).")
+
+
 @app.command()
-def run(slug: str = typer.Argument(..., help="Competition slug."),
-        source: Path = SOURCE,
-        name: str = typer.Option("default", "--name", help="Run name; running the same name again resumes it."),
-        models: str = typer.Option("baselines", "--models", help="Comma-separated models: 'baselines' or names such as hist_gb,linear."),
-        folds: int = typer.Option(5, "--folds", help="Number of cross-validation folds."),
-        seed: int = typer.Option(0, "--seed", help="Seed for the folds and the models."),
-        runs_dir: Path = typer.Option("runs", "--runs-dir", help="Where run directories go (RUNS_DIR/SLUG/NAME)."),
-        data_dir: Path = DATA_DIR) -> None:
-    """Cross-validate models on shared folds, print the leaderboard and write submission.csv."""
+def run(slug: str = typer.Argument(..., help="Competition slug."), source: Path = SOURCE, name: str = NAME,
+        models: str = MODELS, folds: int = FOLDS, seed: int = SEED, trials: int = TRIALS, timeout: float = TIMEOUT,
+        pipeline: str = PIPELINE, storage: str = STORAGE, device: str = DEVICE, precision: str = PRECISION,
+        runs_dir: Path = RUNS_DIR, data_dir: Path = DATA_DIR) -> None:
+    """Cross-validate baselines and searched networks on shared folds, print the leaderboard, write submission.csv."""
+    _run(slug, source=source, name=name, models=models, folds=folds, seed=seed, trials=trials, timeout=timeout,
+         pipeline=pipeline, storage=storage, device=device, precision=precision, runs_dir=runs_dir, data_dir=data_dir)
+
+
+@app.command()
+def search(slug: str = typer.Argument(..., help="Competition slug."), source: Path = SOURCE, name: str = NAME,
+           folds: int = FOLDS, seed: int = SEED, trials: int = TRIALS, timeout: float = TIMEOUT,
+           pipeline: str = PIPELINE, storage: str = STORAGE, device: str = DEVICE, precision: str = PRECISION,
+           runs_dir: Path = RUNS_DIR, data_dir: Path = DATA_DIR) -> None:
+    """Run only the neural search (same folds, metric and run directory as `automl run`)."""
+    _run(slug, source=source, name=name, models="networks", folds=folds, seed=seed, trials=trials, timeout=timeout,
+         pipeline=pipeline, storage=storage, device=device, precision=precision, runs_dir=runs_dir, data_dir=data_dir)
+
+
+def _run(slug: str, **options) -> None:
+    if options["device"] not in ("auto", "cpu", "cuda"):
+        _fail(f"--device {options['device']!r}: expected auto, cpu or cuda", 2)
     try:
-        result = runner.run(slug, source=source, name=name, models=models, folds=folds, seed=seed,
-                            runs_dir=runs_dir, data_dir=data_dir, console=err)
+        result = runner.run(slug, console=err, **options)
     except AutomlError as exc:
         _fail(str(exc))
     except KeyboardInterrupt:
-        _fail(f"interrupted; finished models are kept in {runs_dir}/{slug}/{name} and are reused next time", 130)
+        _fail(f"interrupted; finished models and trials are kept in {options['runs_dir']}/{slug}/{options['name']} "
+              "and reused when you run the same command again", 130)
     out.print(leaderboard_table(result.leaderboard))
     out.print(f"submission: {result.submission}  (from {result.leaderboard.iloc[0]['model']})", highlight=False)
 

@@ -50,11 +50,21 @@ def prepare(slug: str, data_dir="data", source=None) -> tuple[Competition, Probl
     return comp, make_problem(comp, train, test), sample, test_ids
 
 
-def run(slug: str, *, source=None, name: str = "default", models: str = "baselines", folds: int = 5,
-        seed: int = 0, runs_dir="runs", data_dir="data", console: Console | None = None) -> RunResult:
-    """Cross-validate every model on shared folds and write the best one's submission."""
+def run(slug: str, *, source=None, name: str = "default", models: str = "all", folds: int = 5, seed: int = 0,
+        trials: int | None = None, timeout: float | None = None, pipeline: str = "tabular",
+        storage: str | None = None, device: str = "auto", precision: str = "32-true", runs_dir="runs",
+        data_dir="data", console: Console | None = None) -> RunResult:
+    """Cross-validate baselines and searched networks on shared folds; write the best one's submission.
+
+    `timeout` (seconds) bounds the whole run: baselines first, then the search gets the
+    rest; a trial in flight stops at its next epoch when time is up.
+    """
     console = console or Console(stderr=True)
     started = time.perf_counter()
+    names, networks = _model_names(models)
+    recipe = _load_recipe(pipeline) if networks else None
+    budget = timeout if timeout is not None else (recipe.timeout if recipe else None)
+    deadline = None if budget is None else time.monotonic() + budget
     comp, problem, sample, test_ids = prepare(slug, data_dir, source)
     run_dir = Path(runs_dir) / slug / name
     _claim(run_dir, {"slug": slug, "competition": asdict(comp), "folds": folds, "seed": seed,
@@ -63,7 +73,7 @@ def run(slug: str, *, source=None, name: str = "default", models: str = "baselin
     try:
         assignment = _folds(run_dir, problem, folds, seed)
         results, pending = [], []
-        for model in _model_names(models):
+        for model in names:
             done = _load_result(run_dir / "models" / model)
             if done is None:
                 pending.append(model)
@@ -76,6 +86,11 @@ def run(slug: str, *, source=None, name: str = "default", models: str = "baselin
             usable = baselines.applicable(problem, fold_data)
             for model in [m for m in pending if m in usable]:
                 results.append(_fit(model, run_dir, problem, fold_data, seed, console))
+        if networks:
+            results += _networks(problem, assignment, recipe, run_dir, console, trials=trials or recipe.trials,
+                                 deadline=deadline, storage=storage, device=device, precision=precision, seed=seed)
+        if not results:
+            raise AutomlError(f"no model finished within the budget; give more time with --timeout (now {budget}s)")
         board = leaderboard(results, problem)
         paths = {"leaderboard": write_csv(run_dir / "leaderboard.csv", board)}
         best = next(r for r in results if r.name == board.iloc[0]["model"])
@@ -99,16 +114,63 @@ def _fit(model: str, run_dir: Path, problem: Problem, fold_data, seed: int, cons
     return result
 
 
-def _model_names(models: str) -> list[str]:
-    names = []
+def _model_names(models: str) -> tuple[list[str], bool]:
+    """Baseline names to fit, and whether to search networks."""
+    names, networks = [], False
     for part in [m.strip() for m in models.split(",") if m.strip()]:
-        if part == "baselines":
+        if part in ("baselines", "all"):
             names += [n for n in baselines.BASELINES if n not in names]
+        if part in ("networks", "all"):
+            networks = True
         elif part in baselines.BASELINES:
             names.append(part)
-        else:
-            raise AutomlError(f"--models: unknown model {part!r}; expected baselines or any of {', '.join(baselines.BASELINES)}")
-    return names
+        elif part != "baselines":
+            raise AutomlError(f"--models: unknown model {part!r}; expected all, baselines, networks or any of "
+                              f"{', '.join(baselines.BASELINES)}")
+    return names, networks
+
+
+def _load_recipe(pipeline: str):
+    from automl.pipeline import load_pipeline
+
+    return load_pipeline(pipeline)
+
+
+def _networks(problem: Problem, assignment: np.ndarray, recipe, run_dir: Path, console: Console, *, trials: int,
+              deadline: float | None, storage: str | None, device: str, precision: str, seed: int) -> list[CVResult]:
+    """Search networks (imported lazily: torch and Lightning take seconds to import)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from automl import search
+    from automl.train import resolve_device
+
+    device = resolve_device(device)
+    with console.status("preprocessing each fold for the networks"):
+        net_folds = fold_features(problem, assignment, numeric=recipe.numeric)
+    metric = problem.comp.metric
+    columns = [TextColumn("networks"), BarColumn(), MofNCompleteColumn(), TextColumn("trials"),
+               TimeElapsedColumn(), TextColumn("{task.fields[best]}")]
+    with Progress(*columns, console=console, transient=False) as progress:
+        bar = progress.add_task("search", total=trials, best="")
+
+        def on_trial(study, trial) -> None:
+            counts = search.summary(study)
+            done = counts["complete"] + counts["pruned"]
+            best = search.best_trials(study, 1)
+            progress.update(bar, completed=done, best=f"best {metric} {_fmt(best[0].value)} (#{best[0].number})"
+                            if best else "")
+
+        study = search.search(problem, net_folds, recipe, run_dir, trials=trials, deadline=deadline, storage=storage,
+                              device=device, precision=precision, seed=seed, on_trial=on_trial)
+        on_trial(study, None)
+    counts = search.summary(study)
+    log.info("search: %s on %s", counts, device)
+    console.print(f"  networks: {counts['complete']} complete, {counts['pruned']} pruned, {counts['fail']} failed "
+                  f"trials on {device}")
+    found = search.network_results(study, run_dir, 1)
+    if not found:
+        console.print("  networks: no trial finished every fold within the budget; give more time with --timeout")
+    return found
 
 
 def _claim(run_dir: Path, config: dict, name: str) -> None:
@@ -160,7 +222,7 @@ def leaderboard(results: list[CVResult], problem: Problem) -> pd.DataFrame:
         row = {"model": r.name, "kind": r.kind, problem.comp.metric: r.mean, "std": r.std,
                "seconds": round(r.seconds, 2)}
         row |= {f"fold_{i}": s for i, s in enumerate(r.fold_scores)}
-        row["note"] = r.info.get("note", baselines.BASELINES[r.name].description if r.name in baselines.BASELINES else "")
+        row["note"] = r.info.get("note") or (baselines.BASELINES[r.name].description if r.name in baselines.BASELINES else "")
         rows.append(row)
     board = pd.DataFrame(rows).sort_values(problem.comp.metric, ascending=not problem.metric.greater_is_better,
                                            kind="stable")

@@ -1,0 +1,99 @@
+"""The LightningModule that trains any network family for any task.
+
+It takes plain arguments (the searched hyperparameters by their YAML/Optuna names) and
+saves them, so `TabularModule(**trial.params, ...)` rebuilds a trial's model. Optimization
+is manual: one zero_grad/backward/step per batch with no closure, which keeps Lightning's
+per-step cost near a plain PyTorch loop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import lightning.pytorch as pl
+import numpy as np
+import torch
+from torch import nn
+
+from automl.models.tabular import FAMILIES
+
+OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
+SCHEDULES = ("none", "cosine", "onecycle")
+
+
+class TabularModule(pl.LightningModule):
+    def __init__(self, n_numeric: int, cardinalities: tuple[int, ...], out: int, task: str, *,
+                 family: str = "mlp", optimizer: str = "adamw", lr: float = 1e-3, weight_decay: float = 1e-5,
+                 schedule: str = "none", momentum: float = 0.9, nesterov: bool = False, grad_clip: float = 0.0,
+                 batch_size: int = 256, total_steps: int = 1, **network):
+        super().__init__()
+        for key, value, allowed in (("family", family, FAMILIES), ("optimizer", optimizer, OPTIMIZERS),
+                                    ("schedule", schedule, SCHEDULES)):
+            if value not in allowed:
+                raise ValueError(f"{key} {value!r}: expected one of {', '.join(allowed)}")
+        self.save_hyperparameters()
+        self.net = FAMILIES[family](n_numeric, tuple(cardinalities), out, **network)
+        self.automatic_optimization = False
+        self.scorer: Callable[[np.ndarray], float] | None = None  # set by the search, not a hyperparameter
+        self.last_predictions: np.ndarray | None = None
+
+    def forward(self, numeric: torch.Tensor, categorical: torch.Tensor) -> torch.Tensor:
+        return self.net(numeric, categorical)
+
+    def loss(self, output: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        if self.hparams.task == "regression":
+            return nn.functional.mse_loss(output.squeeze(-1), y)
+        return nn.functional.cross_entropy(output, y)
+
+    def training_step(self, batch, batch_idx):
+        """One optimizer step per mini-batch of `batch_size` rows in this group of rows."""
+        optimizer, scheduler = self.optimizers(), self.lr_schedulers()
+        clip = self.hparams.grad_clip
+        for numeric, categorical, y in zip(*(t.split(self.hparams.batch_size) for t in batch), strict=True):
+            optimizer.zero_grad(set_to_none=True)
+            loss = self.loss(self(numeric, categorical), y)
+            self.manual_backward(loss)
+            if clip:
+                self.clip_gradients(optimizer, gradient_clip_val=clip, gradient_clip_algorithm="norm")
+            optimizer.step()
+            if scheduler is not None:
+                scheduler.step()
+        return loss
+
+    def predict_arrays(self, numeric: torch.Tensor, categorical: torch.Tensor, chunk: int = 65536) -> np.ndarray:
+        """Probabilities (classification) or raw outputs (regression) as float64 numpy."""
+        outputs = []
+        with torch.no_grad():
+            for start in range(0, numeric.shape[0], chunk):
+                out = self(numeric[start:start + chunk], categorical[start:start + chunk]).float()
+                outputs.append(out.squeeze(-1) if self.hparams.task == "regression" else out.softmax(-1))
+        return torch.cat(outputs).cpu().numpy().astype(np.float64)
+
+    def validation_step(self, batch, batch_idx):
+        self.last_predictions = self.predict_arrays(*batch)
+
+    def on_validation_epoch_end(self):
+        if self.trainer.sanity_checking or self.scorer is None:
+            return
+        if not np.isfinite(self.last_predictions).all():
+            raise FloatingPointError("the network diverged: its predictions became NaN or infinite")
+        self.log("val_score", self.scorer(self.last_predictions), prog_bar=False, logger=False)
+
+    def configure_optimizers(self):
+        h = self.hparams
+        decay = [p for p in self.parameters() if p.ndim >= 2]  # not biases, norms or scalars
+        rest = [p for p in self.parameters() if p.ndim < 2]
+        groups = [{"params": decay, "weight_decay": h.weight_decay}, {"params": rest, "weight_decay": 0.0}]
+        if h.optimizer == "sgd":
+            optimizer = torch.optim.SGD(groups, lr=h.lr, momentum=h.momentum, nesterov=h.nesterov and h.momentum > 0)
+        elif h.optimizer == "rmsprop":
+            optimizer = torch.optim.RMSprop(groups, lr=h.lr, momentum=h.momentum)
+        else:
+            optimizer = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[h.optimizer](groups, lr=h.lr)
+        if h.schedule == "cosine":
+            scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, h.total_steps))
+        elif h.schedule == "onecycle":
+            scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=h.lr, total_steps=max(2, h.total_steps))
+        else:
+            return optimizer
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

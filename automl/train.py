@@ -1,0 +1,153 @@
+"""Train one network on one fold with Lightning, quietly and cheaply.
+
+No checkpoint files, loggers, progress bars or model summaries: a trial must be cheap to
+start. The best epoch's weights are kept in memory (early stopping on the competition
+metric), and a deadline callback ends training at the next epoch once the run's time is up.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import time
+import warnings
+from dataclasses import dataclass
+
+import lightning.pytorch as pl
+import numpy as np
+import torch
+from lightning.pytorch.callbacks import Callback, EarlyStopping
+
+from automl.data import OneBatch, TensorBatches
+from automl.folds import Fold
+from automl.metrics import score
+from automl.models import TabularModule
+from automl.problem import Problem
+
+for _name in ("lightning.pytorch", "lightning.fabric", "lightning"):
+    logging.getLogger(_name).setLevel(logging.ERROR)
+warnings.filterwarnings("ignore", module="lightning")
+warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+
+
+def resolve_device(device: str) -> str:
+    """'auto' means the GPU when there is one."""
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        from automl.errors import AutomlError
+
+        raise AutomlError("--device cuda: no CUDA GPU is visible to torch; use --device cpu or auto")
+    return device
+
+
+@dataclass
+class FoldFit:
+    valid: np.ndarray  # predictions for the validation rows, in the problem's form
+    test: np.ndarray
+    epochs: int
+    best_score: float
+
+
+class Deadline(Callback):
+    """Stop at the end of the current epoch once `at` (time.monotonic) has passed."""
+
+    def __init__(self, at: float | None):
+        self.at = at
+        self.hit = False
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        if self.at is not None and time.monotonic() >= self.at:
+            self.hit = trainer.should_stop = True
+
+
+class KeepBest(Callback):
+    """Remember the weights of the best validation epoch (in memory, no files)."""
+
+    def __init__(self, greater_is_better: bool):
+        self.sign = 1.0 if greater_is_better else -1.0
+        self.best, self.state = -np.inf, None
+
+    def on_validation_end(self, trainer, pl_module):
+        score = trainer.callback_metrics.get("val_score")
+        if score is not None and self.sign * float(score) > self.best:
+            self.best = self.sign * float(score)
+            self.state = copy.deepcopy(pl_module.state_dict())
+
+
+class Target:
+    """The training target of one fold: log1p for rmsle, standardized for regression."""
+
+    def __init__(self, problem: Problem, train_rows: np.ndarray):
+        self.problem = problem
+        self.log = problem.metric.target_transform == "log1p"
+        y = problem.y[train_rows]
+        if problem.n_classes:
+            self.mean, self.std = 0.0, 1.0
+        else:
+            y = np.log1p(y) if self.log else y
+            self.mean, self.std = float(y.mean()), float(y.std() or 1.0)
+
+    def encode(self, rows: np.ndarray) -> np.ndarray:
+        y = self.problem.y[rows]
+        if self.problem.n_classes:
+            return y
+        return (((np.log1p(y) if self.log else y) - self.mean) / self.std).astype(np.float32)
+
+    def decode(self, output: np.ndarray) -> np.ndarray:
+        if self.problem.n_classes:
+            return output
+        values = output * self.std + self.mean
+        values = np.expm1(values) if self.log else values
+        return np.clip(values, 0, None) if self.problem.y.min() >= 0 else values
+
+
+def tensors(features, device: str) -> tuple[torch.Tensor, torch.Tensor]:
+    return (torch.as_tensor(features.numeric, device=device),
+            torch.as_tensor(features.categorical, device=device))
+
+
+def build_module(problem: Problem, fold: Fold, params: dict, total_steps: int) -> TabularModule:
+    out = problem.n_classes or 1
+    return TabularModule(fold.train.numeric.shape[1], fold.train.cardinalities, out, problem.comp.task,
+                         total_steps=total_steps, **params)
+
+
+def make_trainer(device: str, precision: str, max_epochs: int, callbacks: list) -> pl.Trainer:
+    """A Trainer that writes nothing and prints nothing: trials stay cheap to start."""
+    return pl.Trainer(
+        accelerator="gpu" if device == "cuda" else "cpu", devices=1, precision=precision, max_epochs=max_epochs,
+        logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+        num_sanity_val_steps=0, callbacks=callbacks,
+    )
+
+
+def fit_fold(problem: Problem, fold: Fold, params: dict, *, device: str = "cpu", max_epochs: int = 30,
+             patience: int = 5, precision: str = "32-true", callbacks=(), deadline: float | None = None,
+             seed: int = 0) -> FoldFit:
+    """Train on the fold's train rows, early-stop on its validation rows, predict test."""
+    pl.seed_everything(seed, verbose=False)
+    target = Target(problem, fold.train_rows)
+    y = torch.as_tensor(target.encode(fold.train_rows), device=device)
+    batches = TensorBatches(*tensors(fold.train, device), y, batch_size=int(params.get("batch_size", 256)), seed=seed)
+    module = build_module(problem, fold, params, total_steps=max_epochs * batches.steps)
+    y_valid = problem.y[fold.valid_rows]
+    module.scorer = lambda pred: _score(problem, y_valid, target.decode(pred))
+    keep = KeepBest(problem.metric.greater_is_better)
+    stop = Deadline(deadline)
+    mode = "max" if problem.metric.greater_is_better else "min"
+    trainer = make_trainer(device, precision, max_epochs, [
+        EarlyStopping("val_score", mode=mode, patience=patience, check_finite=False), keep, stop, *callbacks])
+    trainer.fit(module, train_dataloaders=batches, val_dataloaders=OneBatch(*tensors(fold.valid, device)))
+    if keep.state is not None:
+        module.load_state_dict(keep.state)
+    module.eval()
+    valid = target.decode(module.predict_arrays(*tensors(fold.valid, device)))
+    test = target.decode(module.predict_arrays(*tensors(fold.test, device)))
+    return FoldFit(valid, test, trainer.current_epoch, keep.sign * keep.best)
+
+
+def _score(problem: Problem, y: np.ndarray, pred: np.ndarray) -> float:
+    # Per-epoch scores steer early stopping and pruning: a plain 0.5 threshold is enough
+    # and cheap; the final threshold is picked once on the out-of-fold predictions.
+    return score(problem.metric, y, pred)

@@ -1,0 +1,110 @@
+"""The Optuna search: rebuild from FixedTrial, resume, failures, deadline, pruning."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import optuna
+import pytest
+from net_helpers import small_problem
+from optuna.trial import TrialState
+
+from automl.errors import AutomlError
+from automl.pipeline import load_pipeline, suggest
+from automl.search import Objective, StrictPruning, network_results, search
+from automl.train import build_module, fit_fold
+
+
+def tiny(**changes):
+    """The quick recipe shrunk for tests: few epochs, small widths."""
+    recipe = load_pipeline("quick")
+    recipe = dataclasses.replace(recipe, max_epochs=3, patience=2)
+    when = {"mlp": {**recipe.when["mlp"], "width": {"int": [8, 32], "log": True}}}
+    return dataclasses.replace(recipe, when=when, **changes)
+
+
+def test_fixed_trial_of_best_params_rebuilds_the_best_model(tmp_path):
+    problem, folds = small_problem("binary")
+    study = search(problem, folds, tiny(), tmp_path, trials=3, deadline=None)
+    best = study.best_trial
+    params = suggest(optuna.trial.FixedTrial(best.params), tiny())
+    assert params == best.params
+    rebuilt = build_module(problem, folds[0], params, total_steps=1)
+    assert rebuilt.hparams.family == best.params["family"]
+    assert rebuilt.net.head.in_features == best.params["width"]
+    # The objective runs without a study, on exactly these parameters.
+    value = Objective(problem, folds, tiny(), tmp_path / "fixed", device="cpu", precision="32-true",
+                      deadline=None, seed=0)(optuna.trial.FixedTrial(best.params))
+    assert 0.5 < value <= 1.0
+
+
+def test_resume_does_not_redo_trials(tmp_path):
+    problem, folds = small_problem("regression")
+    first = search(problem, folds, tiny(), tmp_path, trials=2, deadline=None)
+    numbers = [t.number for t in first.trials]
+    again = search(problem, folds, tiny(), tmp_path, trials=2, deadline=None)
+    assert [t.number for t in again.trials] == numbers  # nothing new ran
+    more = search(problem, folds, tiny(), tmp_path, trials=3, deadline=None)
+    finished = [t for t in more.trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+    assert len(finished) == 3 and (tmp_path / "study.db").is_file()
+    results = network_results(more, tmp_path, 1)
+    assert results and results[0].kind == "network" and len(results[0].fold_scores) == len(folds)
+
+
+def test_a_diverging_trial_is_recorded_as_failed_and_the_search_goes_on(tmp_path):
+    problem, folds = small_problem("regression")
+    space = {**tiny().space, "optimizer": {"choice": ["sgd"]}, "lr": {"choice": [1e12, 1e-3]},
+             "schedule": {"choice": ["none"]}}
+    recipe = tiny(space=space, pruner="none")
+    study = search(problem, folds, recipe, tmp_path, trials=6, deadline=None)
+    failed = [t for t in study.trials if t.state == TrialState.FAIL]
+    complete = [t for t in study.trials if t.state == TrialState.COMPLETE]
+    assert failed and complete
+    assert all(t.params["lr"] == 1e12 for t in failed)
+    assert "diverged" in failed[0].user_attrs["fail_reason"]
+
+
+def test_the_deadline_stops_the_trial_in_flight(tmp_path):
+    problem, folds = small_problem("binary", n=400)
+    recipe = tiny(max_epochs=500, patience=500)
+    start = time.monotonic()
+    study = search(problem, folds, recipe, tmp_path, trials=100, deadline=start + 3)
+    elapsed = time.monotonic() - start
+    assert elapsed < 10  # 3 s budget plus at most one epoch and the trial's wrap-up
+    states = [t.state for t in study.trials]
+    assert len(states) < 100
+    assert study.trials[-1].user_attrs.get("stopped") == "time budget reached"
+
+
+def test_pruning_happens_on_a_search_built_to_prune(tmp_path):
+    problem, folds = small_problem("binary", n=400)
+    space = {**tiny().space, "lr": {"choice": [1e-6, 1e-2]}, "optimizer": {"choice": ["adam"]}}
+    recipe = tiny(space=space, max_epochs=6, patience=6)
+    study = search(problem, folds, recipe, tmp_path, trials=16, deadline=None)
+    pruned = [t for t in study.trials if t.state == TrialState.PRUNED]
+    assert pruned, [(t.state, t.params["lr"]) for t in study.trials]
+
+
+def test_a_missing_pruning_metric_fails_loudly():
+    problem, folds = small_problem("binary")
+    study = optuna.create_study()
+    trial = study.ask()
+    params = {"family": "mlp", "depth": 1, "width": 8, "batch_size": 32}
+    with pytest.raises(RuntimeError, match="never logged"):
+        fit_fold(problem, folds[0], params, max_epochs=1, callbacks=[StrictPruning(trial, "val_missing")])
+
+
+def test_a_pipeline_with_an_unknown_key_names_the_file(tmp_path):
+    path = tmp_path / "mine.yaml"
+    path.write_text("numeric: quantile\ntrails: 3\nspace: {family: {choice: [mlp]}}\n")
+    with pytest.raises(AutomlError, match=r"mine.yaml: unknown key 'trails'; expected one of numeric, trials"):
+        load_pipeline(str(path))
+
+
+def test_a_name_with_two_ranges_is_refused(tmp_path):
+    path = tmp_path / "clash.yaml"
+    path.write_text("space: {family: {choice: [mlp, resnet]}}\nwhen:\n  mlp: {width: {int: [8, 16]}}\n"
+                    "  resnet: {width: {int: [8, 32]}}\n")
+    with pytest.raises(AutomlError, match="one range everywhere"):
+        load_pipeline(str(path))
