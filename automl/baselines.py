@@ -29,7 +29,7 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression, Ridge, RidgeCV
 
 from automl.errors import AutomlError
-from automl.folds import Fold
+from automl.folds import Fold, Split
 from automl.metrics import best_threshold, score
 from automl.preprocess import Features
 from automl.problem import Problem
@@ -131,7 +131,7 @@ def cross_validate(name: str, problem: Problem, folds: list[Fold], seed: int = 0
     return finish(name, problem, folds, oof, test, seconds)
 
 
-def finish(name: str, problem: Problem, folds: list[Fold], oof: np.ndarray, test: np.ndarray,
+def finish(name: str, problem: Problem, folds: list[Split], oof: np.ndarray, test: np.ndarray,
            seconds: float, kind: str = "baseline", info: dict | None = None) -> CVResult:
     """Pick the decision threshold on out-of-fold predictions and score every fold."""
     threshold = best_threshold(problem.metric, problem.y, oof)

@@ -51,11 +51,21 @@ def make_folds(problem: Problem, k: int = 5, seed: int = 0) -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class Fold:
-    """One fold's rows and its features, from a Preprocessor fitted on its train rows only."""
+class Split:
+    """One fold's training and validation rows."""
 
     train_rows: np.ndarray
     valid_rows: np.ndarray
+
+
+def splits(folds: np.ndarray) -> list[Split]:
+    return [Split(np.flatnonzero(folds != f), np.flatnonzero(folds == f)) for f in range(int(folds.max()) + 1)]
+
+
+@dataclass(frozen=True)
+class Fold(Split):
+    """One fold's rows and its features, from a Preprocessor fitted on its train rows only."""
+
     train: Features
     valid: Features
     test: Features
@@ -67,9 +77,8 @@ def fold_features(problem: Problem, folds: np.ndarray, **options) -> list[Fold]:
     settings = {"text_columns": comp.text_columns, "date_columns": comp.date_columns,
                 "image_shape": comp.image_shape, **options}
     result = []
-    for fold in range(int(folds.max()) + 1):
-        train_rows, valid_rows = np.flatnonzero(folds != fold), np.flatnonzero(folds == fold)
-        pre = Preprocessor(**settings).fit(problem.train.iloc[train_rows])
-        result.append(Fold(train_rows, valid_rows, pre.transform(problem.train.iloc[train_rows]),
-                           pre.transform(problem.train.iloc[valid_rows]), pre.transform(problem.test)))
+    for split in splits(folds):
+        pre = Preprocessor(**settings).fit(problem.train.iloc[split.train_rows])
+        result.append(Fold(split.train_rows, split.valid_rows, pre.transform(problem.train.iloc[split.train_rows]),
+                           pre.transform(problem.train.iloc[split.valid_rows]), pre.transform(problem.test)))
     return result

@@ -23,9 +23,10 @@ from rich.console import Console
 from automl import baselines
 from automl.baselines import CVResult
 from automl.competition import Competition, load, read_tables
+from automl.ensemble import ensemble
 from automl.errors import AutomlError
 from automl.fetch import fetch
-from automl.folds import fold_features, make_folds
+from automl.folds import fold_features, make_folds, splits
 from automl.io import write_csv, write_json, write_npy
 from automl.problem import Problem, make_problem
 from automl.submission import make_submission, validate
@@ -86,11 +87,20 @@ def run(slug: str, *, source=None, name: str = "default", models: str = "all", f
             usable = baselines.applicable(problem, fold_data)
             for model in [m for m in pending if m in usable]:
                 results.append(_fit(model, run_dir, problem, fold_data, seed, console))
+        members = list(results)
         if networks:
-            results += _networks(problem, assignment, recipe, run_dir, console, trials=trials or recipe.trials,
-                                 deadline=deadline, storage=storage, device=device, precision=precision, seed=seed)
+            found = _networks(problem, assignment, recipe, run_dir, console, trials=trials or recipe.trials,
+                              deadline=deadline, storage=storage, device=device, precision=precision, seed=seed)
+            results += found[:1]  # the leaderboard shows the best network; the blend may use the kept few
+            members += found
         if not results:
             raise AutomlError(f"no model finished within the budget; give more time with --timeout (now {budget}s)")
+        blended = ensemble(problem, splits(assignment), members)
+        if blended is not None:
+            _save_result(run_dir / "models" / "ensemble", blended)
+            console.print(f"  ensemble: {comp.metric} {_fmt(blended.mean)} held-out "
+                          f"({_fmt(blended.info['optimistic'])} if scored where it was selected)")
+            results.append(blended)
         board = leaderboard(results, problem)
         paths = {"leaderboard": write_csv(run_dir / "leaderboard.csv", board)}
         best = next(r for r in results if r.name == board.iloc[0]["model"])
@@ -167,7 +177,7 @@ def _networks(problem: Problem, assignment: np.ndarray, recipe, run_dir: Path, c
     log.info("search: %s on %s", counts, device)
     console.print(f"  networks: {counts['complete']} complete, {counts['pruned']} pruned, {counts['fail']} failed "
                   f"trials on {device}")
-    found = search.network_results(study, run_dir, 1)
+    found = search.network_results(study, run_dir, recipe.keep_best)
     if not found:
         console.print("  networks: no trial finished every fold within the budget; give more time with --timeout")
     return found
