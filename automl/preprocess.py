@@ -100,7 +100,7 @@ class Preprocessor:
     def _role(self, values: pd.Series, n_rows: int) -> str:
         if values.isna().all():
             return "dropped: all missing"
-        if values.nunique(dropna=False) <= 1:
+        if _is_constant(values):
             return "dropped: constant"
         if pd.api.types.is_bool_dtype(values) or pd.api.types.is_numeric_dtype(values):
             return "numeric"
@@ -157,7 +157,7 @@ class Preprocessor:
         for column in self._having("text"):
             text = frame[column].astype("string")
             yield f"{column}__length", _as_float(text.str.len())
-            yield f"{column}__words", _as_float(text.str.count(r"\s+") + 1)
+            yield f"{column}__words", _word_counts(text)
         for column, fitted in self.tokens_.items():
             text = frame[column].astype("string")
             lower = text.str.lower()
@@ -259,6 +259,24 @@ def _as_float(values) -> np.ndarray:
     return array if finite.all() else np.where(finite, array, np.nan)
 
 
+def _is_constant(values: pd.Series) -> bool:
+    """nunique(dropna=False) <= 1 for a column that is not all missing, without hashing every row."""
+    # Comparing first rejects almost every column at the price of one vectorized pass;
+    # hasnans then catches NaN, which == skips under nullable dtypes' .all().
+    return bool((values == values.iloc[0]).all()) and not values.hasnans
+
+
+def _word_counts(text: pd.Series) -> np.ndarray:
+    """Whitespace-separated words per row, NaN where missing; str.split runs in C, a regex per row does not."""
+    return np.array([len(s.split()) if isinstance(s, str) else np.nan for s in text.to_numpy(dtype=object)])
+
+
+def _first_present(values: pd.Series, n: int) -> pd.Series:
+    """values.dropna().head(n) without scanning the whole column when its head has enough."""
+    head = values.iloc[: 4 * n].dropna()
+    return head.head(n) if len(head) >= n or len(values) <= 4 * n else values.dropna().head(n)
+
+
 def _encode(values: pd.Series, levels: pd.Index) -> np.ndarray:
     if not pd.api.types.is_dtype_equal(values.dtype, levels.dtype) and pd.api.types.is_numeric_dtype(values):
         values = values.astype("string")
@@ -276,7 +294,7 @@ def _date_parts(values: pd.Series) -> pd.DataFrame:
 
 
 def _looks_like_date(values: pd.Series) -> bool:
-    sample = values.dropna().astype(str).head(500)
+    sample = _first_present(values, 500).astype(str)
     shaped = sample.str.fullmatch(r"\s*\d{1,4}[-/.]\d{1,2}[-/.]\d{1,4}([ T]\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?)?\s*")
     if shaped.mean() < 0.95:
         return False
@@ -284,7 +302,7 @@ def _looks_like_date(values: pd.Series) -> bool:
 
 
 def _looks_like_text(values: pd.Series) -> bool:
-    sample = values.dropna().astype(str).head(2000)
+    sample = _first_present(values, 2000).astype(str)
     return sample.str.split().str.len().mean() >= 6 and sample.nunique() >= 0.5 * len(sample)
 
 
