@@ -173,13 +173,18 @@ def read_tables(comp: Competition, folder: Path, where: str) -> tuple[pd.DataFra
         path = folder / getattr(comp, key)
         if not path.is_file():
             raise AutomlError(f"{where}: {key} file {path} does not exist; check the key {key!r}")
-        try:
-            tables.append(pd.read_csv(path, dtype={comp.id: str}, low_memory=False))
-        except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
-            raise AutomlError(f"{path}: cannot be read as CSV ({str(exc).splitlines()[0]})") from exc
+        tables.append(read_csv(path, dtype={comp.id: str}))
     train, test, sample = tables
     check_columns(comp, train, test, sample, where)
     return train, test, sample
+
+
+def read_csv(path: Path, **options) -> pd.DataFrame:
+    """pandas.read_csv, with an unreadable file reported as one line naming it."""
+    try:
+        return pd.read_csv(path, low_memory=False, **options)
+    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
+        raise AutomlError(f"{path}: cannot be read as CSV ({str(exc).splitlines()[0]})") from exc
 
 
 def check_columns(comp: Competition, train: pd.DataFrame, test: pd.DataFrame,
@@ -206,10 +211,9 @@ def check_columns(comp: Competition, train: pd.DataFrame, test: pd.DataFrame,
 def infer(slug: str, folder: Path) -> Competition:
     """Infer a spec from the sample submission and train.csv of an unpacked bundle."""
     files = find_files(folder, slug)
-    read = lambda key, **kw: pd.read_csv(folder / files[key], low_memory=False, **kw)  # noqa: E731
-    sample = read("sample_submission", nrows=1000, dtype=str, keep_default_na=False)
-    train = read("train")
-    test_columns = read("test", nrows=0).columns
+    sample = read_csv(folder / files["sample_submission"], nrows=1000, dtype=str, keep_default_na=False)
+    train = read_csv(folder / files["train"])
+    test_columns = read_csv(folder / files["test"], nrows=0).columns
     where = f"{folder / files['sample_submission']}"
     if sample.shape[1] < 2:
         raise AutomlError(f"{where}: a sample submission needs an id column and at least one prediction column")
@@ -221,6 +225,8 @@ def infer(slug: str, folder: Path) -> Competition:
     else:
         task = _task_of(y)
         labels = _labels_of(sample[columns[0]], task)
+        if labels == "int" and not pd.api.types.is_numeric_dtype(y):
+            labels = "class"  # the sample's 0s were placeholders: the classes are names
     if task == "multilabel":
         labels = "float"
     probabilities = labels in ("proba", "float") and task != "regression"

@@ -19,6 +19,7 @@ import os
 import shutil
 import tempfile
 import zipfile
+import zlib
 from pathlib import Path
 
 from automl.errors import AutomlError
@@ -95,7 +96,7 @@ def _unzip(bundle: Path, into: Path) -> None:
                 if member.filename.startswith("/") or ".." in Path(member.filename).parts:
                     raise AutomlError(f"{bundle}: unsafe path {member.filename!r} in the zip; not unpacking it")
             archive.extractall(into)
-    except (zipfile.BadZipFile, EOFError, OSError) as exc:
+    except (zipfile.BadZipFile, EOFError, OSError, zlib.error) as exc:
         if isinstance(exc, OSError) and not isinstance(exc, zipfile.BadZipFile) and exc.errno is not None:
             raise
         raise AutomlError(f"{bundle}: corrupt or truncated zip ({exc}); delete it and fetch again") from exc
@@ -112,7 +113,7 @@ def _unpack_nested(folder: Path) -> None:
             try:
                 with gzip.open(path, "rb") as src, open(path.with_suffix(""), "wb") as dst:
                     shutil.copyfileobj(src, dst)
-            except (OSError, EOFError) as exc:
+            except (OSError, EOFError, zlib.error) as exc:
                 raise AutomlError(f"{path.name}: corrupt or truncated gzip ({exc}); delete the bundle and fetch again") from exc
             path.unlink()
 

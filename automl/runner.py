@@ -85,6 +85,10 @@ def run(slug: str, *, source=None, name: str = "default", models: str = "all", f
             with console.status("preprocessing each fold"):
                 fold_data = fold_features(problem, assignment)
             usable = baselines.applicable(problem, fold_data)
+            unusable = [m for m in pending if m not in usable]
+            if unusable and len(unusable) == len(names) and not networks:
+                raise AutomlError(f"--models: {', '.join(unusable)} does not apply to {slug} (no free-text column); "
+                                  f"choose from {', '.join(usable)}")
             for model in [m for m in pending if m in usable]:
                 results.append(_fit(model, run_dir, problem, fold_data, seed, console))
         members = list(results)
@@ -94,7 +98,7 @@ def run(slug: str, *, source=None, name: str = "default", models: str = "all", f
             results += found[:1]  # the leaderboard shows the best network; the blend may use the kept few
             members += found
         if not results:
-            raise AutomlError(f"no model finished within the budget; give more time with --timeout (now {budget}s)")
+            raise AutomlError(f"no model finished within the time budget; give more time with --timeout (now {budget:g}s)")
         blended = ensemble(problem, splits(assignment), members)
         if blended is not None:
             _save_result(run_dir / "models" / "ensemble", blended)

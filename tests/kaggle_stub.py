@@ -40,7 +40,10 @@ from pathlib import Path
 from typing import Any, NamedTuple
 from urllib.parse import quote, unquote, urlsplit
 
-DEFAULT_BUNDLES_DIR = Path("/work/shared/kaggle/competitions")
+# The bundles beside the checkout (../shared), unless AUTOML_MIRROR names another folder.
+DEFAULT_BUNDLES_DIR = Path(
+    os.environ.get("AUTOML_MIRROR", Path(__file__).resolve().parents[2] / "shared" / "kaggle" / "competitions")
+)
 
 API_PREFIX = "/api/v1/"
 BUNDLE_PREFIX = "/storage/competitions/"

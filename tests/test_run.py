@@ -1,0 +1,216 @@
+"""`automl run` end to end: the run directory, shared folds, resuming, and submissions in every label format."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import bundle, synthetic_frame
+from typer.testing import CliRunner
+
+import automl
+from automl import baselines
+from automl.cli import app
+from automl.metrics import METRICS, score
+
+BASELINES = ["dummy", "linear", "random_forest", "extra_trees", "hist_gb"]  # titanic has no free text
+MODELS = BASELINES + ["ensemble"]  # the blend of the baselines' out-of-fold predictions
+
+
+def invoke(*args):
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+@pytest.fixture(scope="module")
+def titanic_run(tmp_path_factory):
+    """One full baseline run on the real Titanic bundle, shared by the tests below."""
+    bundle("titanic")
+    root = tmp_path_factory.mktemp("titanic-run")
+    args = ["run", "titanic", "--models", "baselines", "--runs-dir", root / "runs", "--data-dir", root / "data"]
+    result = invoke(*args)
+    return root, args, result
+
+
+@pytest.mark.e2e
+def test_titanic_end_to_end(titanic_run):
+    root, _, result = titanic_run
+    assert result.exit_code == 0, result.output
+    run_dir = root / "runs" / "titanic" / "default"
+    for name in ("config.json", "folds.csv", "leaderboard.csv", "submission.csv", "run.log"):
+        assert (run_dir / name).is_file(), name
+    assert sorted(p.parent.name for p in run_dir.glob("models/*/result.json")) == sorted(MODELS)
+    config = json.loads((run_dir / "config.json").read_text())
+    assert (config["slug"], config["folds"], config["seed"], config["rows"]) == ("titanic", 5, 0, 891)
+    assert config["competition"]["metric"] == "accuracy"
+
+    board = pd.read_csv(run_dir / "leaderboard.csv")
+    assert board["rank"].tolist() == list(range(1, len(MODELS) + 1))
+    assert sorted(board["model"]) == sorted(MODELS)
+    assert board["accuracy"].is_monotonic_decreasing
+    assert board["accuracy"].iloc[0] >= 0.82
+    assert board.set_index("model").loc["dummy", "accuracy"] < 0.65
+    assert [c for c in board.columns if c.startswith("fold_")] == [f"fold_{i}" for i in range(5)]
+    assert f"(from {board['model'].iloc[0]})" in result.output
+
+    submission = pd.read_csv(run_dir / "submission.csv", dtype=str)
+    sample = pd.read_csv(root / "data" / "titanic" / "gender_submission.csv", dtype=str)
+    assert submission.columns.tolist() == ["PassengerId", "Survived"]
+    assert submission["PassengerId"].tolist() == sample["PassengerId"].tolist()
+    assert set(submission["Survived"]) == {"0", "1"}
+
+    check = invoke("validate", run_dir / "submission.csv", "titanic", "--data-dir", root / "data")
+    assert check.exit_code == 0, check.output
+    assert "is a valid submission for titanic" in check.output
+
+
+@pytest.mark.e2e
+def test_every_model_uses_the_run_folds(titanic_run):
+    root, _, _ = titanic_run
+    run_dir = root / "runs" / "titanic" / "default"
+    folds = pd.read_csv(run_dir / "folds.csv")
+    assert folds["row"].tolist() == list(range(891))
+    assert sorted(folds["fold"].unique()) == [0, 1, 2, 3, 4]
+    y = pd.read_csv(root / "data" / "titanic" / "train.csv")["Survived"].to_numpy()
+    for model in MODELS:
+        meta = json.loads((run_dir / "models" / model / "result.json").read_text())
+        oof = np.load(run_dir / "models" / model / "oof.npy")
+        assert oof.shape == (891, 2)
+        assert np.load(run_dir / "models" / model / "test.npy").shape == (418, 2)
+        # Each fold's score is the metric on exactly the rows folds.csv puts in that fold.
+        recomputed = [score(METRICS["accuracy"], y[folds["fold"] == f], oof[folds["fold"] == f], meta["threshold"])
+                      for f in range(5)]
+        assert meta["fold_scores"] == pytest.approx(recomputed)
+    dummy = np.load(run_dir / "models" / "dummy" / "oof.npy")
+    for fold in range(5):
+        in_fold = dummy[folds["fold"] == fold]
+        assert np.allclose(in_fold, in_fold[0])  # the class prior of the other folds' rows
+        assert in_fold[0, 1] == pytest.approx(y[folds["fold"] != fold].mean())
+
+
+@pytest.mark.e2e
+def test_a_rerun_reuses_finished_models(titanic_run):
+    root, args, _ = titanic_run
+    run_dir = root / "runs" / "titanic" / "default"
+    stamps = {p: p.stat().st_mtime_ns for model in BASELINES for p in (run_dir / "models" / model).iterdir()}
+    folds_before = (run_dir / "folds.csv").read_text()
+    again = invoke(*args)
+    assert again.exit_code == 0, again.output
+    for model in BASELINES:
+        assert f"{model}: finished earlier, reused" in again.output
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
+    assert (run_dir / "folds.csv").read_text() == folds_before
+
+
+@pytest.mark.e2e
+def test_a_rerun_with_other_folds_is_refused(titanic_run):
+    root, args, _ = titanic_run
+    result = invoke(*args, "--folds", "3")
+    assert result.exit_code == 1
+    assert result.output.startswith("error: ")
+    assert "was made with a different folds (5); use the same options, or --name with a new run name instead " \
+           "of 'default'" in result.output
+    assert json.loads((root / "runs" / "titanic" / "default" / "config.json").read_text())["folds"] == 5
+
+
+@pytest.mark.e2e
+def test_unknown_model_is_refused(titanic_run):
+    root, args, _ = titanic_run
+    result = invoke("run", "titanic", "--models", "hist_gb,xgboost", "--name", "other",
+                    "--runs-dir", root / "runs", "--data-dir", root / "data")
+    assert result.exit_code == 1
+    assert re.match(r"error: --models: unknown model 'xgboost'; expected (.*, )?baselines,? .*or any of dummy, linear, "
+                    r"random_forest, extra_trees, hist_gb, tfidf_linear\n$", result.output), result.output
+
+
+@pytest.mark.e2e
+def test_only_inapplicable_models_is_one_clear_error(titanic_run):
+    # Titanic has no free-text column, so tfidf_linear does not apply: nothing is left to rank.
+    # That is a user mistake and must end in one line and exit 1, not a KeyError traceback.
+    root, _, _ = titanic_run
+    result = invoke("run", "titanic", "--models", "tfidf_linear", "--name", "text-only",
+                    "--runs-dir", root / "runs", "--data-dir", root / "data")
+    assert result.exit_code == 1, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
+    assert result.output.startswith("error: ") and "tfidf_linear" in result.output
+
+
+# --------------------------------------------------------------- synthetic folders
+
+def write_folder(folder: Path, task: str, target=None) -> Path:
+    """train.csv, test.csv and sample_submission.csv for a competition automl has no YAML for."""
+    folder.mkdir(parents=True)
+    train = synthetic_frame(task, 240, seed=0)
+    if target is not None:
+        train["target"] = target(train["target"])
+    test = synthetic_frame(task, 80, seed=1).drop(columns="target")
+    test["id"] = test["id"] + 10_000
+    train.to_csv(folder / "train.csv", index=False)
+    test.sample(frac=1, random_state=0).to_csv(folder / "test.csv", index=False)  # not in the sample's order
+    fill = "False" if target is not None else {"regression": "0.0", "binary": "0", "multiclass": "low"}[task]
+    pd.DataFrame({"id": test["id"], "target": fill}).to_csv(folder / "sample_submission.csv", index=False)
+    return folder
+
+
+def test_a_true_false_competition_writes_true_false(tmp_path):
+    source = write_folder(tmp_path / "download", "binary", target=lambda y: y == 1)
+    assert set((source / "train.csv").read_text().splitlines()[1].split(",")) & {"True", "False"}
+    result = invoke("run", "spaceship", "--from", source, "--models", "dummy,linear",
+                    "--runs-dir", tmp_path / "runs", "--data-dir", tmp_path / "data")
+    assert result.exit_code == 0, result.output
+    submission = tmp_path / "runs" / "spaceship" / "default" / "submission.csv"
+    lines = submission.read_text().splitlines()
+    assert lines[0] == "id,target" and len(lines) == 81
+    values = [line.split(",")[1] for line in lines[1:]]
+    assert set(values) == {"True", "False"}
+    ids = [line.split(",")[0] for line in lines[1:]]
+    assert ids == pd.read_csv(source / "sample_submission.csv", dtype=str)["id"].tolist()
+    check = invoke("validate", submission, "spaceship", "--data-dir", tmp_path / "data")
+    assert check.exit_code == 0, check.output
+
+
+def test_a_regression_run_writes_floats(tmp_path):
+    source = write_folder(tmp_path / "download", "regression")
+    result = automl.run("prices", source=source, models="dummy,linear", folds=3,
+                        runs_dir=tmp_path / "runs", data_dir=tmp_path / "data")
+    board = result.leaderboard
+    assert set(board["model"]) == {"linear", "dummy", "ensemble"}
+    assert board["model"].iloc[-1] == "dummy" and board["rmse"].is_monotonic_increasing  # lower is better
+    assert result.leaderboard.columns[3] == "rmse"
+    submission = pd.read_csv(result.submission, dtype=str)
+    assert submission.columns.tolist() == ["id", "target"]
+    values = submission["target"].astype(float)
+    assert values.nunique() > 40 and (values != values.round()).any()
+    assert 20 < values.mean() < 80  # the synthetic target is about 50 + 10 * signal
+    assert automl.validate(result.submission, "prices", data_dir=tmp_path / "data") == []
+
+
+def test_an_interrupted_run_keeps_finished_models(tmp_path, monkeypatch):
+    source = write_folder(tmp_path / "download", "multiclass")
+    args = ["run", "grades", "--from", source, "--models", "dummy,linear", "--folds", "3",
+            "--runs-dir", tmp_path / "runs", "--data-dir", tmp_path / "data"]
+    real = baselines.cross_validate
+
+    def interrupt_linear(name, *rest, **kwargs):
+        if name == "linear":
+            raise KeyboardInterrupt
+        return real(name, *rest, **kwargs)
+
+    monkeypatch.setattr(baselines, "cross_validate", interrupt_linear)
+    stopped = invoke(*args)
+    assert stopped.exit_code == 130
+    assert "error: interrupted; finished models" in stopped.output
+    assert str(tmp_path / "runs" / "grades" / "default") in stopped.output.replace("\n", "")
+    models = tmp_path / "runs" / "grades" / "default" / "models"
+    assert (models / "dummy" / "result.json").is_file() and not (models / "linear").exists()
+
+    monkeypatch.undo()
+    resumed = invoke(*args)
+    assert resumed.exit_code == 0, resumed.output
+    assert "dummy: finished earlier, reused" in resumed.output
+    assert (models / "linear" / "result.json").is_file()
+    submission = pd.read_csv(tmp_path / "runs" / "grades" / "default" / "submission.csv", dtype=str)
+    assert set(submission["target"]) <= {"low", "mid", "high"}
