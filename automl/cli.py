@@ -102,6 +102,8 @@ def search(slug: str = typer.Argument(..., help="Competition slug."), source: Pa
 def _run(slug: str, **options) -> None:
     if options["device"] not in ("auto", "cpu", "cuda"):
         _fail(f"--device {options['device']!r}: expected auto, cpu or cuda", 2)
+    if options["precision"] not in ("32-true", "bf16-mixed"):
+        _fail(f"--precision {options['precision']!r}: expected 32-true or bf16-mixed", 2)
     try:
         result = runner.run(slug, console=err, **options)
     except AutomlError as exc:

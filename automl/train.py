@@ -30,6 +30,9 @@ warnings.filterwarnings("ignore", module="lightning")
 warnings.filterwarnings("ignore", message=".*does not have many workers.*")
 
 
+PRECISIONS = ("32-true", "bf16-mixed")  # neither needs loss scaling (see TabularModule.training_step)
+
+
 def resolve_device(device: str) -> str:
     """'auto' means the GPU when there is one."""
     if device == "auto":
