@@ -31,11 +31,14 @@ class Pipeline:
     patience: int = 6
     pruner: str = "median"
     keep_best: int = 5
+    trial_share: float = 0.1
+    defaults: list = field(default_factory=list)
     space: dict = field(default_factory=dict)
     when: dict = field(default_factory=dict)
 
 
-KEYS = ("numeric", "trials", "timeout", "max_epochs", "patience", "pruner", "keep_best", "space", "when")
+KEYS = ("numeric", "trials", "timeout", "max_epochs", "patience", "pruner", "keep_best", "trial_share", "defaults",
+        "space", "when")
 KINDS = ("choice", "int", "float")
 
 
@@ -74,6 +77,11 @@ def load_pipeline(name: str = "tabular") -> Pipeline:
                 raise AutomlError(f"{path}: {section}.{name} differs from another section's {name!r}; "
                                   "a name must have one range everywhere")
             seen[name] = spec
+    for i, default in enumerate(raw.get("defaults", [])):
+        names = set(seen) | {"family"}
+        if not isinstance(default, dict) or set(default) - names:
+            extra = sorted(set(default) - names) if isinstance(default, dict) else default
+            raise AutomlError(f"{path}: defaults[{i}] names {extra!r}, which the space does not search")
     return Pipeline(str(path), **raw)
 
 

@@ -77,6 +77,7 @@ class Objective:
                  device: str, precision: str, deadline: float | None, seed: int):
         self.problem, self.folds, self.pipeline, self.run_dir = problem, folds, pipeline, run_dir
         self.device, self.precision, self.deadline, self.seed = device, precision, deadline, seed
+        self.budget = None if deadline is None else max(deadline - time.monotonic(), 1.0)
 
     def __call__(self, trial: optuna.trial.BaseTrial) -> float:
         params = suggest(trial, self.pipeline)
@@ -94,14 +95,19 @@ class Objective:
         oof = np.zeros((len(problem.y), k) if k else len(problem.y))
         test = np.zeros((len(problem.test), k) if k else len(problem.test))
         scores, epochs = [], []
+        deadline, cap = self.deadline, None
+        if deadline is not None:  # no trial may take more than its share of the run's time
+            cap = time.monotonic() + pipeline.trial_share * self.budget
+            deadline = min(deadline, cap)
         for i, fold in enumerate(self.folds):
             prune = [StrictPruning(trial, "val_score")] if i == 0 and isinstance(trial, optuna.Trial) else []
             fit = fit_fold(problem, fold, params, device=self.device, max_epochs=pipeline.max_epochs,
                            patience=pipeline.patience, precision=self.precision, callbacks=prune,
-                           deadline=self.deadline, seed=self.seed + i)
-            if self.deadline is not None and time.monotonic() >= self.deadline and i < len(self.folds) - 1:
-                trial.set_user_attr("stopped", "time budget reached")
-                raise optuna.TrialPruned("time budget reached before every fold was trained")
+                           deadline=deadline, seed=self.seed + i)
+            if deadline is not None and time.monotonic() >= deadline and i < len(self.folds) - 1:
+                why = "time budget reached" if time.monotonic() >= self.deadline else "trial exceeded its share of the budget"
+                trial.set_user_attr("stopped", why)
+                raise optuna.TrialPruned(f"{why} before every fold was trained")
             oof[fold.valid_rows], test = fit.valid, test + fit.test / len(self.folds)
             scores.append(score(problem.metric, problem.y[fold.valid_rows], fit.valid))
             epochs.append(fit.epochs)
@@ -128,6 +134,9 @@ def search(problem: Problem, folds: list[Fold], pipeline: Pipeline, run_dir: Pat
     """Run trials until `trials` have finished in the study (across resumes) or time is up."""
     study = make_study(storage_url(run_dir, storage), study_name, pipeline, problem.metric.greater_is_better,
                        seed, len(folds))
+    if not study.trials:  # a new study starts from sensible settings: a useful network comes early
+        for default in pipeline.defaults:
+            study.enqueue_trial(default, skip_if_exists=True)
     finished = len(study.get_trials(deepcopy=False, states=FINISHED))
     remaining = trials - finished
     timeout = None if deadline is None else deadline - time.monotonic()
