@@ -78,10 +78,12 @@ def load_pipeline(name: str = "tabular") -> Pipeline:
                                   "a name must have one range everywhere")
             seen[name] = spec
     for i, default in enumerate(raw.get("defaults", [])):
-        names = set(seen) | {"family"}
-        if not isinstance(default, dict) or set(default) - names:
-            extra = sorted(set(default) - names) if isinstance(default, dict) else default
+        if not isinstance(default, dict) or set(default) - set(seen):
+            extra = sorted(set(default) - set(seen)) if isinstance(default, dict) else default
             raise AutomlError(f"{path}: defaults[{i}] names {extra!r}, which the space does not search")
+        for name, value in default.items():
+            if not _within(seen[name], value):
+                raise AutomlError(f"{path}: defaults[{i}].{name} = {value!r} is outside its range {seen[name]}")
     return Pipeline(str(path), **raw)
 
 
@@ -93,6 +95,13 @@ def _check_spec(path: Path, where: str, spec) -> None:
     values = spec[kind]
     if not isinstance(values, list) or not values or (kind != "choice" and (len(values) != 2 or values[0] > values[1])):
         raise AutomlError(f"{path}: {where}.{kind} must be a list ({'choices' if kind == 'choice' else '[low, high]'})")
+
+
+def _within(spec: dict, value) -> bool:
+    if "choice" in spec:
+        return value in spec["choice"]
+    low, high = spec.get("int") or spec.get("float")
+    return isinstance(value, int | float) and low <= value <= high
 
 
 def suggest(trial: optuna.trial.BaseTrial, pipeline: Pipeline) -> dict:

@@ -21,7 +21,7 @@ def tiny(**changes):
     recipe = load_pipeline("quick")
     recipe = dataclasses.replace(recipe, max_epochs=3, patience=2)
     when = {"mlp": {**recipe.when["mlp"], "width": {"int": [8, 32], "log": True}}}
-    return dataclasses.replace(recipe, when=when, **changes)
+    return dataclasses.replace(recipe, when=when, **({"defaults": []} | changes))
 
 
 def test_fixed_trial_of_best_params_rebuilds_the_best_model(tmp_path):
@@ -93,6 +93,21 @@ def test_a_missing_pruning_metric_fails_loudly():
     params = {"family": "mlp", "depth": 1, "width": 8, "batch_size": 32}
     with pytest.raises(RuntimeError, match="never logged"):
         fit_fold(problem, folds[0], params, max_epochs=1, callbacks=[StrictPruning(trial, "val_missing")])
+
+
+def test_a_new_study_starts_with_the_recipe_defaults(tmp_path):
+    problem, folds = small_problem("binary")
+    default = {**load_pipeline("quick").defaults[0], "width": 16}
+    study = search(problem, folds, tiny(defaults=[default]), tmp_path, trials=2, deadline=None)
+    assert study.trials[0].params == default
+
+
+def test_a_default_outside_the_space_is_refused(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("space: {family: {choice: [mlp]}, lr: {float: [0.001, 0.01]}}\n"
+                    "defaults:\n  - {family: mlp, lr: 0.5}\n")
+    with pytest.raises(AutomlError, match=r"defaults\[0\].lr = 0.5 is outside its range"):
+        load_pipeline(str(path))
 
 
 def test_a_pipeline_with_an_unknown_key_names_the_file(tmp_path):
