@@ -113,6 +113,7 @@ def _run(slug: str, **options) -> None:
               "and reused when you run the same command again", 130)
     out.print(leaderboard_table(result.leaderboard))
     out.print(f"submission: {result.submission}  (from {result.leaderboard.iloc[0]['model']})", highlight=False)
+    out.print(f"report: {result.paths['report']}", highlight=False)
 
 
 def leaderboard_table(board) -> Table:
@@ -126,6 +127,18 @@ def leaderboard_table(board) -> Table:
         table.add_row(str(row["rank"]), row["model"], row["kind"], f"{row[metric]:.5f}", f"{row['std']:.5f}",
                       f"{row['seconds']:.1f}", row["note"])
     return table
+
+
+@app.command()
+def report(run_dir: Path = typer.Argument(..., help="A run directory, such as runs/titanic/default.")) -> None:
+    """Regenerate a run's report.html and figures from the files the run wrote."""
+    from automl.report import write_report
+
+    try:
+        path = write_report(run_dir)
+    except AutomlError as exc:
+        _fail(str(exc))
+    out.print(f"report: {path}", highlight=False)
 
 
 @app.command()

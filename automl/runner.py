@@ -109,6 +109,9 @@ def run(slug: str, *, source=None, name: str = "default", models: str = "all", f
         paths = {"leaderboard": write_csv(run_dir / "leaderboard.csv", board)}
         best = next(r for r in results if r.name == board.iloc[0]["model"])
         paths["submission"] = _write_submission(run_dir, comp, sample, test_ids, best, problem)
+        from automl.report import write_report  # matplotlib loads only when a report is made
+
+        paths["report"] = write_report(run_dir)
         log.info("run finished in %.1fs; submission from %s", time.perf_counter() - started, best.name)
         return RunResult(board, run_dir, paths["submission"], paths | {"run_dir": run_dir})
     finally:

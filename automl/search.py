@@ -111,6 +111,8 @@ class Objective:
             oof[fold.valid_rows], test = fit.valid, test + fit.test / len(self.folds)
             scores.append(score(problem.metric, problem.y[fold.valid_rows], fit.valid))
             epochs.append(fit.epochs)
+            if i == 0:
+                trial.set_user_attr("curve", fit.curve)
             trial.set_user_attr("fold_scores", scores)
             trial.set_user_attr("epochs", epochs)
             if isinstance(trial, optuna.Trial):

@@ -50,6 +50,7 @@ class FoldFit:
     test: np.ndarray
     epochs: int
     best_score: float
+    curve: list[float]  # validation score after each epoch
 
 
 class Deadline(Callback):
@@ -69,10 +70,12 @@ class KeepBest(Callback):
 
     def __init__(self, greater_is_better: bool):
         self.sign = 1.0 if greater_is_better else -1.0
-        self.best, self.state = -np.inf, None
+        self.best, self.state, self.curve = -np.inf, None, []
 
     def on_validation_end(self, trainer, pl_module):
         score = trainer.callback_metrics.get("val_score")
+        if score is not None:
+            self.curve.append(float(score))
         if score is not None and self.sign * float(score) > self.best:
             self.best = self.sign * float(score)
             self.state = copy.deepcopy(pl_module.state_dict())
@@ -147,7 +150,7 @@ def fit_fold(problem: Problem, fold: Fold, params: dict, *, device: str = "cpu",
     module.eval()
     valid = target.decode(module.predict_arrays(*tensors(fold.valid, device)))
     test = target.decode(module.predict_arrays(*tensors(fold.test, device)))
-    return FoldFit(valid, test, trainer.current_epoch, keep.sign * keep.best)
+    return FoldFit(valid, test, trainer.current_epoch, keep.sign * keep.best, keep.curve)
 
 
 def _score(problem: Problem, y: np.ndarray, pred: np.ndarray) -> float:

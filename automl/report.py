@@ -1,0 +1,149 @@
+"""report.html and its figures, made from a run directory alone.
+
+Everything comes from files the run wrote (leaderboard.csv, study.db, the ensemble's
+result.json), so `automl report RUN_DIR` regenerates the report at any time. The HTML is
+one self-contained file: figures are inlined PNGs, the style is inline, and nothing is
+fetched when it opens, so it works offline and as a Kaggle notebook output.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import warnings
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # no display: figures go to files
+import matplotlib.pyplot as plt  # noqa: E402
+import optuna  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from automl.errors import AutomlError  # noqa: E402
+from automl.io import atomic_write, write_text  # noqa: E402
+from automl.metrics import get_metric  # noqa: E402
+
+COLOURS = {"baseline": "#4c72b0", "network": "#dd8452", "ensemble": "#55a868"}
+
+
+def write_report(run_dir: str | Path) -> Path:
+    """Write report.html and figures/*.png for a run directory; return the HTML's path."""
+    run_dir = Path(run_dir)
+    board_path = run_dir / "leaderboard.csv"
+    if not board_path.is_file():
+        raise AutomlError(f"{run_dir}: no leaderboard.csv; is this a run directory (runs/SLUG/NAME)?")
+    board = pd.read_csv(board_path)
+    metric = board.columns[3]
+    config = json.loads((run_dir / "config.json").read_text()) if (run_dir / "config.json").is_file() else {}
+    figures = {"leaderboard": _leaderboard(board, metric)}
+    study = _study(run_dir)
+    if study is not None:
+        figures |= _study_figures(study, metric)
+    weights = _ensemble_weights(run_dir)
+    if weights:
+        figures["ensemble weights"] = _weights(weights)
+    folder = run_dir / "figures"
+    for name, figure in figures.items():
+        atomic_write(folder / f"{name.replace(' ', '_')}.png", lambda tmp, f=figure: f.savefig(tmp, format="png", dpi=110))
+        plt.close(figure)
+    return write_text(run_dir / "report.html", _html(run_dir, config, board, metric, folder, figures))
+
+
+def _leaderboard(board: pd.DataFrame, metric: str):
+    board = board.iloc[::-1]  # best at the top of a horizontal bar chart
+    figure, axis = plt.subplots(figsize=(8, 0.45 * len(board) + 1.2))
+    colours = [COLOURS.get(kind, "#8172b2") for kind in board["kind"]]
+    axis.barh(board["model"], board[metric], xerr=board["std"], color=colours, capsize=3)
+    scores = board[metric]
+    low, high = (scores - board["std"]).min(), (scores + board["std"]).max()
+    axis.set_xlim(low - 0.05 * (high - low + 1e-9), high + 0.05 * (high - low + 1e-9))
+    axis.set_xlabel(f"{metric} (mean ± std over folds; {get_metric(metric).direction})")
+    handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in COLOURS.values()]
+    axis.legend(handles, list(COLOURS), loc="lower right", fontsize=8)
+    figure.tight_layout()
+    return figure
+
+
+def _study(run_dir: Path) -> optuna.Study | None:
+    path = run_dir / "study.db"
+    if not path.is_file():
+        return None
+    study = optuna.load_study(study_name="networks", storage=f"sqlite:///{path.resolve()}")
+    return study if study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)) else None
+
+
+def _study_figures(study: optuna.Study, metric: str) -> dict:
+    from optuna.visualization import matplotlib as vis
+
+    figures = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # optuna marks its matplotlib plots experimental
+        figures["optimization history"] = vis.plot_optimization_history(study, target_name=metric).figure
+        try:
+            figures["hyperparameter importances"] = vis.plot_param_importances(study).figure
+        except (ValueError, RuntimeError):  # too few complete trials to rank parameters
+            pass
+    for figure in figures.values():
+        figure.set_size_inches(8, 4.5)
+        figure.tight_layout()
+    figures["best trial learning curve"] = _learning_curve(study, metric)
+    return figures
+
+
+def _learning_curve(study: optuna.Study, metric: str):
+    """The best trial's validation score per epoch on the first fold, and per fold after."""
+    best = study.best_trial
+    curve = best.user_attrs.get("curve", [])
+    figure, (left, right) = plt.subplots(1, 2, figsize=(9, 3.5))
+    if curve:
+        left.plot(range(1, len(curve) + 1), curve, marker="o", color=COLOURS["network"])
+    left.set(xlabel="epoch (first fold)", ylabel=f"validation {metric}", title=f"trial #{best.number}")
+    folds = best.user_attrs.get("fold_scores", [])
+    right.bar(range(1, len(folds) + 1), folds, color=COLOURS["network"])
+    if folds:
+        right.set_ylim(min(folds) - 0.1 * (max(folds) - min(folds) + 1e-9), max(folds) + 0.1 * (max(folds) - min(folds) + 1e-9))
+    right.set(xlabel="fold", ylabel=metric, title="score per fold")
+    figure.tight_layout()
+    return figure
+
+
+def _ensemble_weights(run_dir: Path) -> dict:
+    path = run_dir / "models" / "ensemble" / "result.json"
+    return json.loads(path.read_text())["info"].get("weights", {}) if path.is_file() else {}
+
+
+def _weights(weights: dict):
+    figure, axis = plt.subplots(figsize=(7, 0.4 * len(weights) + 1.2))
+    axis.barh(list(weights), list(weights.values()), color=COLOURS["ensemble"])
+    axis.set_xlabel("weight in the blend")
+    figure.tight_layout()
+    return figure
+
+
+def _html(run_dir: Path, config: dict, board: pd.DataFrame, metric: str, folder: Path, figures: dict) -> str:
+    title = f"automl: {config.get('slug', run_dir.parent.name)} / {run_dir.name}"
+    best = board.iloc[0]
+    images = []
+    for name in figures:
+        data = base64.b64encode((folder / f"{name.replace(' ', '_')}.png").read_bytes()).decode()
+        images.append(f"<h2>{html.escape(name.capitalize())}</h2><img alt='{html.escape(name)}' src='data:image/png;base64,{data}'>")
+    table = board.drop(columns=[c for c in board.columns if c.startswith("fold_")]).to_html(
+        index=False, float_format=lambda v: f"{v:.5f}", border=0, escape=True)
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 60rem; color: #222; }}
+table {{ border-collapse: collapse; font-size: 0.9rem; }}
+th, td {{ padding: 0.25rem 0.6rem; border-bottom: 1px solid #ddd; text-align: left; }}
+img {{ max-width: 100%; }} .best {{ background: #eef6ee; padding: 0.8rem; border-radius: 6px; }}
+</style></head><body>
+<h1>{html.escape(title)}</h1>
+<p class="best">Best: <b>{html.escape(str(best['model']))}</b> ({html.escape(str(best['kind']))}), {html.escape(metric)}
+{best[metric]:.5f} ± {best['std']:.5f} over {config.get('folds', '?')} folds ({get_metric(metric).direction}).
+The submission is written from this model.</p>
+<h2>Leaderboard</h2>{table}
+{''.join(images)}
+</body></html>
+"""
