@@ -5,13 +5,18 @@ Each returns plain values; the CLI only prints them.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pandas as pd
 
 from automl.competition import Competition, to_yaml
-from automl.io import write_text
+from automl.errors import AutomlError
+from automl.fetch import submit as kaggle_submit
+from automl.io import write_json, write_text
 from automl.preprocess import Preprocessor
 from automl.runner import prepare
 from automl.submission import validate as validate_frame
@@ -48,6 +53,26 @@ def inspect(slug: str, *, data_dir="data", source=None, save: bool = False) -> I
     text = to_yaml(comp)
     saved = write_text(Path("competitions") / f"{slug}.yaml", text) if save else None
     return Inspection(comp, pd.DataFrame(rows), text, saved)
+
+
+def submit(slug: str, message: str, *, run: str = "default", runs_dir="runs", data_dir="data") -> dict:
+    """Check runs/SLUG/RUN/submission.csv, upload it to Kaggle, and record what was sent."""
+    run_dir = Path(runs_dir) / slug / run
+    file = run_dir / "submission.csv"
+    if not file.is_file():
+        raise AutomlError(f"{file} does not exist; run `automl run {slug} --name {run}` first")
+    problems = validate(file, slug, data_dir=data_dir)
+    if problems:
+        raise AutomlError(f"{file} would be rejected: {problems[0]} (`automl validate {file} {slug}` lists all)")
+    reply = kaggle_submit(slug, file, message)
+    board = run_dir / "leaderboard.csv"
+    record = {"time": datetime.now(timezone.utc).isoformat(timespec="seconds"), "file": str(file),
+              "sha256": hashlib.sha256(file.read_bytes()).hexdigest(), "message": message, "kaggle": reply,
+              "model": str(pd.read_csv(board)["model"].iloc[0]) if board.is_file() else None}
+    log = run_dir / "submissions.json"
+    history = json.loads(log.read_text()) if log.is_file() else []
+    write_json(log, history + [record])
+    return record
 
 
 def validate(file: str | Path, slug: str, *, data_dir="data", source=None) -> list[str]:

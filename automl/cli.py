@@ -142,6 +142,35 @@ def report(run_dir: Path = typer.Argument(..., help="A run directory, such as ru
 
 
 @app.command()
+def submit(slug: str = typer.Argument(..., help="Competition slug."),
+           message: str = typer.Option(..., "-m", "--message", help="Description shown on Kaggle's submissions page."),
+           run: str = typer.Option("default", "--run", help="Run name whose submission.csv is sent."),
+           runs_dir: Path = RUNS_DIR, data_dir: Path = DATA_DIR) -> None:
+    """Validate a run's submission.csv, submit it to Kaggle, and record it in the run directory."""
+    try:
+        record = api.submit(slug, message, run=run, runs_dir=runs_dir, data_dir=data_dir)
+    except AutomlError as exc:
+        _fail(str(exc))
+    out.print(f"submitted {record['file']} ({record['model']}): {record['kaggle']}", highlight=False)
+    out.print(f"see your score: automl submissions {slug}", highlight=False)
+
+
+@app.command()
+def submissions(slug: str = typer.Argument(..., help="Competition slug.")) -> None:
+    """List your past submissions to a competition and their scores."""
+    from automl.fetch import submissions as list_submissions
+
+    try:
+        rows = list_submissions(slug)
+    except AutomlError as exc:
+        _fail(str(exc))
+    table = Table("date", "file", "description", "status", "public", "private", title=f"submissions to {slug}")
+    for row in rows:
+        table.add_row(*(str(row[k] or "") for k in ("date", "file", "description", "status", "public", "private")))
+    out.print(table if rows else f"no submissions to {slug} yet")
+
+
+@app.command()
 def validate(file: Path = typer.Argument(..., help="The submission CSV to check."),
              slug: str = typer.Argument(..., help="Competition slug."),
              data_dir: Path = DATA_DIR, source: Path = SOURCE) -> None:

@@ -184,3 +184,30 @@ def download(slug: str, folder: Path) -> Path:
     if not bundles:
         raise AutomlError(f"Kaggle sent no zip for {slug!r}; run the command again")
     return bundles[0]
+
+
+def submit(slug: str, file: Path, message: str) -> str:
+    """Upload a submission file with the kaggle client; return Kaggle's reply."""
+    api = kaggle_api()
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            reply = api.competition_submit(str(file), message, slug, quiet=True)
+    except OSError as exc:
+        raise _request_error(exc, "submit to", slug) from exc
+    text = str(getattr(reply, "message", "") or reply)
+    if not getattr(reply, "ref", 0):  # the client reports a failed upload this way, without raising
+        raise AutomlError(f"Kaggle did not accept the submission to {slug!r}: {text}; try again later")
+    return text
+
+
+def submissions(slug: str) -> list[dict]:
+    """Past submissions to `slug`, newest first, as plain dicts."""
+    api = kaggle_api()
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            found = api.competition_submissions(slug)
+    except OSError as exc:
+        raise _request_error(exc, "list submissions of", slug) from exc
+    return [{"date": str(s.date), "file": s.file_name, "description": s.description,
+             "status": getattr(s.status, "name", str(s.status)), "public": s.public_score, "private": s.private_score}
+            for s in found or []]

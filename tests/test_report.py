@@ -1,0 +1,39 @@
+"""report.html: self-contained, with every figure, regenerated from the run directory."""
+
+from __future__ import annotations
+
+import re
+
+from conftest import bundle
+from typer.testing import CliRunner
+
+from automl.cli import app
+
+runner = CliRunner()
+
+
+def test_a_run_writes_a_self_contained_report_and_report_regenerates_it(tmp_path):
+    args = ["run", "titanic", "--from", str(bundle("titanic")), "--models", "linear,hist_gb,networks",
+            "--pipeline", "quick", "--trials", "3", "--runs-dir", str(tmp_path / "runs"),
+            "--data-dir", str(tmp_path / "data")]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    run_dir = tmp_path / "runs" / "titanic" / "default"
+    page = (run_dir / "report.html").read_text()
+    # Nothing external: no scripts, stylesheets, fonts or images fetched from anywhere.
+    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:|//)""", page)
+    assert "<script" not in page and "@import" not in page and "url(" not in page
+    images = re.findall(r"src='data:image/png;base64,", page)
+    names = {p.name for p in (run_dir / "figures").glob("*.png")}
+    assert {"leaderboard.png", "optimization_history.png", "best_trial_learning_curve.png",
+            "ensemble_weights.png"} <= names
+    assert len(images) == len(names)
+    (run_dir / "report.html").unlink()
+    again = runner.invoke(app, ["report", str(run_dir)])
+    assert again.exit_code == 0 and (run_dir / "report.html").is_file()
+
+
+def test_report_of_a_folder_that_is_not_a_run(tmp_path):
+    result = runner.invoke(app, ["report", str(tmp_path)])
+    assert result.exit_code == 1
+    assert "no leaderboard.csv; is this a run directory" in result.output
