@@ -26,7 +26,7 @@ bench: install
 	$(BIN)/python benchmarks/run_all.py
 
 demo: install
-	$(BIN)/automl run titanic
+	$(BIN)/automl demo
 
 clean:
 	rm -rf $(VENV) runs data .pytest_cache

@@ -130,6 +130,24 @@ def leaderboard_table(board) -> Table:
 
 
 @app.command()
+def demo(timeout: float = typer.Option(90, "--timeout", help="Seconds for the run (baselines, search, blend)."),
+         runs_dir: Path = RUNS_DIR, data_dir: Path = DATA_DIR) -> None:
+    """Run the whole pipeline offline on a competition built from scikit-learn's bundled data."""
+    from automl.demo import demo as run_demo
+
+    try:
+        result = run_demo(timeout=timeout, runs_dir=runs_dir, data_dir=data_dir, console=err)
+    except AutomlError as exc:
+        _fail(str(exc))
+    board = result.run.leaderboard
+    out.print(leaderboard_table(board))
+    out.print(f"submission: {result.run.submission} (valid; from {board.iloc[0]['model']})", highlight=False)
+    out.print(f"report:     {result.run.paths['report']}", highlight=False)
+    out.print(f"cross-validated {result.metric} {board.iloc[0][result.metric]:.4f}; scored like Kaggle on the "
+              f"held-back test labels: {result.holdout:.4f}", highlight=False)
+
+
+@app.command()
 def report(run_dir: Path = typer.Argument(..., help="A run directory, such as runs/titanic/default.")) -> None:
     """Regenerate a run's report.html and figures from the files the run wrote."""
     from automl.report import write_report

@@ -37,7 +37,7 @@ def write_report(run_dir: str | Path) -> Path:
     board = pd.read_csv(board_path)
     metric = board.columns[3]
     config = json.loads((run_dir / "config.json").read_text()) if (run_dir / "config.json").is_file() else {}
-    figures = {"leaderboard": _leaderboard(board, metric)}
+    figures = {"leaderboard chart": _leaderboard(board, metric)}
     study = _study(run_dir)
     if study is not None:
         figures |= _study_figures(study, metric)

@@ -25,7 +25,7 @@ def test_a_run_writes_a_self_contained_report_and_report_regenerates_it(tmp_path
     assert "<script" not in page and "@import" not in page and "url(" not in page
     images = re.findall(r"src='data:image/png;base64,", page)
     names = {p.name for p in (run_dir / "figures").glob("*.png")}
-    assert {"leaderboard.png", "optimization_history.png", "best_trial_learning_curve.png",
+    assert {"leaderboard_chart.png", "optimization_history.png", "best_trial_learning_curve.png",
             "ensemble_weights.png"} <= names
     assert len(images) == len(names)
     (run_dir / "report.html").unlink()

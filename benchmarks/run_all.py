@@ -1,0 +1,123 @@
+"""`make bench`: run every benchmark and write benchmarks/RESULTS.md with the machine they ran on.
+
+1. benchmarks/preprocess.py: our Preprocessor vs a scikit-learn ColumnTransformer.
+2. benchmarks/train_loop.py: our Lightning training path vs a plain PyTorch loop.
+3. benchmarks/workers.py, when present: search trials per minute with 1 and 2 workers.
+4. Every bundle in the mirror (../shared/kaggle/competitions): the time to a first
+   submission (`automl run SLUG --models baselines`), then a full run within a budget
+   (`--timeout`, default 120 s) and the CV score of its best baseline, best network and
+   ensemble.
+
+Flags: --quick (smaller frames, 30 s runs, for a smoke test), --only SLUG,... to limit the bundles.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+MIRROR = Path(os.environ.get("AUTOML_MIRROR", ROOT.parent / "shared" / "kaggle" / "competitions"))
+
+
+def machine() -> str:
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    return (f"{platform.platform()}, {os.cpu_count()} CPU cores, {gpu}, Python {platform.python_version()}, "
+            f"torch {torch.__version__}")
+
+
+def script(name: str, *args: str) -> dict:
+    """Run benchmarks/NAME.py with --json; return its figures and its printed lines."""
+    with tempfile.NamedTemporaryFile(suffix=".json") as out:
+        done = subprocess.run([sys.executable, str(HERE / f"{name}.py"), *args, "--json", out.name],
+                              capture_output=True, text=True, check=False)
+        print(done.stdout, end="")
+        if done.returncode:
+            return {"error": done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "failed"}
+        return {"figures": json.loads(Path(out.name).read_text() or "{}"), "printed": done.stdout.strip()}
+
+
+def automl(*args: str) -> tuple[float, subprocess.CompletedProcess]:
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "automl.cli", *args], capture_output=True, text=True, check=False)
+    return time.perf_counter() - start, done
+
+
+def bundle_row(slug: str, workdir: Path, timeout: int) -> dict:
+    common = ["--from", str(MIRROR / f"{slug}.zip"), "--runs-dir", str(workdir / "runs"),
+              "--data-dir", str(workdir / "data")]
+    first, done = automl("run", slug, "--models", "baselines", "--name", "first", *common)
+    if done.returncode:
+        return {"competition": slug, "error": done.stderr.strip().splitlines()[-1]}
+    full, done = automl("run", slug, "--timeout", str(timeout), "--name", "full", *common)
+    if done.returncode:
+        return {"competition": slug, "first submission (s)": round(first, 1),
+                "error": done.stderr.strip().splitlines()[-1]}
+    board = pd.read_csv(workdir / "runs" / slug / "full" / "leaderboard.csv")
+    metric = board.columns[3]
+
+    def best(kind: str) -> str:
+        rows = board[board["kind"] == kind]
+        return f"{rows.iloc[0][metric]:.4f} ({rows.iloc[0]['model']})" if len(rows) else "-"
+
+    return {"competition": slug, "metric": metric, "first submission (s)": round(first, 1),
+            f"full run (s, --timeout {timeout})": round(full, 1), "best baseline": best("baseline"),
+            "best network": best("network"), "ensemble (held-out)": best("ensemble"),
+            "submitted": f"{board.iloc[0]['model']}"}
+
+
+def markdown(rows: list[dict]) -> str:
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+    lines = ["| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns)]
+    lines += ["| " + " | ".join(str(row.get(c, "")) for c in columns) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes and budgets, for a smoke test")
+    parser.add_argument("--only", help="comma-separated competition slugs")
+    parser.add_argument("--timeout", type=int, default=120, help="seconds per full run")
+    args = parser.parse_args()
+    timeout = 30 if args.quick else args.timeout
+    sections = [f"# Benchmark results\n\nMeasured {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC on {machine()}.\n"
+                "Every figure below comes from one run of `make bench` (`benchmarks/run_all.py`); ratios are "
+                "measured within one process.\n"]
+    for name, extra in (("preprocess", ["--rows", "100000"] if args.quick else []),
+                        ("train_loop", ["--rows", "20000", "--repeats", "2"] if args.quick else []),
+                        ("workers", ["--trials", "4"] if args.quick else [])):
+        if not (HERE / f"{name}.py").is_file():
+            continue
+        print(f"== {name}", flush=True)
+        result = script(name, *extra)
+        body = result.get("printed") or f"failed: {result.get('error')}"
+        sections.append(f"## {name}.py\n\n```\n{body}\n```\n")
+    slugs = args.only.split(",") if args.only else sorted(p.stem for p in MIRROR.glob("*.zip"))
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="automl-bench-") as tmp:
+        for slug in slugs:
+            print(f"== {slug}", flush=True)
+            rows.append(bundle_row(slug, Path(tmp), timeout))
+            print(rows[-1], flush=True)
+    sections.append("## Competitions\n\nTime to a first submission is `automl run SLUG --models baselines` "
+                    "from the zip to a validated submission.csv. The full run is baselines, network search and "
+                    f"ensemble within `--timeout {timeout}`; scores are cross-validated (5 folds), the ensemble's "
+                    "held out (weights chosen on other folds).\n\n" + markdown(rows) + "\n")
+    (HERE / "RESULTS.md").write_text("\n".join(sections))
+    print(f"wrote {HERE / 'RESULTS.md'}")
+
+
+if __name__ == "__main__":
+    main()
