@@ -18,7 +18,7 @@ from automl.errors import AutomlError
 from automl.fetch import submit as kaggle_submit
 from automl.io import write_json, write_text
 from automl.preprocess import Preprocessor
-from automl.runner import prepare
+from automl.rundir import prepare
 from automl.submission import validate as validate_frame
 
 

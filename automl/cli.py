@@ -83,10 +83,12 @@ RUNS_DIR = typer.Option("runs", "--runs-dir", help="Where run directories go (RU
 def run(slug: str = typer.Argument(..., help="Competition slug."), source: Path = SOURCE, name: str = NAME,
         models: str = MODELS, folds: int = FOLDS, seed: int = SEED, trials: int = TRIALS, timeout: float = TIMEOUT,
         pipeline: str = PIPELINE, storage: str = STORAGE, device: str = DEVICE, precision: str = PRECISION,
+        workers: int = typer.Option(1, "--workers", help="Search processes to run on this machine (they share the study)."),
         runs_dir: Path = RUNS_DIR, data_dir: Path = DATA_DIR) -> None:
     """Cross-validate baselines and searched networks on shared folds, print the leaderboard, write submission.csv."""
     _run(slug, source=source, name=name, models=models, folds=folds, seed=seed, trials=trials, timeout=timeout,
-         pipeline=pipeline, storage=storage, device=device, precision=precision, runs_dir=runs_dir, data_dir=data_dir)
+         pipeline=pipeline, storage=storage, device=device, precision=precision, workers=workers, runs_dir=runs_dir,
+         data_dir=data_dir)
 
 
 @app.command()
@@ -97,6 +99,24 @@ def search(slug: str = typer.Argument(..., help="Competition slug."), source: Pa
     """Run only the neural search (same folds, metric and run directory as `automl run`)."""
     _run(slug, source=source, name=name, models="networks", folds=folds, seed=seed, trials=trials, timeout=timeout,
          pipeline=pipeline, storage=storage, device=device, precision=precision, runs_dir=runs_dir, data_dir=data_dir)
+
+
+@app.command()
+def worker(slug: str = typer.Argument(..., help="Competition slug."), source: Path = SOURCE, name: str = NAME,
+           folds: int = FOLDS, seed: int = SEED, trials: int = TRIALS, timeout: float = TIMEOUT,
+           pipeline: str = PIPELINE, storage: str = STORAGE, device: str = DEVICE, precision: str = PRECISION,
+           runs_dir: Path = RUNS_DIR, data_dir: Path = DATA_DIR) -> None:
+    """Join a run's network search (any number of workers, on any machines sharing --storage); no blend or submission."""
+    from automl.workers import worker as run_worker
+
+    try:
+        run_worker(slug, name=name, storage=storage, trials=trials, timeout=timeout, pipeline=pipeline, source=source,
+                   folds=folds, seed=seed, device=device, precision=precision, runs_dir=runs_dir, data_dir=data_dir,
+                   console=err)
+    except AutomlError as exc:
+        _fail(str(exc))
+    except KeyboardInterrupt:
+        _fail("interrupted; finished trials are kept in the study", 130)
 
 
 def _run(slug: str, **options) -> None:

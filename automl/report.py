@@ -70,7 +70,12 @@ def _study(run_dir: Path) -> optuna.Study | None:
     path = run_dir / "study.db"
     if not path.is_file():
         return None
-    study = optuna.load_study(study_name="networks", storage=f"sqlite:///{path.resolve()}")
+    url = f"sqlite:///{path.resolve()}"
+    names = optuna.get_all_study_names(url)
+    if not names:
+        return None
+    wanted = f"{run_dir.parent.name}/{run_dir.name}"
+    study = optuna.load_study(study_name=wanted if wanted in names else names[0], storage=url)
     return study if study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)) else None
 
 

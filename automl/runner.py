@@ -9,7 +9,6 @@ than mixed.
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 import time
@@ -22,13 +21,14 @@ from rich.console import Console
 
 from automl import baselines
 from automl.baselines import CVResult
-from automl.competition import Competition, load, read_tables
+from automl.competition import Competition
 from automl.ensemble import ensemble
 from automl.errors import AutomlError
-from automl.fetch import fetch
-from automl.folds import fold_features, make_folds, splits
-from automl.io import write_csv, write_json, write_npy
-from automl.problem import Problem, make_problem
+from automl.folds import fold_features, splits
+from automl.io import write_csv
+from automl.pipeline import load_pipeline
+from automl.problem import Problem
+from automl.rundir import claim, load_folds, load_result, locked, log_to, prepare, save_result
 from automl.submission import make_submission, validate
 
 log = logging.getLogger("automl")
@@ -42,40 +42,40 @@ class RunResult:
     paths: dict[str, Path]
 
 
-def prepare(slug: str, data_dir="data", source=None) -> tuple[Competition, Problem, pd.DataFrame, pd.Series | None]:
-    """Fetch, read and check the data; return spec, problem, sample and test ids."""
-    folder = fetch(slug, data_dir, source)
-    comp = load(slug, folder)
-    train, test, sample = read_tables(comp, folder, f"competitions/{slug}.yaml")
-    test_ids = test[comp.id] if comp.id in test.columns else None
-    return comp, make_problem(comp, train, test), sample, test_ids
-
 
 def run(slug: str, *, source=None, name: str = "default", models: str = "all", folds: int = 5, seed: int = 0,
         trials: int | None = None, timeout: float | None = None, pipeline: str = "tabular",
-        storage: str | None = None, device: str = "auto", precision: str = "32-true", runs_dir="runs",
-        data_dir="data", console: Console | None = None) -> RunResult:
+        storage: str | None = None, device: str = "auto", precision: str = "32-true", workers: int = 1,
+        runs_dir="runs", data_dir="data", console: Console | None = None) -> RunResult:
     """Cross-validate baselines and searched networks on shared folds; write the best one's submission.
 
     `timeout` (seconds) bounds the whole run: baselines first, then the search gets the
-    rest; a trial in flight stops at its next epoch when time is up.
+    rest; a trial in flight stops at its next epoch when time is up. `workers` > 1 runs
+    that many search processes on the run's study.
     """
+    if workers < 1:
+        raise AutomlError(f"--workers {workers}: expected 1 or more")
+    worker_args = {"source": source, "data_dir": data_dir, "runs_dir": runs_dir, "pipeline": pipeline, "folds": folds,
+                   "seed": seed, "device": device, "precision": precision}
     console = console or Console(stderr=True)
     started = time.perf_counter()
     names, networks = _model_names(models)
-    recipe = _load_recipe(pipeline) if networks else None
+    recipe = load_pipeline(pipeline) if networks else None
     budget = timeout if timeout is not None else (recipe.timeout if recipe else None)
     deadline = None if budget is None else time.monotonic() + budget
     comp, problem, sample, test_ids = prepare(slug, data_dir, source)
     run_dir = Path(runs_dir) / slug / name
-    _claim(run_dir, {"slug": slug, "competition": asdict(comp), "folds": folds, "seed": seed,
-                     "rows": len(problem.y)}, name)
-    handler = _log_to(run_dir / "run.log")
+    lock = locked(run_dir)
+    lock.__enter__()  # released in the finally below, also on Ctrl-C
+    handler = None
     try:
-        assignment = _folds(run_dir, problem, folds, seed)
+        claim(run_dir, {"slug": slug, "competition": asdict(comp), "folds": folds, "seed": seed,
+                        "rows": len(problem.y)}, name)
+        handler = log_to(run_dir / "run.log")
+        assignment = load_folds(run_dir, problem, folds, seed)
         results, pending = [], []
         for model in names:
-            done = _load_result(run_dir / "models" / model)
+            done = load_result(run_dir / "models" / model)
             if done is None:
                 pending.append(model)
             else:
@@ -93,15 +93,18 @@ def run(slug: str, *, source=None, name: str = "default", models: str = "all", f
                 results.append(_fit(model, run_dir, problem, fold_data, seed, console))
         members = list(results)
         if networks:
-            found = _networks(problem, assignment, recipe, run_dir, console, trials=trials or recipe.trials,
-                              deadline=deadline, storage=storage, device=device, precision=precision, seed=seed)
+            from automl.workers import search_networks  # torch and Lightning take seconds to import
+
+            found = search_networks(problem, assignment, recipe, run_dir, console, trials=trials or recipe.trials,
+                                    deadline=deadline, storage=storage, study_name=f"{slug}/{name}", device=device,
+                                    precision=precision, seed=seed, workers=workers, worker_args=worker_args)
             results += found[:1]  # the leaderboard shows the best network; the blend may use the kept few
             members += found
         if not results:
             raise AutomlError(f"no model finished within the time budget; give more time with --timeout (now {budget:g}s)")
         blended = ensemble(problem, splits(assignment), members)
         if blended is not None:
-            _save_result(run_dir / "models" / "ensemble", blended)
+            save_result(run_dir / "models" / "ensemble", blended)
             console.print(f"  ensemble: {comp.metric} {_fmt(blended.mean)} held-out "
                           f"({_fmt(blended.info['optimistic'])} if scored where it was selected)")
             results.append(blended)
@@ -115,8 +118,10 @@ def run(slug: str, *, source=None, name: str = "default", models: str = "all", f
         log.info("run finished in %.1fs; submission from %s", time.perf_counter() - started, best.name)
         return RunResult(board, run_dir, paths["submission"], paths | {"run_dir": run_dir})
     finally:
-        logging.getLogger("automl").removeHandler(handler)
-        handler.close()
+        if handler is not None:
+            logging.getLogger("automl").removeHandler(handler)
+            handler.close()
+        lock.__exit__(None, None, None)
 
 
 def _fit(model: str, run_dir: Path, problem: Problem, fold_data, seed: int, console: Console) -> CVResult:
@@ -124,7 +129,7 @@ def _fit(model: str, run_dir: Path, problem: Problem, fold_data, seed: int, cons
     with console.status(f"{model}: fold 1/{k}") as status:
         result = baselines.cross_validate(model, problem, fold_data, seed,
                                           on_fold=lambda i: status.update(f"{model}: fold {i + 1}/{k}"))
-    _save_result(run_dir / "models" / model, result)
+    save_result(run_dir / "models" / model, result)
     metric = problem.comp.metric
     log.info("%s: %s %.5f +- %.5f in %.1fs", model, metric, result.mean, result.std, result.seconds)
     console.print(f"  {model}: {metric} {_fmt(result.mean)} ± {_fmt(result.std)} ({result.seconds:.1f}s)")
@@ -146,90 +151,6 @@ def _model_names(models: str) -> tuple[list[str], bool]:
                               f"{', '.join(baselines.BASELINES)}")
     return names, networks
 
-
-def _load_recipe(pipeline: str):
-    from automl.pipeline import load_pipeline
-
-    return load_pipeline(pipeline)
-
-
-def _networks(problem: Problem, assignment: np.ndarray, recipe, run_dir: Path, console: Console, *, trials: int,
-              deadline: float | None, storage: str | None, device: str, precision: str, seed: int) -> list[CVResult]:
-    """Search networks (imported lazily: torch and Lightning take seconds to import)."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    from automl import search
-    from automl.train import resolve_device
-
-    device = resolve_device(device)
-    with console.status("preprocessing each fold for the networks"):
-        net_folds = fold_features(problem, assignment, numeric=recipe.numeric)
-    metric = problem.comp.metric
-    columns = [TextColumn("networks"), BarColumn(), MofNCompleteColumn(), TextColumn("trials"),
-               TimeElapsedColumn(), TextColumn("{task.fields[best]}")]
-    with Progress(*columns, console=console, transient=False) as progress:
-        bar = progress.add_task("search", total=trials, best="")
-
-        def on_trial(study, trial) -> None:
-            counts = search.summary(study)
-            done = counts["complete"] + counts["pruned"]
-            best = search.best_trials(study, 1)
-            progress.update(bar, completed=done, best=f"best {metric} {_fmt(best[0].value)} (#{best[0].number})"
-                            if best else "")
-
-        study = search.search(problem, net_folds, recipe, run_dir, trials=trials, deadline=deadline, storage=storage,
-                              device=device, precision=precision, seed=seed, on_trial=on_trial)
-        on_trial(study, None)
-    counts = search.summary(study)
-    log.info("search: %s on %s", counts, device)
-    console.print(f"  networks: {counts['complete']} complete, {counts['pruned']} pruned, {counts['fail']} failed "
-                  f"trials on {device}")
-    found = search.network_results(study, run_dir, recipe.keep_best)
-    if not found:
-        console.print("  networks: no trial finished every fold within the budget; give more time with --timeout")
-    return found
-
-
-def _claim(run_dir: Path, config: dict, name: str) -> None:
-    """Create the run directory, or check that an existing one was made the same way."""
-    path = run_dir / "config.json"
-    if path.is_file():
-        before = json.loads(path.read_text())
-        for key in ("competition", "folds", "seed", "rows"):
-            if json.dumps(before.get(key), sort_keys=True) != json.dumps(config[key], sort_keys=True, default=list):
-                raise AutomlError(
-                    f"{run_dir} was made with a different {key} ({before.get(key) if key != 'competition' else 'spec'}); "
-                    f"use the same options, or --name with a new run name instead of {name!r}"
-                )
-        return
-    write_json(path, config)
-
-
-def _folds(run_dir: Path, problem: Problem, k: int, seed: int) -> np.ndarray:
-    path = run_dir / "folds.csv"
-    if path.is_file():
-        return pd.read_csv(path)["fold"].to_numpy()
-    assignment = make_folds(problem, k, seed)
-    write_csv(path, pd.DataFrame({"row": np.arange(len(assignment)), "fold": assignment}))
-    return assignment
-
-
-def _save_result(folder: Path, result: CVResult) -> None:
-    write_npy(folder / "oof.npy", result.oof)
-    write_npy(folder / "test.npy", result.test)
-    write_json(folder / "result.json", {  # written last: its presence means finished
-        "name": result.name, "kind": result.kind, "fold_scores": result.fold_scores,
-        "mean": result.mean, "std": result.std, "seconds": result.seconds,
-        "threshold": result.threshold, "info": result.info,
-    })
-
-
-def _load_result(folder: Path) -> CVResult | None:
-    if not (folder / "result.json").is_file():
-        return None
-    meta = json.loads((folder / "result.json").read_text())
-    return CVResult(meta["name"], np.load(folder / "oof.npy"), np.load(folder / "test.npy"),
-                    meta["fold_scores"], meta["seconds"], meta["threshold"], meta["kind"], meta["info"])
 
 
 def leaderboard(results: list[CVResult], problem: Problem) -> pd.DataFrame:
@@ -260,15 +181,6 @@ def _write_submission(run_dir: Path, comp: Competition, sample: pd.DataFrame, te
         shutil.copyfile(path, kaggle_working / "submission.csv")
     return path
 
-
-def _log_to(path: Path) -> logging.Handler:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(path)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-    logger = logging.getLogger("automl")
-    logger.setLevel(logging.INFO)
-    logger.addHandler(handler)
-    return handler
 
 
 def _fmt(value: float) -> str:

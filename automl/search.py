@@ -10,6 +10,7 @@ are stored with it. The predictions of the best few trials are kept for blending
 
 from __future__ import annotations
 
+import re
 import shutil
 import time
 import warnings
@@ -33,6 +34,7 @@ from automl.train import fit_fold
 optuna.logging.set_verbosity(optuna.logging.ERROR)  # failures are counted and stored with their reason
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+HEARTBEAT, GRACE = 5, 20  # seconds: a worker silent for GRACE seconds is taken for dead
 # Failures that belong to one trial's settings, not to the program: recorded, search goes on.
 TRIAL_FAILURES = (FloatingPointError, ValueError, RuntimeError)
 
@@ -55,7 +57,26 @@ def storage_url(run_dir: Path, storage: str | None) -> str:
     return f"sqlite:///{(run_dir / 'study.db').resolve()}"
 
 
-def make_study(url: str, name: str, pipeline: Pipeline, greater_is_better: bool, seed: int, n_folds: int):
+def open_storage(url: str) -> optuna.storages.RDBStorage:
+    """An RDB storage with heartbeats: a killed worker's trial is failed and retried."""
+    engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {"pool_pre_ping": True}
+    try:
+        return optuna.storages.RDBStorage(
+            url, engine_kwargs=engine, heartbeat_interval=HEARTBEAT, grace_period=GRACE,
+            heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=2))
+    except (ValueError, ImportError, optuna.exceptions.StorageInternalError) as exc:
+        detail = str(exc).splitlines()[0][:200]
+        raise AutomlError(f"--storage {_redact(url)}: cannot open it as an Optuna storage ({detail})") from exc
+
+
+def _redact(url: str) -> str:
+    """A storage URL without its password, for messages."""
+    return re.sub(r"://([^:/@]+):[^@]*@", r"://\1:***@", url)
+
+
+def make_study(storage: optuna.storages.BaseStorage, name: str, pipeline: Pipeline, greater_is_better: bool,
+               seed: int, n_folds: int, features_hash: str) -> optuna.Study:
+    """Create or join the study; refuse one made from other data, folds or preprocessing."""
     if pipeline.pruner == "median":
         pruner = optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=2)
     elif pipeline.pruner == "hyperband":
@@ -63,23 +84,41 @@ def make_study(url: str, name: str, pipeline: Pipeline, greater_is_better: bool,
     else:
         pruner = optuna.pruners.NopPruner()
     sampler = optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True, n_startup_trials=8)
-    try:
-        return optuna.create_study(storage=url, study_name=name, load_if_exists=True, sampler=sampler, pruner=pruner,
-                                   direction="maximize" if greater_is_better else "minimize")
-    except (ValueError, ImportError, optuna.exceptions.StorageInternalError) as exc:
-        raise AutomlError(f"--storage {url}: cannot open the Optuna study ({exc})") from exc
+    study = optuna.create_study(storage=storage, study_name=name, load_if_exists=True, sampler=sampler, pruner=pruner,
+                                direction="maximize" if greater_is_better else "minimize")
+    known = study.user_attrs.get("features_sha256")
+    if known is None:
+        study.set_user_attr("features_sha256", features_hash)
+    elif known != features_hash:
+        raise AutomlError(f"study {name!r} was made from different data, folds or preprocessing "
+                          f"({known[:12]} here {features_hash[:12]}); use the same data, --folds and --seed, "
+                          "or another --name")
+    if not study.trials:  # a new study starts from sensible settings: a useful network comes early
+        for default in pipeline.defaults:
+            study.enqueue_trial(default, skip_if_exists=True)
+    return study
+
+
+class Surplus(Exception):
+    """Another worker already started the last trial the study needs."""
 
 
 class Objective:
     """Train one network per fold with a trial's parameters; return the OOF score."""
 
     def __init__(self, problem: Problem, folds: list[Fold], pipeline: Pipeline, run_dir: Path, *,
-                 device: str, precision: str, deadline: float | None, seed: int):
+                 device: str, precision: str, deadline: float | None, seed: int, trials: int | None = None):
         self.problem, self.folds, self.pipeline, self.run_dir = problem, folds, pipeline, run_dir
         self.device, self.precision, self.deadline, self.seed = device, precision, deadline, seed
         self.budget = None if deadline is None else max(deadline - time.monotonic(), 1.0)
+        self.trials = trials
 
     def __call__(self, trial: optuna.trial.BaseTrial) -> float:
+        if self.trials is not None and isinstance(trial, optuna.Trial):
+            ahead = trial.study.get_trials(deepcopy=False, states=(*FINISHED, TrialState.RUNNING))
+            if sum(t.number < trial.number for t in ahead) >= self.trials:
+                trial.set_user_attr("fail_reason", "not needed: the study already had its trials")
+                raise Surplus("the study already has its trials")
         params = suggest(trial, self.pipeline)
         start = time.perf_counter()
         trial.set_user_attr("device", self.device)
@@ -131,24 +170,30 @@ class Objective:
 
 def search(problem: Problem, folds: list[Fold], pipeline: Pipeline, run_dir: Path, *, trials: int,
            deadline: float | None, storage: str | None = None, study_name: str = "networks", device: str = "cpu",
-           precision: str = "32-true", seed: int = 0,
-           on_trial: Callable[[optuna.Study, optuna.trial.FrozenTrial], None] | None = None) -> optuna.Study:
-    """Run trials until `trials` have finished in the study (across resumes) or time is up."""
-    study = make_study(storage_url(run_dir, storage), study_name, pipeline, problem.metric.greater_is_better,
-                       seed, len(folds))
-    if not study.trials:  # a new study starts from sensible settings: a useful network comes early
-        for default in pipeline.defaults:
-            study.enqueue_trial(default, skip_if_exists=True)
-    finished = len(study.get_trials(deepcopy=False, states=FINISHED))
-    remaining = trials - finished
-    timeout = None if deadline is None else deadline - time.monotonic()
-    if remaining > 0 and (timeout is None or timeout > 0):
-        objective = Objective(problem, folds, pipeline, run_dir, device=device, precision=precision,
-                              deadline=deadline, seed=seed)
-        callbacks = [optuna.study.MaxTrialsCallback(trials, states=FINISHED), _prune_files(run_dir, pipeline.keep_best)]
-        if on_trial:
-            callbacks.append(on_trial)
-        study.optimize(objective, n_trials=remaining, timeout=timeout, catch=TRIAL_FAILURES, callbacks=callbacks,
+           precision: str = "32-true", seed: int = 0, features_hash: str = "",
+           on_trial: Callable[[optuna.Study, optuna.trial.FrozenTrial | None], None] | None = None) -> optuna.Study:
+    """Run trials until `trials` have finished in the study (across resumes and workers) or time is up.
+
+    Each worker takes one trial at a time. Before each it fails stale trials (their
+    worker stopped sending heartbeats; they are retried), stops once enough trials have
+    finished, and waits while the remaining ones run elsewhere.
+    """
+    store = open_storage(storage_url(run_dir, storage))
+    study = make_study(store, study_name, pipeline, problem.metric.greater_is_better, seed, len(folds), features_hash)
+    objective = Objective(problem, folds, pipeline, run_dir, device=device, precision=precision, deadline=deadline,
+                          seed=seed, trials=trials)
+    callbacks = [_prune_files(run_dir, pipeline.keep_best)] + ([on_trial] if on_trial else [])
+    while deadline is None or time.monotonic() < deadline:
+        optuna.storages.fail_stale_trials(study)
+        states = [t.state for t in study.get_trials(deepcopy=False)]
+        finished = sum(state in FINISHED for state in states)
+        if finished >= trials:
+            break
+        if finished + states.count(TrialState.RUNNING) >= trials:
+            time.sleep(HEARTBEAT)  # the last trials run in other workers; wait for them or their failure
+            continue
+        timeout = None if deadline is None else deadline - time.monotonic()
+        study.optimize(objective, n_trials=1, timeout=timeout, catch=(*TRIAL_FAILURES, Surplus), callbacks=callbacks,
                        gc_after_trial=False)
     return study
 

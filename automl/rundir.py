@@ -1,0 +1,112 @@
+"""The run directory (runs/SLUG/NAME/): what a run owns, and how it is reused.
+
+config.json pins what the run was made from (the spec, folds, seed, rows); folds.csv
+the fold of every row; models/NAME/ each finished model's predictions and scores
+(result.json is written last, so its presence means finished); run.log the log. A lock
+file keeps two `automl run` processes off one run directory; workers share it freely.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from automl.baselines import CVResult
+from automl.competition import Competition, load, read_tables
+from automl.errors import AutomlError
+from automl.fetch import fetch
+from automl.folds import make_folds
+from automl.io import write_csv, write_json, write_npy
+from automl.problem import Problem, make_problem
+
+
+def prepare(slug: str, data_dir="data", source=None) -> tuple[Competition, Problem, pd.DataFrame, pd.Series | None]:
+    """Fetch, read and check the data; return spec, problem, sample and test ids."""
+    folder = fetch(slug, data_dir, source)
+    comp = load(slug, folder)
+    train, test, sample = read_tables(comp, folder, f"competitions/{slug}.yaml")
+    test_ids = test[comp.id] if comp.id in test.columns else None
+    return comp, make_problem(comp, train, test), sample, test_ids
+
+
+def claim(run_dir: Path, config: dict, name: str) -> None:
+    """Create the run directory, or check that an existing one was made the same way."""
+    path = run_dir / "config.json"
+    if path.is_file():
+        before = json.loads(path.read_text())
+        for key in ("competition", "folds", "seed", "rows"):
+            if json.dumps(before.get(key), sort_keys=True) != json.dumps(config[key], sort_keys=True, default=list):
+                raise AutomlError(
+                    f"{run_dir} was made with a different {key} ({before.get(key) if key != 'competition' else 'spec'}); "
+                    f"use the same options, or --name with a new run name instead of {name!r}"
+                )
+        return
+    write_json(path, config)
+
+
+def load_folds(run_dir: Path, problem: Problem, k: int, seed: int) -> np.ndarray:
+    path = run_dir / "folds.csv"
+    if path.is_file():
+        return pd.read_csv(path)["fold"].to_numpy()
+    assignment = make_folds(problem, k, seed)
+    write_csv(path, pd.DataFrame({"row": np.arange(len(assignment)), "fold": assignment}))
+    return assignment
+
+
+def save_result(folder: Path, result: CVResult) -> None:
+    write_npy(folder / "oof.npy", result.oof)
+    write_npy(folder / "test.npy", result.test)
+    write_json(folder / "result.json", {  # written last: its presence means finished
+        "name": result.name, "kind": result.kind, "fold_scores": result.fold_scores,
+        "mean": result.mean, "std": result.std, "seconds": result.seconds,
+        "threshold": result.threshold, "info": result.info,
+    })
+
+
+def load_result(folder: Path) -> CVResult | None:
+    if not (folder / "result.json").is_file():
+        return None
+    meta = json.loads((folder / "result.json").read_text())
+    return CVResult(meta["name"], np.load(folder / "oof.npy"), np.load(folder / "test.npy"),
+                    meta["fold_scores"], meta["seconds"], meta["threshold"], meta["kind"], meta["info"])
+
+
+def log_to(path: Path) -> logging.Handler:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    logger = logging.getLogger("automl")
+    logger.setLevel(logging.INFO)
+    logger.addHandler(handler)
+    return handler
+
+
+@contextmanager
+def locked(run_dir: Path):
+    """Hold the run directory for this process; a second `automl run` on it is refused."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    handle = open(run_dir / ".lock", "a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "another process"
+        handle.close()
+        raise AutomlError(f"{run_dir} is in use by {holder}; wait for it to finish, or pass --name for a new run") from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"automl run (pid {os.getpid()})")
+    handle.flush()
+    try:
+        yield
+    finally:
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        handle.close()
+
