@@ -95,7 +95,8 @@ def run(slug: str, *, source=None, name: str = "default", models: str = "all", f
         if networks:
             from automl.workers import search_networks  # torch and Lightning take seconds to import
 
-            found = search_networks(problem, assignment, recipe, run_dir, console, trials=trials or recipe.trials,
+            found = search_networks(problem, assignment, recipe, run_dir, console,
+                                    trials=recipe.trials if trials is None else trials,
                                     deadline=deadline, storage=storage, study_name=f"{slug}/{name}", device=device,
                                     precision=precision, seed=seed, workers=workers, worker_args=worker_args)
             results += found[:1]  # the leaderboard shows the best network; the blend may use the kept few

@@ -10,8 +10,10 @@ are stored with it. The predictions of the best few trials are kept for blending
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
+import socket
 import time
 import warnings
 from collections.abc import Callable
@@ -122,6 +124,7 @@ class Objective:
         params = suggest(trial, self.pipeline)
         start = time.perf_counter()
         trial.set_user_attr("device", self.device)
+        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
         try:
             return self._run(trial, params, start)
         except TRIAL_FAILURES as exc:

@@ -147,11 +147,14 @@ def worker(slug: str, *, name: str = "default", storage: str | None = None, tria
     claim(run_dir, {"slug": slug, "competition": asdict(comp), "folds": folds, "seed": seed, "rows": len(problem.y)}, name)
     assignment = load_folds(run_dir, problem, folds, seed)
     features, digest = network_features(problem, assignment, recipe, run_dir)
-    study = search.search(problem, features, recipe, run_dir, trials=trials or recipe.trials, deadline=deadline,
+    study = search.search(problem, features, recipe, run_dir, trials=recipe.trials if trials is None else trials,
+                          deadline=deadline,
                           storage=storage, study_name=f"{slug}/{name}", device=resolve_device(device),
                           precision=precision, seed=seed + os.getpid(), features_hash=digest)
     counts = search.summary(study)
+    best = search.best_trials(study, 1)
     console.print(f"worker {os.getpid()}: study {slug}/{name} has {counts['complete']} complete, "
-                  f"{counts['pruned']} pruned, {counts['fail']} failed trials", highlight=False)
+                  f"{counts['pruned']} pruned, {counts['fail']} failed trials; best "
+                  + (f"#{best[0].number} {best[0].value:.6f}" if best else "none yet"), highlight=False)
     return counts
 

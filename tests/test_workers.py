@@ -1,0 +1,161 @@
+"""Many workers on one study: PostgreSQL, SIGKILL of a worker, local --workers, the run lock, resume."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import optuna
+import pytest
+from conftest import bundle
+from optuna.trial import TrialState
+from postgres import postgres_url
+from typer.testing import CliRunner
+
+from automl.cli import app
+from automl.rundir import locked
+
+runner = CliRunner()
+RECIPE = """numeric: quantile
+trials: 6
+max_epochs: 3
+patience: 2
+pruner: none
+keep_best: 2
+trial_share: 1.0
+space:
+  family: {choice: [mlp]}
+  optimizer: {choice: [adamw]}
+  lr: {float: [0.001, 0.01], log: true}
+  batch_size: {choice: [64, 128]}
+when:
+  mlp:
+    depth: {int: [1, 2]}
+    width: {int: [8, 64], log: true}
+"""
+
+
+@pytest.fixture(scope="module")
+def postgres():
+    with postgres_url() as (url, why):
+        if url is None:
+            pytest.skip(why)
+        yield url
+
+
+@pytest.fixture
+def recipe(tmp_path):
+    path = tmp_path / "tiny.yaml"
+    path.write_text(RECIPE)
+    return path
+
+
+def _worker(tmp_path, recipe, storage, name, trials):
+    command = [sys.executable, "-m", "automl.cli", "worker", "titanic", "--from", str(bundle("titanic")),
+               "--name", name, "--trials", str(trials), "--pipeline", str(recipe), "--device", "cpu",
+               "--runs-dir", str(tmp_path / "runs"), "--data-dir", str(tmp_path / "data")]
+    if storage:
+        command += ["--storage", storage]
+    env = os.environ | {"OMP_NUM_THREADS": "1"}
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+
+
+def _finished(study) -> list:
+    return [t for t in study.trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+
+
+def test_two_workers_share_one_postgres_study(tmp_path, recipe, postgres):
+    workers = [_worker(tmp_path, recipe, postgres, "shared", 8) for _ in range(2)]
+    outputs = [w.communicate(timeout=300)[0] for w in workers]
+    assert all(w.returncode == 0 for w in workers), outputs
+    study = optuna.load_study(study_name="titanic/shared", storage=postgres)
+    numbers = [t.number for t in study.trials]
+    assert len(numbers) == len(set(numbers))
+    assert len(_finished(study)) == 8
+    assert len({t.user_attrs["worker"] for t in study.trials}) == 2  # both did work
+    bests = {re.search(r"best (#\d+ [\d.]+)", out).group(1) for out in outputs}
+    assert bests == {f"#{study.best_trial.number} {study.best_trial.value:.6f}"}
+
+
+def test_a_killed_worker_leaves_no_running_trial_and_the_study_completes(tmp_path, recipe, postgres):
+    victim = _worker(tmp_path, recipe, postgres, "killed", 6)
+    survivor = _worker(tmp_path, recipe, postgres, "killed", 6)
+    storage = optuna.storages.RDBStorage(postgres)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:  # wait until the victim is inside a trial
+        try:
+            study = optuna.load_study(study_name="titanic/killed", storage=storage)
+        except KeyError:
+            time.sleep(0.2)
+            continue
+        running = [t for t in study.get_trials(states=(TrialState.RUNNING,))
+                   if t.user_attrs.get("worker", "").endswith(f":{victim.pid}")]
+        if running:
+            break
+        time.sleep(0.1)
+    else:
+        pytest.fail("the first worker never started a trial")
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    output = survivor.communicate(timeout=300)[0]
+    assert survivor.returncode == 0, output
+    study = optuna.load_study(study_name="titanic/killed", storage=storage)
+    assert not study.get_trials(states=(TrialState.RUNNING,))
+    assert len(_finished(study)) == 6
+    killed = study.get_trials(states=(TrialState.FAIL,))
+    assert killed and all(t.user_attrs["worker"].endswith(f":{victim.pid}") for t in killed)
+
+
+def test_run_with_two_local_workers(tmp_path, recipe):
+    args = ["run", "titanic", "--from", str(bundle("titanic")), "--models", "linear,networks", "--workers", "2",
+            "--trials", "24", "--pipeline", str(recipe), "--device", "cpu", "--runs-dir", str(tmp_path / "runs"),
+            "--data-dir", str(tmp_path / "data")]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "with 2 workers" in result.output
+    run_dir = tmp_path / "runs" / "titanic" / "default"
+    study = optuna.load_study(study_name="titanic/default", storage=f"sqlite:///{run_dir / 'study.db'}")
+    assert len(_finished(study)) == 24
+    assert len({t.user_attrs["worker"] for t in study.trials}) == 2
+    logs = list(run_dir.glob("worker-*.log"))
+    assert len(logs) == 1 and "has 24 complete" in logs[0].read_text()
+
+
+def test_a_second_run_on_a_held_run_directory_is_refused(tmp_path):
+    run_dir = tmp_path / "runs" / "titanic" / "default"
+    with locked(run_dir):
+        result = runner.invoke(app, ["run", "titanic", "--from", str(bundle("titanic")), "--models", "dummy",
+                                     "--runs-dir", str(tmp_path / "runs"), "--data-dir", str(tmp_path / "data")])
+    assert result.exit_code == 1
+    assert f"is in use by automl run (pid {os.getpid()}); wait for it to finish, or pass --name" in result.output
+
+
+def test_a_resumed_run_after_sigkill_loses_no_finished_trial(tmp_path, recipe):
+    command = [sys.executable, "-m", "automl.cli", "run", "titanic", "--from", str(bundle("titanic")),
+               "--models", "networks", "--trials", "6", "--pipeline", str(recipe), "--device", "cpu",
+               "--runs-dir", str(tmp_path / "runs"), "--data-dir", str(tmp_path / "data")]
+    db = tmp_path / "runs" / "titanic" / "default" / "study.db"
+    first = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline, before = time.monotonic() + 120, []
+    while time.monotonic() < deadline and len(before) < 2:
+        time.sleep(0.3)
+        if db.is_file():
+            try:
+                before = _finished(optuna.load_study(study_name="titanic/default", storage=f"sqlite:///{db}"))
+            except KeyError:  # the study does not exist yet
+                before = []
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    kept = {t.number: t.value for t in _finished(optuna.load_study(study_name="titanic/default", storage=f"sqlite:///{db}"))}
+    assert len(kept) >= 2
+    again = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    study = optuna.load_study(study_name="titanic/default", storage=f"sqlite:///{db}")
+    after = {t.number: t.value for t in _finished(study)}
+    assert all(after[n] == v for n, v in kept.items())  # nothing finished was lost or redone
+    assert len(after) == 6
+    assert (tmp_path / "runs" / "titanic" / "default" / "submission.csv").is_file()
