@@ -26,7 +26,7 @@ from optuna_integration import PyTorchLightningPruningCallback
 
 from automl.baselines import CVResult, finish
 from automl.errors import AutomlError
-from automl.folds import Fold
+from automl.folds import Fold, Split
 from automl.io import write_npy
 from automl.metrics import score
 from automl.pipeline import Pipeline, suggest
@@ -219,19 +219,17 @@ def best_trials(study: optuna.Study, n: int) -> list[optuna.trial.FrozenTrial]:
     return sorted(complete, key=lambda t: t.value, reverse=reverse)[:n]
 
 
-def network_results(study: optuna.Study, run_dir: Path, n: int) -> list[CVResult]:
-    """The best trials as leaderboard entries (those whose predictions are on disk)."""
+def network_results(study: optuna.Study, problem: Problem, folds: list[Split], run_dir: Path, n: int) -> list[CVResult]:
+    """The best trials as leaderboard entries, scored from the predictions on disk."""
     results = []
     for trial in best_trials(study, n):
         folder = run_dir / "trials" / str(trial.number)
         if not (folder / "oof.npy").is_file():
             continue
-        name = f"{trial.params['family']} #{trial.number}"
-        info = {"trial": trial.number, "params": trial.params,
+        info = {"trial": trial.number, "params": trial.params, "worker": trial.user_attrs.get("worker"),
                 "note": ", ".join(f"{k}={_short(v)}" for k, v in trial.params.items() if k != "family")}
-        results.append(CVResult(name, np.load(folder / "oof.npy"), np.load(folder / "test.npy"),
-                                trial.user_attrs["fold_scores"], trial.user_attrs.get("seconds", 0.0),
-                                trial.user_attrs.get("threshold"), "network", info))
+        results.append(finish(f"{trial.params['family']} #{trial.number}", problem, folds, np.load(folder / "oof.npy"),
+                              np.load(folder / "test.npy"), trial.user_attrs.get("seconds", 0.0), "network", info))
     return results
 
 

@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import optuna
 import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -99,6 +100,7 @@ def search_networks(problem: Problem, assignment: np.ndarray, recipe: Pipeline, 
         for helper in helpers:
             if helper.poll() is None:
                 helper.terminate()
+    _retrain_missing(study, problem, folds, recipe, run_dir, console, device, precision, seed, deadline)
     failed = [h for h in helpers if h.returncode not in (0, None)]
     if failed:
         console.print(f"  networks: {len(failed)} worker process(es) ended with an error; see {run_dir}/worker-*.log")
@@ -106,10 +108,29 @@ def search_networks(problem: Problem, assignment: np.ndarray, recipe: Pipeline, 
     log.info("search: %s on %s with %d worker(s)", counts, device, workers)
     console.print(f"  networks: {counts['complete']} complete, {counts['pruned']} pruned, {counts['fail']} failed "
                   f"trials on {device}" + (f" with {workers} workers" if workers > 1 else ""))
-    found = search.network_results(study, run_dir, recipe.keep_best)
+    found = search.network_results(study, problem, folds, run_dir, recipe.keep_best)
     if not found:
         console.print("  networks: no trial finished every fold within the budget; give more time with --timeout")
     return found
+
+
+def _retrain_missing(study, problem: Problem, folds: list[Fold], recipe: Pipeline, run_dir: Path, console: Console,
+                     device: str, precision: str, seed: int, deadline: float | None) -> None:
+    """Rebuild the predictions of best trials that ran on another machine, from their parameters.
+
+    The study (in a shared database) holds every trial's parameters and scores, but their
+    predictions stay with the worker that trained them. The best one is always rebuilt
+    here; the others only while time remains.
+    """
+    for rank, trial in enumerate(search.best_trials(study, recipe.keep_best)):
+        if (run_dir / "trials" / str(trial.number) / "oof.npy").is_file():
+            continue
+        if rank and deadline is not None and time.monotonic() >= deadline:
+            break
+        with console.status(f"retraining trial #{trial.number} here (it ran on {trial.user_attrs.get('worker', '?')})"):
+            objective = search.Objective(problem, folds, recipe, run_dir, device=device, precision=precision,
+                                         deadline=None, seed=seed)
+            objective(optuna.trial.FixedTrial(trial.params, number=trial.number))
 
 
 def start_worker(slug: str, name: str, storage: str | None, trials: int, timeout: int | None, args: dict,

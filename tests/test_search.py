@@ -48,7 +48,7 @@ def test_resume_does_not_redo_trials(tmp_path):
     more = search(problem, folds, tiny(), tmp_path, trials=3, deadline=None)
     finished = [t for t in more.trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
     assert len(finished) == 3 and (tmp_path / "study.db").is_file()
-    results = network_results(more, tmp_path, 1)
+    results = network_results(more, problem, folds, tmp_path, 1)
     assert results and results[0].kind == "network" and len(results[0].fold_scores) == len(folds)
 
 

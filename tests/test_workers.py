@@ -159,3 +159,32 @@ def test_a_resumed_run_after_sigkill_loses_no_finished_trial(tmp_path, recipe):
     assert all(after[n] == v for n, v in kept.items())  # nothing finished was lost or redone
     assert len(after) == 6
     assert (tmp_path / "runs" / "titanic" / "default" / "submission.csv").is_file()
+
+
+def test_a_run_on_another_machine_finishes_a_shared_study(tmp_path, recipe, postgres):
+    machine_a, machine_b = tmp_path / "a", tmp_path / "b"
+    machine_a.mkdir()
+    worker = _worker(machine_a, recipe, postgres, "split", 4)
+    output = worker.communicate(timeout=300)[0]
+    assert worker.returncode == 0, output
+    args = ["run", "titanic", "--from", str(bundle("titanic")), "--models", "linear,networks", "--storage", postgres,
+            "--name", "split", "--trials", "4", "--pipeline", str(recipe), "--device", "cpu",
+            "--runs-dir", str(machine_b / "runs"), "--data-dir", str(machine_b / "data")]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    study = optuna.load_study(study_name="titanic/split", storage=postgres)
+    assert len(_finished(study)) == 4  # nothing new was needed
+    board = (machine_b / "runs" / "titanic" / "split" / "leaderboard.csv").read_text()
+    assert f"#{study.best_trial.number}" in board  # rebuilt here from its parameters
+
+
+def test_a_worker_with_other_folds_is_refused(tmp_path, recipe, postgres):
+    first = _worker(tmp_path, recipe, postgres, "folds", 1)
+    assert first.wait(timeout=300) == 0
+    other = [sys.executable, "-m", "automl.cli", "worker", "titanic", "--from", str(bundle("titanic")), "--name", "folds",
+             "--trials", "2", "--folds", "3", "--pipeline", str(recipe), "--storage", postgres,
+             "--runs-dir", str(tmp_path / "elsewhere"), "--data-dir", str(tmp_path / "data")]
+    refused = subprocess.run(other, capture_output=True, text=True, timeout=300)
+    assert refused.returncode == 1
+    assert "was made from different data, folds or preprocessing" in refused.stderr
+    assert "secret" not in refused.stderr
