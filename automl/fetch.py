@@ -12,6 +12,7 @@ an interrupted fetch never looks finished; per-file archives inside the bundle
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import gzip
 import io
 import json
@@ -33,7 +34,24 @@ CREDENTIALS_HELP = (
 
 def fetch(slug: str, data_dir: str | os.PathLike = "data", source: str | os.PathLike | None = None) -> Path:
     """Return the folder holding `slug`'s unpacked files, fetching them if needed."""
-    target = Path(data_dir) / slug
+    with _fetch_lock(Path(data_dir), slug):  # workers started together fetch once, not over each other
+        return _fetch(slug, Path(data_dir), source)
+
+
+@contextlib.contextmanager
+def _fetch_lock(data_dir: Path, slug: str):
+    """Lock the data folder itself (no lock file left behind) while one process fetches."""
+    descriptor = os.open(_mkdir(data_dir), os.O_RDONLY)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX)
+        yield
+    finally:
+        fcntl.flock(descriptor, fcntl.LOCK_UN)
+        os.close(descriptor)
+
+
+def _fetch(slug: str, data_dir: Path, source) -> Path:
+    target = data_dir / slug
     if source is not None:
         source = Path(source).expanduser().resolve()
         if _fetched_from(target) == str(source):

@@ -11,6 +11,7 @@ are stored with it. The predictions of the best few trials are kept for blending
 from __future__ import annotations
 
 import os
+import random
 import re
 import shutil
 import socket
@@ -21,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import optuna
+import sqlalchemy.exc
 from optuna.trial import TrialState
 from optuna_integration import PyTorchLightningPruningCallback
 
@@ -62,13 +64,19 @@ def storage_url(run_dir: Path, storage: str | None) -> str:
 def open_storage(url: str) -> optuna.storages.RDBStorage:
     """An RDB storage with heartbeats: a killed worker's trial is failed and retried."""
     engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {"pool_pre_ping": True}
-    try:
-        return optuna.storages.RDBStorage(
-            url, engine_kwargs=engine, heartbeat_interval=HEARTBEAT, grace_period=GRACE,
-            heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=2))
-    except (ValueError, ImportError, optuna.exceptions.StorageInternalError) as exc:
-        detail = str(exc).splitlines()[0][:200]
-        raise AutomlError(f"--storage {_redact(url)}: cannot open it as an Optuna storage ({detail})") from exc
+    for attempt in range(5):
+        try:
+            return optuna.storages.RDBStorage(
+                url, engine_kwargs=engine, heartbeat_interval=HEARTBEAT, grace_period=GRACE,
+                heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=2))
+        except sqlalchemy.exc.IntegrityError:
+            # Workers that start together on an empty database race to create Optuna's
+            # tables; the loser sees a duplicate key. The tables exist now: try again.
+            time.sleep(0.5 + random.random() * (attempt + 1))
+        except (ValueError, ImportError, optuna.exceptions.StorageInternalError, sqlalchemy.exc.SQLAlchemyError) as exc:
+            detail = str(exc).splitlines()[0][:200]
+            raise AutomlError(f"--storage {_redact(url)}: cannot open it as an Optuna storage ({detail})") from exc
+    raise AutomlError(f"--storage {_redact(url)}: could not create Optuna's tables; try again")
 
 
 def _redact(url: str) -> str:

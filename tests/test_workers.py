@@ -69,13 +69,13 @@ def _finished(study) -> list:
 
 
 def test_two_workers_share_one_postgres_study(tmp_path, recipe, postgres):
-    workers = [_worker(tmp_path, recipe, postgres, "shared", 8) for _ in range(2)]
+    workers = [_worker(tmp_path, recipe, postgres, "shared", 12) for _ in range(2)]
     outputs = [w.communicate(timeout=300)[0] for w in workers]
     assert all(w.returncode == 0 for w in workers), outputs
     study = optuna.load_study(study_name="titanic/shared", storage=postgres)
     numbers = [t.number for t in study.trials]
     assert len(numbers) == len(set(numbers))
-    assert len(_finished(study)) == 8
+    assert len(_finished(study)) == 12
     assert len({t.user_attrs["worker"] for t in study.trials}) == 2  # both did work
     bests = {re.search(r"best (#\d+ [\d.]+)", out).group(1) for out in outputs}
     assert bests == {f"#{study.best_trial.number} {study.best_trial.value:.6f}"}
@@ -188,3 +188,12 @@ def test_a_worker_with_other_folds_is_refused(tmp_path, recipe, postgres):
     assert refused.returncode == 1
     assert "was made from different data, folds or preprocessing" in refused.stderr
     assert "secret" not in refused.stderr
+
+
+def test_an_unreachable_storage_is_one_line_without_the_password(tmp_path, recipe):
+    result = runner.invoke(app, ["worker", "titanic", "--from", str(bundle("titanic")), "--trials", "1",
+                                 "--pipeline", str(recipe), "--storage", "postgresql+psycopg2://me:hunter2@127.0.0.1:1/x",
+                                 "--runs-dir", str(tmp_path / "runs"), "--data-dir", str(tmp_path / "data")])
+    assert result.exit_code == 1
+    assert "--storage postgresql+psycopg2://me:***@127.0.0.1:1/x: cannot open it as an Optuna storage" in result.output
+    assert "hunter2" not in result.output
