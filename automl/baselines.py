@@ -42,6 +42,7 @@ class Baseline:
     regressor: Callable[[int], object]
     inputs: str  # dense | onehot | native | tfidf
     description: str
+    max_cost: float = float("inf")  # columns x classes x boosting rounds allowed; beyond, rounds are capped
 
 
 def _forest(cls, seed, **kw):
@@ -67,7 +68,7 @@ BASELINES: dict[str, Baseline] = {b.name: b for b in [
              "dense", "300 trees"),
     Baseline("hist_gb", lambda s: _hgb(HistGradientBoostingClassifier, s),
              lambda s: _hgb(HistGradientBoostingRegressor, s),
-             "native", "native categoricals, early stop"),
+             "native", "native categoricals, early stop", max_cost=5e5),
     Baseline("tfidf_linear", lambda s: LogisticRegression(C=2.0, max_iter=2000), lambda s: Ridge(alpha=1.0),
              "tfidf", "word 1-2 grams + one-hot"),
 ]}
@@ -110,6 +111,7 @@ def cross_validate(name: str, problem: Problem, folds: list[Fold], seed: int = 0
     oof = np.zeros((len(problem.y), k) if k else len(problem.y))
     test = np.zeros((len(problem.test), k) if k else len(problem.test))
     start = time.perf_counter()
+    info = {}
     for i, fold in enumerate(folds):
         if on_fold:
             on_fold(i)
@@ -118,17 +120,19 @@ def cross_validate(name: str, problem: Problem, folds: list[Fold], seed: int = 0
         if k:
             model = baseline.classifier(seed)
             _set_categoricals(model, fold.train)
+            info |= _cap_rounds(model, baseline, x_train.shape[1], k)
             model.fit(x_train, y)
             oof[fold.valid_rows] = _proba(model, x_valid, k)
             test += _proba(model, x_test, k) / len(folds)
         else:
             model = baseline.regressor(seed)
             _set_categoricals(model, fold.train)
+            info |= _cap_rounds(model, baseline, x_train.shape[1], 1)
             model.fit(x_train, np.log1p(y) if transform else y)
             oof[fold.valid_rows] = _values(model.predict(x_valid), transform, problem.y)
             test += _values(model.predict(x_test), transform, problem.y) / len(folds)
     seconds = time.perf_counter() - start
-    return finish(name, problem, folds, oof, test, seconds)
+    return finish(name, problem, folds, oof, test, seconds, info=info)
 
 
 def finish(name: str, problem: Problem, folds: list[Split], oof: np.ndarray, test: np.ndarray,
@@ -137,6 +141,15 @@ def finish(name: str, problem: Problem, folds: list[Split], oof: np.ndarray, tes
     threshold = best_threshold(problem.metric, problem.y, oof)
     scores = [score(problem.metric, problem.y[f.valid_rows], oof[f.valid_rows], threshold) for f in folds]
     return CVResult(name, oof, test, scores, seconds, threshold, kind, info or {})
+
+
+def _cap_rounds(model, baseline: Baseline, columns: int, classes: int) -> dict:
+    """Fewer, larger boosting rounds when columns x classes make each round slow (pixels)."""
+    rounds = int(baseline.max_cost / (columns * classes))
+    if not hasattr(model, "max_iter") or rounds >= model.max_iter:
+        return {}
+    model.set_params(max_iter=max(rounds, 20), learning_rate=0.2)
+    return {"note": f"capped at {max(rounds, 20)} rounds, learning rate 0.2 ({columns} columns x {classes} classes)"}
 
 
 def _proba(model, x, k: int) -> np.ndarray:

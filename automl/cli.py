@@ -69,7 +69,8 @@ def inspect(slug: str = typer.Argument(..., help="Competition slug."), data_dir:
 MODELS = typer.Option("all", "--models", help="Comma-separated: all, baselines, networks, or baseline names such as hist_gb,linear.")
 TRIALS = typer.Option(None, "--trials", help="Network trials to finish in the study (default: the pipeline's).")
 TIMEOUT = typer.Option(None, "--timeout", help="Seconds for the whole run; a trial in flight stops at its next epoch.")
-PIPELINE = typer.Option("tabular", "--pipeline", help="Search recipe: a name in pipelines/ or a YAML path.")
+PIPELINE = typer.Option("auto", "--pipeline",
+                        help="Search recipe: auto (image, text or tabular, from the columns), a name in pipelines/, or a YAML path.")
 STORAGE = typer.Option(None, "--storage", help="Optuna storage URL (default: SQLite in the run directory).")
 DEVICE = typer.Option("auto", "--device", help="auto (the GPU when there is one), cpu or cuda.")
 PRECISION = typer.Option("32-true", "--precision", help="32-true, or bf16-mixed on a GPU that supports it.")

@@ -56,6 +56,17 @@ def pipeline_path(name: str) -> Path:
     raise AutomlError(f"--pipeline {name!r}: not found; expected a .yaml path or one of {', '.join(shipped)}")
 
 
+def choose(problem) -> str:
+    """The recipe for what the data holds: image for pixel grids, text for free text, else tabular."""
+    from automl.preprocess import Preprocessor
+
+    comp = problem.comp
+    sample = problem.train.head(2000)
+    roles = Preprocessor(text_columns=comp.text_columns, date_columns=comp.date_columns,
+                         image_shape=comp.image_shape).fit(sample).roles_.values()
+    return "image" if "image" in roles else "text" if "text" in roles else "tabular"
+
+
 def load_pipeline(name: str = "tabular") -> Pipeline:
     path = pipeline_path(name)
     raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}

@@ -18,6 +18,7 @@ for any table.
 from __future__ import annotations
 
 import re
+from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,6 +30,7 @@ from automl.errors import AutomlError
 NUMERIC_SCALINGS = ("standard", "quantile")
 DATE_PARTS = ("year", "month", "day", "weekday", "hour")
 TOKEN = r"[a-z]+"
+WORD = re.compile(r"[#@]?\w+|[!?]")  # words, hashtags and mentions, and ! ? as tokens of their own
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,8 @@ class Features:
     cardinalities: tuple[int, ...]  # number of codes per categorical column
     text: dict[str, np.ndarray]  # free-text column -> (n,) str, "" where missing
     images: np.ndarray | None  # (n, channels, height, width) float32 in [0, 1]
+    tokens: np.ndarray | None = None  # (n, length) int64 word ids of the free text; 0 pads, 1 is unknown
+    vocab_size: int = 0
 
     def __len__(self) -> int:
         return self.numeric.shape[0]
@@ -51,7 +55,7 @@ class Preprocessor:
     """Learns column roles and statistics from training rows; see the module docstring."""
 
     def __init__(self, *, text_columns=(), date_columns=(), image_shape=(), numeric="standard",
-                 min_category_count=5, max_categories=250, max_tokens=16):
+                 min_category_count=5, max_categories=250, max_tokens=16, tokenize=False, vocabulary=20000):
         self.text_columns = text_columns
         self.date_columns = date_columns
         self.image_shape = image_shape
@@ -59,6 +63,8 @@ class Preprocessor:
         self.min_category_count = min_category_count
         self.max_categories = max_categories
         self.max_tokens = max_tokens
+        self.tokenize = tokenize
+        self.vocabulary = vocabulary
 
     # ------------------------------------------------------------------ fitting
     def fit(self, frame: pd.DataFrame) -> Preprocessor:
@@ -77,6 +83,7 @@ class Preprocessor:
         )
         self.date_parts_ = {c: self._fit_date(frame[c]) for c in self._having("date")}
         self.tokens_ = {c: self._fit_tokens(frame[c]) for c in self._having("tokens")}
+        self.words_, self.max_length_ = self._fit_vocabulary(frame) if self.tokenize else ({}, 0)
         self.levels_ = {}
         for name, values in self._categorical_sources(frame):
             counts = values.value_counts(dropna=True)
@@ -127,6 +134,35 @@ class Preprocessor:
         frequent = rows_with[(rows_with >= max(10, 0.01 * n)) & (rows_with <= 0.95 * n)]
         tokens = frequent.sort_values(ascending=False, kind="stable").index[: self.max_tokens]
         return {"tokens": list(tokens), "counts": pd.Series(counts, index=uniques)}
+
+    def _fit_vocabulary(self, frame: pd.DataFrame) -> tuple[dict[str, int], int]:
+        """Word ids for the free text of these rows only: words seen twice or more, most frequent first."""
+        documents = self._documents(frame)
+        if documents is None:
+            return {}, 0
+        counts = Counter(word for words in documents for word in words)
+        kept = [w for w, c in counts.most_common(self.vocabulary - 2) if c >= 2]
+        lengths = np.array([len(words) for words in documents])
+        return {w: i + 2 for i, w in enumerate(kept)}, int(np.clip(np.quantile(lengths, 0.98), 8, 256))
+
+    def _documents(self, frame: pd.DataFrame) -> list[list[str]] | None:
+        columns = self._having("text")
+        if not columns:
+            return None
+        joined = frame[columns[0]].astype("string").fillna("")
+        for column in columns[1:]:
+            joined = joined + " " + frame[column].astype("string").fillna("")
+        return [WORD.findall(text) for text in joined.str.lower().to_numpy(dtype=object)]
+
+    def _token_ids(self, frame: pd.DataFrame) -> np.ndarray | None:
+        documents = self._documents(frame) if self.words_ else None
+        if documents is None:
+            return None
+        ids = np.zeros((len(documents), self.max_length_), dtype=np.int64)
+        for row, words in enumerate(documents):
+            found = [self.words_.get(w, 1) for w in words[: self.max_length_]]
+            ids[row, : len(found)] = found
+        return ids
 
     def _fit_numeric(self, values: np.ndarray) -> dict | None:
         missing = np.isnan(values)
@@ -209,6 +245,8 @@ class Preprocessor:
             cardinalities=tuple(len(self.levels_[name]) + 2 for name in names),
             text={c: frame[c].astype("string").fillna("").to_numpy(dtype=object) for c in self._having("text")},
             images=self._images(frame),
+            tokens=self._token_ids(frame),
+            vocab_size=len(self.words_) + 2 if self.words_ else 0,
         )
 
     def fit_transform(self, frame: pd.DataFrame) -> Features:

@@ -26,7 +26,7 @@ from automl.ensemble import ensemble
 from automl.errors import AutomlError
 from automl.folds import fold_features, splits
 from automl.io import write_csv
-from automl.pipeline import load_pipeline
+from automl.pipeline import choose, load_pipeline
 from automl.problem import Problem
 from automl.rundir import claim, load_folds, load_result, locked, log_to, prepare, save_result
 from automl.submission import make_submission, validate
@@ -44,7 +44,7 @@ class RunResult:
 
 
 def run(slug: str, *, source=None, name: str = "default", models: str = "all", folds: int = 5, seed: int = 0,
-        trials: int | None = None, timeout: float | None = None, pipeline: str = "tabular",
+        trials: int | None = None, timeout: float | None = None, pipeline: str = "auto",
         storage: str | None = None, device: str = "auto", precision: str = "32-true", workers: int = 1,
         runs_dir="runs", data_dir="data", console: Console | None = None) -> RunResult:
     """Cross-validate baselines and searched networks on shared folds; write the best one's submission.
@@ -58,12 +58,15 @@ def run(slug: str, *, source=None, name: str = "default", models: str = "all", f
     worker_args = {"source": source, "data_dir": data_dir, "runs_dir": runs_dir, "pipeline": pipeline, "folds": folds,
                    "seed": seed, "device": device, "precision": precision}
     console = console or Console(stderr=True)
-    started = time.perf_counter()
+    started, started_clock = time.perf_counter(), time.monotonic()
     names, networks = _model_names(models)
+    comp, problem, sample, test_ids = prepare(slug, data_dir, source)
+    if networks and pipeline == "auto":
+        pipeline = choose(problem)
+        console.print(f"  networks: pipelines/{pipeline}.yaml (chosen from the columns; --pipeline to change)")
     recipe = load_pipeline(pipeline) if networks else None
     budget = timeout if timeout is not None else (recipe.timeout if recipe else None)
-    deadline = None if budget is None else time.monotonic() + budget
-    comp, problem, sample, test_ids = prepare(slug, data_dir, source)
+    deadline = None if budget is None else started_clock + budget
     run_dir = Path(runs_dir) / slug / name
     lock = locked(run_dir)
     lock.__enter__()  # released in the finally below, also on Ctrl-C

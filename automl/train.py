@@ -108,15 +108,21 @@ class Target:
         return np.clip(values, 0, None) if self.problem.y.min() >= 0 else values
 
 
-def tensors(features, device: str) -> tuple[torch.Tensor, torch.Tensor]:
-    return (torch.as_tensor(features.numeric, device=device),
-            torch.as_tensor(features.categorical, device=device))
+def tensors(features, device: str) -> tuple[torch.Tensor, ...]:
+    """numeric, categorical, images and tokens on the device; empty (n, 0) when absent."""
+    n = len(features)
+    images = features.images if features.images is not None else np.zeros((n, 0), np.float32)
+    tokens = features.tokens if features.tokens is not None else np.zeros((n, 0), np.int64)
+    return tuple(torch.as_tensor(a, device=device) for a in (features.numeric, features.categorical, images, tokens))
 
 
 def build_module(problem: Problem, fold: Fold, params: dict, total_steps: int) -> TabularModule:
     out = problem.n_classes or 1
-    return TabularModule(fold.train.numeric.shape[1], fold.train.cardinalities, out, problem.comp.task,
-                         total_steps=total_steps, **params)
+    features = fold.train
+    image_shape = features.images.shape[1:] if features.images is not None else ()
+    return TabularModule(features.numeric.shape[1], features.cardinalities, out, problem.comp.task,
+                         image_shape=tuple(image_shape), vocab_size=features.vocab_size, total_steps=total_steps,
+                         **params)
 
 
 def make_trainer(device: str, precision: str, max_epochs: int, callbacks: list) -> pl.Trainer:

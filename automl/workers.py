@@ -29,7 +29,7 @@ from automl import search
 from automl.baselines import CVResult
 from automl.folds import Fold, fold_features
 from automl.io import atomic_write
-from automl.pipeline import Pipeline, load_pipeline
+from automl.pipeline import Pipeline, choose, load_pipeline
 from automl.problem import Problem
 from automl.rundir import claim, load_folds, prepare
 from automl.train import resolve_device
@@ -43,7 +43,7 @@ def features_hash(folds: list[Fold]) -> str:
     for fold in folds:
         digest.update(fold.train_rows.tobytes())
         for features in (fold.train, fold.valid, fold.test):
-            for array in (features.numeric, features.categorical, features.images):
+            for array in (features.numeric, features.categorical, features.images, features.tokens):
                 if array is not None:
                     digest.update(np.ascontiguousarray(array).tobytes())
             digest.update(repr((features.numeric_names, features.categorical_names, features.cardinalities)).encode())
@@ -58,7 +58,7 @@ def network_features(problem: Problem, assignment: np.ndarray, recipe: Pipeline,
             folds, digest = pickle.load(handle)
         if features_hash(folds) == digest and len(folds) == int(assignment.max()) + 1:
             return folds, digest
-    folds = fold_features(problem, assignment, numeric=recipe.numeric)
+    folds = fold_features(problem, assignment, numeric=recipe.numeric, tokenize=True)
     digest = features_hash(folds)
     atomic_write(path, lambda tmp: tmp.write_bytes(pickle.dumps((folds, digest), protocol=pickle.HIGHEST_PROTOCOL)))
     return folds, digest
@@ -154,16 +154,16 @@ def start_worker(slug: str, name: str, storage: str | None, trials: int, timeout
 
 
 def worker(slug: str, *, name: str = "default", storage: str | None = None, trials: int | None = None,
-           timeout: float | None = None, pipeline: str = "tabular", source=None, folds: int = 5, seed: int = 0,
+           timeout: float | None = None, pipeline: str = "auto", source=None, folds: int = 5, seed: int = 0,
            device: str = "auto", precision: str = "32-true", runs_dir="runs", data_dir="data",
            console: Console | None = None) -> dict:
     """Join a study and run trials until it has enough or time is up; no blending, no submission."""
     from dataclasses import asdict
 
     console = console or Console(stderr=True)
-    recipe = load_pipeline(pipeline)
     deadline = None if timeout is None else time.monotonic() + timeout
     comp, problem, _, _ = prepare(slug, data_dir, source)
+    recipe = load_pipeline(choose(problem) if pipeline == "auto" else pipeline)
     run_dir = Path(runs_dir) / slug / name
     claim(run_dir, {"slug": slug, "competition": asdict(comp), "folds": folds, "seed": seed, "rows": len(problem.y)}, name)
     assignment = load_folds(run_dir, problem, folds, seed)

@@ -8,7 +8,8 @@ import torch
 from net_helpers import small_problem
 
 from automl.data import TensorBatches
-from automl.models import FAMILIES, TabularModule
+from automl.models import TabularModule
+from automl.models.tabular import TABULAR
 from automl.train import Target, build_module, fit_fold, tensors
 
 FAMILY_PARAMS = {
@@ -18,7 +19,7 @@ FAMILY_PARAMS = {
 }
 
 
-@pytest.mark.parametrize("family", list(FAMILIES))
+@pytest.mark.parametrize("family", list(TABULAR))
 def test_each_family_trains_a_step_for_each_task(family, task):
     problem, folds = small_problem(task)
     fold = folds[0]
@@ -26,10 +27,10 @@ def test_each_family_trains_a_step_for_each_task(family, task):
     module = build_module(problem, fold, params, total_steps=10)
     target = Target(problem, fold.train_rows)
     y = torch.as_tensor(target.encode(fold.train_rows))
-    numeric, categorical = tensors(fold.train, "cpu")
+    inputs = tensors(fold.train, "cpu")
     before = [p.detach().clone() for p in module.parameters()]
     optimizer = torch.optim.AdamW(module.parameters(), lr=1e-2)
-    loss = module.loss(module(numeric[:32], categorical[:32]), y[:32])
+    loss = module.loss(module(*(t[:32] for t in inputs)), y[:32])
     loss.backward()
     optimizer.step()
     assert torch.isfinite(loss)
@@ -42,7 +43,7 @@ def test_each_family_trains_a_step_for_each_task(family, task):
         assert pred.shape == (len(fold.valid_rows),)
 
 
-@pytest.mark.parametrize("family", list(FAMILIES))
+@pytest.mark.parametrize("family", list(TABULAR))
 def test_fit_fold_learns_better_than_chance(family):
     problem, folds = small_problem("binary", n=400)
     params = {"family": family, "optimizer": "adam", "lr": 3e-3, "batch_size": 32, **FAMILY_PARAMS[family]}

@@ -1,6 +1,7 @@
-"""Networks per modality and the LightningModule that trains them."""
+"""Networks per modality (tables, images, text) and the LightningModule that trains them."""
 
+from automl.models.families import FAMILIES
 from automl.models.module import OPTIMIZERS, SCHEDULES, TabularModule
-from automl.models.tabular import FAMILIES
+from automl.models.tabular import InputSpec
 
-__all__ = ["FAMILIES", "OPTIMIZERS", "SCHEDULES", "TabularModule"]
+__all__ = ["FAMILIES", "OPTIMIZERS", "SCHEDULES", "InputSpec", "TabularModule"]

@@ -15,7 +15,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from automl.models.tabular import FAMILIES
+from automl.models.families import FAMILIES
+from automl.models.tabular import InputSpec
 
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
 SCHEDULES = ("none", "cosine", "onecycle")
@@ -23,7 +24,8 @@ SCHEDULES = ("none", "cosine", "onecycle")
 
 class TabularModule(pl.LightningModule):
     def __init__(self, n_numeric: int, cardinalities: tuple[int, ...], out: int, task: str, *,
-                 family: str = "mlp", optimizer: str = "adamw", lr: float = 1e-3, weight_decay: float = 1e-5,
+                 image_shape: tuple[int, ...] = (), vocab_size: int = 0, family: str = "mlp",
+                 optimizer: str = "adamw", lr: float = 1e-3, weight_decay: float = 1e-5,
                  schedule: str = "none", momentum: float = 0.9, nesterov: bool = False, grad_clip: float = 0.0,
                  batch_size: int = 256, total_steps: int = 1, **network):
         super().__init__()
@@ -32,13 +34,16 @@ class TabularModule(pl.LightningModule):
             if value not in allowed:
                 raise ValueError(f"{key} {value!r}: expected one of {', '.join(allowed)}")
         self.save_hyperparameters()
-        self.net = FAMILIES[family](n_numeric, tuple(cardinalities), out, **network)
+        spec = InputSpec(n_numeric, tuple(cardinalities), tuple(image_shape), vocab_size)
+        self.net = FAMILIES[family](spec, out, **network)
         self.automatic_optimization = False
         self.scorer: Callable[[np.ndarray], float] | None = None  # set by the search, not a hyperparameter
         self.last_predictions: np.ndarray | None = None
 
-    def forward(self, numeric: torch.Tensor, categorical: torch.Tensor) -> torch.Tensor:
-        return self.net(numeric, categorical)
+    def forward(self, numeric: torch.Tensor, categorical: torch.Tensor, images: torch.Tensor,
+                tokens: torch.Tensor) -> torch.Tensor:
+        """numeric (n, p), categorical (n, c), images (n, C, H, W) or (n, 0), tokens (n, L) or (n, 0)."""
+        return self.net(numeric, categorical, images, tokens)
 
     def loss(self, output: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         if self.hparams.task == "regression":
@@ -55,9 +60,9 @@ class TabularModule(pl.LightningModule):
         """
         optimizer, scheduler = self.optimizers().optimizer, self.lr_schedulers()
         clip, parameters = self.hparams.grad_clip, list(self.parameters())
-        for numeric, categorical, y in zip(*(t.split(self.hparams.batch_size) for t in batch), strict=True):
+        for *inputs, y in zip(*(t.split(self.hparams.batch_size) for t in batch), strict=True):
             optimizer.zero_grad(set_to_none=True)
-            loss = self.loss(self(numeric, categorical), y)
+            loss = self.loss(self(*inputs), y)
             loss.backward()
             if clip:
                 torch.nn.utils.clip_grad_norm_(parameters, clip)
@@ -66,12 +71,12 @@ class TabularModule(pl.LightningModule):
                 scheduler.step()
         return loss
 
-    def predict_arrays(self, numeric: torch.Tensor, categorical: torch.Tensor, chunk: int = 65536) -> np.ndarray:
+    def predict_arrays(self, *inputs: torch.Tensor, chunk: int = 4096) -> np.ndarray:
         """Probabilities (classification) or raw outputs (regression) as float64 numpy."""
         outputs = []
         with torch.no_grad():
-            for start in range(0, numeric.shape[0], chunk):
-                out = self(numeric[start:start + chunk], categorical[start:start + chunk]).float()
+            for start in range(0, inputs[0].shape[0], chunk):
+                out = self(*(t[start:start + chunk] for t in inputs)).float()
                 outputs.append(out.squeeze(-1) if self.hparams.task == "regression" else out.softmax(-1))
         return torch.cat(outputs).cpu().numpy().astype(np.float64)
 
