@@ -145,9 +145,9 @@ def finish(name: str, problem: Problem, folds: list[Split], oof: np.ndarray, tes
 
 def _cap_rounds(model, baseline: Baseline, columns: int, classes: int) -> dict:
     """Fewer, larger boosting rounds when columns x classes make each round slow (pixels)."""
-    rounds = int(baseline.max_cost / (columns * classes))
-    if not hasattr(model, "max_iter") or rounds >= model.max_iter:
+    if not hasattr(model, "max_iter") or baseline.max_cost / (columns * classes) >= model.max_iter:
         return {}
+    rounds = int(baseline.max_cost / (columns * classes))
     model.set_params(max_iter=max(rounds, 20), learning_rate=0.2)
     return {"note": f"capped at {max(rounds, 20)} rounds, learning rate 0.2 ({columns} columns x {classes} classes)"}
 
