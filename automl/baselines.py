@@ -145,7 +145,7 @@ def finish(name: str, problem: Problem, folds: list[Split], oof: np.ndarray, tes
 
 def _cap_rounds(model, baseline: Baseline, columns: int, classes: int) -> dict:
     """Fewer, larger boosting rounds when columns x classes make each round slow (pixels)."""
-    if not hasattr(model, "max_iter") or baseline.max_cost / (columns * classes) >= model.max_iter:
+    if not isinstance(getattr(model, "max_iter", None), int) or baseline.max_cost / (columns * classes) >= model.max_iter:
         return {}
     rounds = int(baseline.max_cost / (columns * classes))
     model.set_params(max_iter=max(rounds, 20), learning_rate=0.2)
