@@ -36,9 +36,11 @@ class CNN(nn.Module):
                            nn.BatchNorm2d(width) if batch_norm else nn.Identity(), _activation(activation)]
                 c = width
             layers += [nn.MaxPool2d(2) if pooling == "max" else nn.AvgPool2d(2), nn.Dropout2d(dropout / 2)]
-        self.features = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        # A small grid, not one global average: where a stroke is matters for a shallow net.
+        grid = min(4, height // 2**conv_blocks)
+        self.features = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(grid), nn.Flatten())
         self.others = Embeddings(InputSpec(spec.n_numeric, spec.cardinalities))
-        self.head = nn.Sequential(nn.Linear(c + self.others.width, head_width), _activation(activation),
+        self.head = nn.Sequential(nn.Linear(c * grid * grid + self.others.width, head_width), _activation(activation),
                                   nn.Dropout(dropout), nn.Linear(head_width, out))
         self.augment = augment
 
