@@ -30,6 +30,7 @@ import torch
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 MIRROR = Path(os.environ.get("AUTOML_MIRROR", ROOT.parent / "shared" / "kaggle" / "competitions"))
+BASELINES: list[dict] = []  # every baseline's CV score per competition, filled by bundle_row
 
 
 def machine() -> str:
@@ -61,6 +62,10 @@ def bundle_row(slug: str, workdir: Path, timeout: int) -> dict:
     first, done = automl("run", slug, "--models", "baselines", "--name", "first", *common)
     if done.returncode:
         return {"competition": slug, "error": done.stderr.strip().splitlines()[-1]}
+    first_board = pd.read_csv(workdir / "runs" / slug / "first" / "leaderboard.csv")
+    baselines = {row["model"]: f"{row[first_board.columns[3]]:.4f}" for row in first_board.to_dict("records")
+                 if row["kind"] == "baseline"}
+    BASELINES.append({"competition": slug, "metric": first_board.columns[3], **baselines})
     full, done = automl("run", slug, "--timeout", str(timeout), "--name", "full", *common)
     if done.returncode:
         return {"competition": slug, "first submission (s)": round(first, 1),
@@ -115,6 +120,8 @@ def main() -> None:
                     "from the zip to a validated submission.csv. The full run is baselines, network search and "
                     f"ensemble within `--timeout {timeout}`; scores are cross-validated (5 folds), the ensemble's "
                     "held out (weights chosen on other folds).\n\n" + markdown(rows) + "\n")
+    sections.append("## Every baseline per competition\n\nCross-validated (5 folds) with the competition's metric, "
+                    "from the first-submission run.\n\n" + markdown(BASELINES) + "\n")
     (HERE / "RESULTS.md").write_text("\n".join(sections))
     print(f"wrote {HERE / 'RESULTS.md'}")
 
