@@ -20,7 +20,7 @@ import torch
 
 from automl.data import TensorBatches
 from automl.models import TabularModule
-from automl.models.tabular import MLP
+from automl.models.tabular import MLP, InputSpec
 from automl.train import make_trainer
 
 PARAMS = {"family": "mlp", "depth": 2, "width": 256, "activation": "relu", "norm": "none", "dropout": 0.0,
@@ -28,15 +28,21 @@ PARAMS = {"family": "mlp", "depth": 2, "width": 256, "activation": "relu", "norm
 
 
 def data(rows: int, columns: int, seed: int = 0):
+    """Numerics and labels; categorical codes, images and tokens are empty, as for a plain table."""
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(rows, columns, generator=g)
     y = (x[:, :5].sum(1) > 0).long()
     return x, torch.zeros(rows, 0, dtype=torch.long), y
 
 
+def _empty(rows: int):
+    return torch.zeros(rows, 0), torch.zeros(rows, 0, dtype=torch.long)
+
+
 def plain(x, c, y, epochs: int, batch: int) -> float:
     torch.manual_seed(0)
-    net = MLP(x.shape[1], (), 2, depth=2, width=256, dropout=0.0)
+    net = MLP(InputSpec(x.shape[1]), 2, depth=2, width=256, dropout=0.0)
+    images, tokens = _empty(len(x))
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
     start = time.perf_counter()
     for _ in range(epochs):
@@ -44,7 +50,8 @@ def plain(x, c, y, epochs: int, batch: int) -> float:
         xs, cs, ys = x[order], c[order], y[order]
         for i in range(0, len(x), batch):
             opt.zero_grad(set_to_none=True)
-            loss = torch.nn.functional.cross_entropy(net(xs[i:i + batch], cs[i:i + batch]), ys[i:i + batch])
+            out = net(xs[i:i + batch], cs[i:i + batch], images[i:i + batch], tokens[i:i + batch])
+            loss = torch.nn.functional.cross_entropy(out, ys[i:i + batch])
             loss.backward()
             opt.step()
     return time.perf_counter() - start
@@ -53,7 +60,7 @@ def plain(x, c, y, epochs: int, batch: int) -> float:
 def ours(x, c, y, epochs: int, batch: int) -> float:
     torch.manual_seed(0)
     start = time.perf_counter()
-    batches = TensorBatches(x, c, y, batch_size=batch)
+    batches = TensorBatches(x, c, *_empty(len(x)), y, batch_size=batch)
     module = TabularModule(x.shape[1], (), 2, "binary", batch_size=batch, total_steps=epochs * batches.steps, **PARAMS)
     make_trainer("cpu", "32-true", epochs, []).fit(module, train_dataloaders=batches)
     return time.perf_counter() - start
