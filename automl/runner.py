@@ -68,64 +68,63 @@ def run(slug: str, *, source=None, name: str = "default", models: str = "all", f
     budget = timeout if timeout is not None else (recipe.timeout if recipe else None)
     deadline = None if budget is None else started_clock + budget
     run_dir = Path(runs_dir) / slug / name
-    lock = locked(run_dir)
-    lock.__enter__()  # released in the finally below, also on Ctrl-C
     handler = None
-    try:
-        claim(run_dir, {"slug": slug, "competition": asdict(comp), "folds": folds, "seed": seed,
-                        "rows": len(problem.y)}, name)
-        handler = log_to(run_dir / "run.log")
-        assignment = load_folds(run_dir, problem, folds, seed)
-        results, pending = [], []
-        for model in names:
-            done = load_result(run_dir / "models" / model)
-            if done is None:
-                pending.append(model)
-            else:
-                console.print(f"  {model}: finished earlier, reused ({_fmt(done.mean)})")
-                results.append(done)
-        if pending:
-            with console.status("preprocessing each fold"):
-                fold_data = fold_features(problem, assignment)
-            usable = baselines.applicable(problem, fold_data)
-            unusable = [m for m in pending if m not in usable]
-            if unusable and len(unusable) == len(names) and not networks:
-                raise AutomlError(f"--models: {', '.join(unusable)} does not apply to {slug} (no free-text column); "
-                                  f"choose from {', '.join(usable)}")
-            for model in [m for m in pending if m in usable]:
-                results.append(_fit(model, run_dir, problem, fold_data, seed, console))
-        members = list(results)
-        if networks:
-            from automl.workers import search_networks  # torch and Lightning take seconds to import
+    with locked(run_dir):  # released on return, error or Ctrl-C
+        try:
+            claim(run_dir, {"slug": slug, "competition": asdict(comp), "folds": folds, "seed": seed,
+                            "rows": len(problem.y)}, name)
+            handler = log_to(run_dir / "run.log")
+            assignment = load_folds(run_dir, problem, folds, seed)
+            results, pending = [], []
+            for model in names:
+                done = load_result(run_dir / "models" / model)
+                if done is None:
+                    pending.append(model)
+                else:
+                    console.print(f"  {model}: finished earlier, reused ({_fmt(done.mean)})")
+                    results.append(done)
+            if pending:
+                with console.status("preprocessing each fold"):
+                    fold_data = fold_features(problem, assignment)
+                usable = baselines.applicable(problem, fold_data)
+                unusable = [m for m in pending if m not in usable]
+                if unusable and len(unusable) == len(names) and not networks:
+                    raise AutomlError(f"--models: {', '.join(unusable)} does not apply to {slug} (no free-text column); "
+                                      f"choose from {', '.join(usable)}")
+                for model in [m for m in pending if m in usable]:
+                    results.append(_fit(model, run_dir, problem, fold_data, seed, console))
+            members = list(results)
+            if networks:
+                from automl.workers import search_networks  # torch and Lightning take seconds to import
 
-            found = search_networks(problem, assignment, recipe, run_dir, console,
-                                    trials=recipe.trials if trials is None else trials,
-                                    deadline=deadline, storage=storage, study_name=f"{slug}/{name}", device=device,
-                                    precision=precision, seed=seed, workers=workers, worker_args=worker_args)
-            results += found[:1]  # the leaderboard shows the best network; the blend may use the kept few
-            members += found
-        if not results:
-            raise AutomlError(f"no model finished within the time budget; give more time with --timeout (now {budget:g}s)")
-        blended = ensemble(problem, splits(assignment), members)
-        if blended is not None:
-            save_result(run_dir / "models" / "ensemble", blended)
-            console.print(f"  ensemble: {comp.metric} {_fmt(blended.mean)} held-out "
-                          f"({_fmt(blended.info['optimistic'])} if scored where it was selected)")
-            results.append(blended)
-        board = leaderboard(results, problem)
-        paths = {"leaderboard": write_csv(run_dir / "leaderboard.csv", board)}
-        best = next(r for r in results if r.name == board.iloc[0]["model"])
-        paths["submission"] = _write_submission(run_dir, comp, sample, test_ids, best, problem)
-        from automl.report import write_report  # matplotlib loads only when a report is made
+                found = search_networks(problem, assignment, recipe, run_dir, console,
+                                        trials=recipe.trials if trials is None else trials,
+                                        deadline=deadline, storage=storage, study_name=f"{slug}/{name}", device=device,
+                                        precision=precision, seed=seed, workers=workers, worker_args=worker_args)
+                results += found[:1]  # the leaderboard shows the best network; the blend may use the kept few
+                members += found
+            if not results:
+                raise AutomlError("no model finished" + (f" within the time budget; give more time with --timeout (now {budget:g}s)"
+                                                         if budget is not None else "; see run.log for each trial's failure"))
+            blended = ensemble(problem, splits(assignment), members)
+            if blended is not None:
+                save_result(run_dir / "models" / "ensemble", blended)
+                console.print(f"  ensemble: {comp.metric} {_fmt(blended.mean)} held-out "
+                              f"({_fmt(blended.info['optimistic'])} if scored where it was selected)")
+                results.append(blended)
+            board = leaderboard(results, problem)
+            paths = {"leaderboard": write_csv(run_dir / "leaderboard.csv", board)}
+            best = next(r for r in results if r.name == board.iloc[0]["model"])
+            paths["submission"] = _write_submission(run_dir, comp, sample, test_ids, best, problem)
+            from automl.report import write_report  # matplotlib loads only when a report is made
 
-        paths["report"] = write_report(run_dir)
-        log.info("run finished in %.1fs; submission from %s", time.perf_counter() - started, best.name)
-        return RunResult(board, run_dir, paths["submission"], paths | {"run_dir": run_dir})
-    finally:
-        if handler is not None:
-            logging.getLogger("automl").removeHandler(handler)
-            handler.close()
-        lock.__exit__(None, None, None)
+            paths["report"] = write_report(run_dir)
+            log.info("run finished in %.1fs; submission from %s", time.perf_counter() - started, best.name)
+            return RunResult(board, run_dir, paths["submission"], paths | {"run_dir": run_dir})
+        finally:
+            if handler is not None:
+                logging.getLogger("automl").removeHandler(handler)
+                handler.close()
 
 
 def _fit(model: str, run_dir: Path, problem: Problem, fold_data, seed: int, console: Console) -> CVResult:
