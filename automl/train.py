@@ -150,11 +150,12 @@ def fit_fold(problem: Problem, fold: Fold, params: dict, *, device: str = "cpu",
     mode = "max" if problem.metric.greater_is_better else "min"
     trainer = make_trainer(device, precision, max_epochs, [
         EarlyStopping("val_score", mode=mode, patience=patience, check_finite=False), keep, stop, *callbacks])
-    trainer.fit(module, train_dataloaders=batches, val_dataloaders=OneBatch(*tensors(fold.valid, device)))
+    valid_inputs = tensors(fold.valid, device)  # moved to the device once: validation and the final prediction
+    trainer.fit(module, train_dataloaders=batches, val_dataloaders=OneBatch(*valid_inputs))
     if keep.state is not None:
         module.load_state_dict(keep.state)
     module.eval()
-    valid = target.decode(module.predict_arrays(*tensors(fold.valid, device)))
+    valid = target.decode(module.predict_arrays(*valid_inputs))
     test = target.decode(module.predict_arrays(*tensors(fold.test, device)))
     return FoldFit(valid, test, trainer.current_epoch, keep.sign * keep.best, keep.curve)
 

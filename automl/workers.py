@@ -148,9 +148,9 @@ def start_worker(slug: str, name: str, storage: str | None, trials: int, timeout
     if args.get("source"):
         command += ["--from", str(args["source"])]
     run_dir = Path(args.get("runs_dir", "runs")) / slug / name
-    logfile = open(run_dir / f"worker-{os.getpid()}-{time.monotonic_ns()}.log", "w")
     env = os.environ | {"OMP_NUM_THREADS": str(threads)}
-    return subprocess.Popen(command, stdout=logfile, stderr=subprocess.STDOUT, env=env)
+    with open(run_dir / f"worker-{os.getpid()}-{time.monotonic_ns()}.log", "w") as logfile:  # the child keeps its copy
+        return subprocess.Popen(command, stdout=logfile, stderr=subprocess.STDOUT, env=env)
 
 
 def worker(slug: str, *, name: str = "default", storage: str | None = None, trials: int | None = None,

@@ -59,13 +59,13 @@ class TabularModule(pl.LightningModule):
         small network's step.
         """
         optimizer, scheduler = self.optimizers().optimizer, self.lr_schedulers()
-        clip, parameters = self.hparams.grad_clip, list(self.parameters())
+        clip = self.hparams.grad_clip
         for *inputs, y in zip(*(t.split(self.hparams.batch_size) for t in batch), strict=True):
             optimizer.zero_grad(set_to_none=True)
             loss = self.loss(self(*inputs), y)
             loss.backward()
             if clip:
-                torch.nn.utils.clip_grad_norm_(parameters, clip)
+                torch.nn.utils.clip_grad_norm_(self.parameters(), clip)
             optimizer.step()
             if scheduler is not None:
                 scheduler.step()
