@@ -124,6 +124,8 @@ class Objective:
         self.trials = trials
 
     def __call__(self, trial: optuna.trial.BaseTrial) -> float:
+        trial.set_user_attr("device", self.device)
+        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
         if self.trials is not None and isinstance(trial, optuna.Trial):
             ahead = trial.study.get_trials(deepcopy=False, states=(*FINISHED, TrialState.RUNNING))
             if sum(t.number < trial.number for t in ahead) >= self.trials:
@@ -131,8 +133,6 @@ class Objective:
                 raise Surplus("the study already has its trials")
         params = suggest(trial, self.pipeline)
         start = time.perf_counter()
-        trial.set_user_attr("device", self.device)
-        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
         try:
             return self._run(trial, params, start)
         except TRIAL_FAILURES as exc:

@@ -76,7 +76,8 @@ def test_two_workers_share_one_postgres_study(tmp_path, recipe, postgres):
     numbers = [t.number for t in study.trials]
     assert len(numbers) == len(set(numbers))
     assert len(_finished(study)) == 12
-    assert len({t.user_attrs["worker"] for t in study.trials}) == 2  # both did work
+    assert len({t.user_attrs["worker"] for t in _finished(study)}) == 2
+    assert all("worker" in t.user_attrs for t in study.trials)  # surplus trials too say who started them  # both did work
     bests = {re.search(r"best (#\d+ [\d.]+)", out).group(1) for out in outputs}
     assert bests == {f"#{study.best_trial.number} {study.best_trial.value:.6f}"}
 
@@ -120,7 +121,8 @@ def test_run_with_two_local_workers(tmp_path, recipe):
     run_dir = tmp_path / "runs" / "titanic" / "default"
     study = optuna.load_study(study_name="titanic/default", storage=f"sqlite:///{run_dir / 'study.db'}")
     assert len(_finished(study)) == 24
-    assert len({t.user_attrs["worker"] for t in study.trials}) == 2
+    assert len({t.user_attrs["worker"] for t in _finished(study)}) == 2
+    assert all("worker" in t.user_attrs for t in study.trials)  # surplus trials too say who started them
     logs = list(run_dir.glob("worker-*.log"))
     assert len(logs) == 1 and "has 24 complete" in logs[0].read_text()
 
