@@ -27,11 +27,12 @@ from sklearn.ensemble import (
 )
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression, Ridge, RidgeCV
+from sklearn.pipeline import make_union
 
 from automl.errors import AutomlError
 from automl.folds import Fold, Split
 from automl.metrics import best_threshold, score
-from automl.preprocess import Features
+from automl.preprocess import WORD, Features, clean_text
 from automl.problem import Problem
 
 
@@ -69,8 +70,8 @@ BASELINES: dict[str, Baseline] = {b.name: b for b in [
     Baseline("hist_gb", lambda s: _hgb(HistGradientBoostingClassifier, s),
              lambda s: _hgb(HistGradientBoostingRegressor, s),
              "native", "native categoricals, early stop", max_cost=5e5),
-    Baseline("tfidf_linear", lambda s: LogisticRegression(C=2.0, max_iter=2000), lambda s: Ridge(alpha=1.0),
-             "tfidf", "word 1-2 grams + one-hot"),
+    Baseline("tfidf_linear", lambda s: LogisticRegression(C=1.0, max_iter=2000), lambda s: Ridge(alpha=1.0),
+             "tfidf", "TF-IDF of words 1-2 and characters 2-5 + one-hot"),
 ]}
 
 
@@ -205,8 +206,10 @@ def _inputs(kind: str, fold: Fold) -> tuple:
     matrices = [one_hot(f) for f in sets]
     if kind == "onehot":
         return tuple(matrices)
-    joined = [_joined_text(f) for f in sets]
-    tfidf = TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True, max_features=200_000)
+    joined = [clean_text(_joined_text(f)) for f in sets]
+    tfidf = make_union(
+        TfidfVectorizer(token_pattern=WORD.pattern, ngram_range=(1, 2), min_df=2, sublinear_tf=True, max_features=200_000),
+        TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), min_df=2, sublinear_tf=True, max_features=200_000))
     texts = [tfidf.fit_transform(joined[0])] + [tfidf.transform(t) for t in joined[1:]]
     return tuple(sp.hstack([t, m], format="csr") for t, m in zip(texts, matrices, strict=True))
 

@@ -17,13 +17,16 @@ for any table.
 
 from __future__ import annotations
 
+import html
 import re
 from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 from scipy.special import ndtri
+from sklearn.feature_extraction.text import CountVectorizer
 
 from automl.errors import AutomlError
 
@@ -31,6 +34,11 @@ NUMERIC_SCALINGS = ("standard", "quantile")
 DATE_PARTS = ("year", "month", "day", "weekday", "hour")
 TOKEN = r"[a-z]+"
 WORD = re.compile(r"[#@]?\w+|[!?]")  # words, hashtags and mentions, and ! ? as tokens of their own
+URL = re.compile(r"(?:https?://|www\.)\S+")  # every link becomes the one word "url": links never repeat
+GRAMS = (  # the bag of n-grams beside the word sequence: word pairs and characters 2..5 within words
+    {"token_pattern": WORD.pattern, "ngram_range": (2, 2), "min_df": 2},
+    {"analyzer": "char_wb", "ngram_range": (2, 5), "min_df": 3},
+)
 
 
 @dataclass(frozen=True)
@@ -44,8 +52,11 @@ class Features:
     cardinalities: tuple[int, ...]  # number of codes per categorical column
     text: dict[str, np.ndarray]  # free-text column -> (n,) str, "" where missing
     images: np.ndarray | None  # (n, channels, height, width) float32 in [0, 1]
-    tokens: np.ndarray | None = None  # (n, length) int64 word ids of the free text; 0 pads, 1 is unknown
+    # (n, length) int64 ids of the free text: the first `sequence_length` are its words in order,
+    # the rest its word pairs and character n-grams in no order; 0 pads, 1 is an unknown word
+    tokens: np.ndarray | None = None
     vocab_size: int = 0
+    sequence_length: int = 0
 
     def __len__(self) -> int:
         return self.numeric.shape[0]
@@ -84,6 +95,7 @@ class Preprocessor:
         self.date_parts_ = {c: self._fit_date(frame[c]) for c in self._having("date")}
         self.tokens_ = {c: self._fit_tokens(frame[c]) for c in self._having("tokens")}
         self.words_, self.max_length_ = self._fit_vocabulary(frame) if self.tokenize else ({}, 0)
+        self.grams_, self.max_grams_ = self._fit_grams(frame) if self.words_ else ([], 0)
         self.levels_ = {}
         for name, values in self._categorical_sources(frame):
             counts = values.value_counts(dropna=True)
@@ -145,23 +157,53 @@ class Preprocessor:
         lengths = np.array([len(words) for words in documents])
         return {w: i + 2 for i, w in enumerate(kept)}, int(np.clip(np.quantile(lengths, 0.98), 8, 256))
 
-    def _documents(self, frame: pd.DataFrame) -> list[list[str]] | None:
+    def _fit_grams(self, frame: pd.DataFrame) -> tuple[list[tuple[CountVectorizer, np.ndarray]], int]:
+        """Word pairs and character n-grams of these rows (fastText's subwords): ids after the words,
+        most frequent first; per row at most the 98th percentile of the rows' counts (8..1024) are kept."""
+        texts, fitted, offset, counts = self._texts(frame), [], len(self.words_) + 2, 0
+        for options in GRAMS:
+            vectorizer = CountVectorizer(lowercase=False, binary=True, max_features=self.vocabulary, dtype=np.int32,
+                                         **options)
+            try:
+                matrix = vectorizer.fit_transform(texts)
+            except ValueError:  # no n-gram occurs often enough in these rows
+                continue
+            order = np.argsort(-matrix.getnnz(axis=0), kind="stable")
+            ids = np.empty(len(order), dtype=np.int64)
+            ids[order] = offset + np.arange(len(order))
+            fitted.append((vectorizer, ids))
+            offset, counts = offset + len(order), counts + matrix.getnnz(axis=1)
+        return fitted, int(np.clip(np.quantile(counts, 0.98), 8, 1024)) if fitted else 0
+
+    def _texts(self, frame: pd.DataFrame) -> np.ndarray | None:
+        """The row's free-text columns joined, lower case, entities decoded, every link one word."""
         columns = self._having("text")
         if not columns:
             return None
         joined = frame[columns[0]].astype("string").fillna("")
         for column in columns[1:]:
             joined = joined + " " + frame[column].astype("string").fillna("")
-        return [WORD.findall(text) for text in joined.str.lower().to_numpy(dtype=object)]
+        return clean_text(joined.to_numpy(dtype=object))
+
+    def _documents(self, frame: pd.DataFrame) -> list[list[str]] | None:
+        texts = self._texts(frame)
+        return None if texts is None else [WORD.findall(text) for text in texts]
 
     def _token_ids(self, frame: pd.DataFrame) -> np.ndarray | None:
-        documents = self._documents(frame) if self.words_ else None
-        if documents is None:
+        texts = self._texts(frame) if self.words_ else None
+        if texts is None:
             return None
-        ids = np.zeros((len(documents), self.max_length_), dtype=np.int64)
+        documents = [WORD.findall(text) for text in texts]
+        ids = np.zeros((len(documents), self.max_length_ + self.max_grams_), dtype=np.int64)
         for row, words in enumerate(documents):
             found = [self.words_.get(w, 1) for w in words[: self.max_length_]]
             ids[row, : len(found)] = found
+        if self.grams_:
+            grams = sp.hstack([sp.csr_matrix((new[m.indices], m.indices, m.indptr), shape=m.shape)
+                               for m, new in ((v.transform(texts), new) for v, new in self.grams_)], format="csr")
+            for row in range(grams.shape[0]):
+                found = np.sort(grams.data[grams.indptr[row]: grams.indptr[row + 1]])[: self.max_grams_]
+                ids[row, self.max_length_: self.max_length_ + len(found)] = found
         return ids
 
     def _fit_numeric(self, values: np.ndarray) -> dict | None:
@@ -246,7 +288,8 @@ class Preprocessor:
             text={c: frame[c].astype("string").fillna("").to_numpy(dtype=object) for c in self._having("text")},
             images=self._images(frame),
             tokens=self._token_ids(frame),
-            vocab_size=len(self.words_) + 2 if self.words_ else 0,
+            vocab_size=len(self.words_) + 2 + sum(len(new) for _, new in self.grams_) if self.words_ else 0,
+            sequence_length=self.max_length_,
         )
 
     def fit_transform(self, frame: pd.DataFrame) -> Features:
@@ -290,6 +333,11 @@ class Preprocessor:
 
 
 # ------------------------------------------------------------------------- helpers
+
+def clean_text(texts) -> np.ndarray:
+    """Free text as every text model here reads it: lower case, HTML entities decoded, each link the word "url"."""
+    return np.array([URL.sub(" url ", html.unescape(str(t).lower())) for t in texts], dtype=object)
+
 
 def _as_float(values) -> np.ndarray:
     array = pd.to_numeric(pd.Series(values), errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)

@@ -121,7 +121,8 @@ def build_module(problem: Problem, fold: Fold, params: dict, total_steps: int) -
     features = fold.train
     image_shape = features.images.shape[1:] if features.images is not None else ()
     return TabularModule(features.numeric.shape[1], features.cardinalities, out, problem.comp.task,
-                         image_shape=tuple(image_shape), vocab_size=features.vocab_size, total_steps=total_steps,
+                         image_shape=tuple(image_shape), vocab_size=features.vocab_size,
+                         sequence_length=features.sequence_length, total_steps=total_steps,
                          **params)
 
 

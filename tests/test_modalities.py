@@ -111,7 +111,13 @@ def test_the_tokenizer_never_sees_validation_or_test_text():
     # validation and test rows' words that training never saw map to 1 (unknown).
     assert not any(w.startswith("tweet") for w in pre.words_)
     assert (fold.valid.tokens == 1).any(axis=1).all() and (fold.test.tokens == 1).any(axis=1).all()
-    assert fold.train.vocab_size == len(pre.words_) + 2
+    # Word pairs and character n-grams come from the training rows too, and get ids after the words.
+    grams = [gram for vectorizer, _ in pre.grams_ for gram in vectorizer.vocabulary_]
+    train_text = " ".join(problem.train["text"].iloc[fold.train_rows])
+    assert grams and all(gram.strip() in train_text for gram in grams)
+    assert fold.train.vocab_size == len(pre.words_) + 2 + len(grams)
+    sequence = fold.valid.tokens[:, : fold.valid.sequence_length]
+    assert sequence.max() < len(pre.words_) + 2 <= fold.valid.tokens[:, fold.valid.sequence_length:].max()
 
 
 def test_augmentation_moves_pixels_in_training_only():

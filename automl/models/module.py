@@ -24,7 +24,7 @@ SCHEDULES = ("none", "cosine", "onecycle")
 
 class TabularModule(pl.LightningModule):
     def __init__(self, n_numeric: int, cardinalities: tuple[int, ...], out: int, task: str, *,
-                 image_shape: tuple[int, ...] = (), vocab_size: int = 0, family: str = "mlp",
+                 image_shape: tuple[int, ...] = (), vocab_size: int = 0, sequence_length: int = 0, family: str = "mlp",
                  optimizer: str = "adamw", lr: float = 1e-3, weight_decay: float = 1e-5,
                  schedule: str = "none", momentum: float = 0.9, nesterov: bool = False, grad_clip: float = 0.0,
                  batch_size: int = 256, total_steps: int = 1, **network):
@@ -34,7 +34,7 @@ class TabularModule(pl.LightningModule):
             if value not in allowed:
                 raise ValueError(f"{key} {value!r}: expected one of {', '.join(allowed)}")
         self.save_hyperparameters()
-        spec = InputSpec(n_numeric, tuple(cardinalities), tuple(image_shape), vocab_size)
+        spec = InputSpec(n_numeric, tuple(cardinalities), tuple(image_shape), vocab_size, sequence_length)
         self.net = FAMILIES[family](spec, out, **network)
         self.automatic_optimization = False
         self.scorer: Callable[[np.ndarray], float] | None = None  # set by the search, not a hyperparameter

@@ -25,6 +25,7 @@ class InputSpec:
     cardinalities: tuple[int, ...] = ()
     image_shape: tuple[int, ...] = ()  # (C, H, W), or () without images
     vocab_size: int = 0  # token ids 0 (padding) .. vocab_size - 1, or 0 without text
+    sequence_length: int = 0  # tokens[:, :sequence_length] are words in order, the rest n-grams; 0: all words
 
     @property
     def n_pixels(self) -> int:

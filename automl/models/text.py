@@ -1,7 +1,9 @@
 """Networks for free text, joined with the row's other columns: bag, rnn (GRU/LSTM), transformer.
 
 Token ids come from a vocabulary fitted on each fold's training text only (see
-automl.preprocess); id 0 is padding. Each family turns a sequence into one vector,
+automl.preprocess); id 0 is padding. A row's ids are its words in order, then its word
+pairs and character n-grams: the bag reads them all (as fastText does), the sequence
+models read the words. Each family turns a sequence into one vector,
 concatenates the row's numeric and categorical embeddings, and ends in a small head.
 """
 
@@ -24,6 +26,7 @@ class _TextModel(nn.Module):
     def __init__(self, spec: InputSpec, out: int, embedding_dim: int, encoded: int, dropout: float, head_width: int):
         super().__init__()
         self.embedding = nn.Embedding(spec.vocab_size, embedding_dim, padding_idx=0)
+        self.words = spec.sequence_length or None  # tokens[:, :words] are the words in order
         self.others = Embeddings(InputSpec(spec.n_numeric, spec.cardinalities))
         self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(encoded + self.others.width, head_width), nn.ReLU(),
                                   nn.Dropout(dropout), nn.Linear(head_width, out))
@@ -39,7 +42,7 @@ def _mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 
 class Bag(_TextModel):
-    """Mean of token embeddings (fastText-like): quick and strong on short texts."""
+    """Mean of the embeddings of words, word pairs and character n-grams (fastText): quick and strong."""
 
     def __init__(self, spec: InputSpec, out: int, *, embedding_dim: int = 64, dropout: float = 0.2, head_width: int = 64):
         _check(spec, "bag")
@@ -61,6 +64,7 @@ class RNN(_TextModel):
         self.rnn = (nn.GRU if cell == "gru" else nn.LSTM)(embedding_dim, hidden, batch_first=True, bidirectional=True)
 
     def forward(self, numeric, categorical, images, tokens):
+        tokens = tokens[:, : self.words]
         mask = tokens > 0
         states, _ = self.rnn(self.embedding(tokens))  # (batch, length, 2 * hidden)
         peak = states.masked_fill(~mask.unsqueeze(-1), -1e4).max(1).values
@@ -82,6 +86,7 @@ class TextTransformer(_TextModel):
         self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
 
     def forward(self, numeric, categorical, images, tokens):
+        tokens = tokens[:, : self.words]
         mask = tokens > 0
         positions = torch.arange(tokens.shape[1], device=tokens.device)
         x = self.encoder(self.embedding(tokens) + self.position(positions), src_key_padding_mask=~mask)
