@@ -11,6 +11,7 @@ import time
 
 import optuna
 import pytest
+import sqlalchemy.exc
 from conftest import bundle
 from optuna.trial import TrialState
 from postgres import postgres_url
@@ -18,6 +19,10 @@ from typer.testing import CliRunner
 
 from automl.cli import app
 from automl.rundir import locked
+
+# Polling a study while its worker is still creating it: no study yet (KeyError), or the
+# storage's tables half made (the poller's own schema setup collides with the worker's).
+STARTING = (KeyError, sqlalchemy.exc.SQLAlchemyError)
 
 runner = CliRunner()
 RECIPE = """numeric: quantile
@@ -90,7 +95,7 @@ def test_a_killed_worker_leaves_no_running_trial_and_the_study_completes(tmp_pat
     while time.monotonic() < deadline:  # wait until the victim is inside a trial
         try:
             study = optuna.load_study(study_name="titanic/killed", storage=storage)
-        except KeyError:
+        except STARTING:
             time.sleep(0.2)
             continue
         running = [t for t in study.get_trials(states=(TrialState.RUNNING,))
@@ -148,7 +153,7 @@ def test_a_resumed_run_after_sigkill_loses_no_finished_trial(tmp_path, recipe):
         if db.is_file():
             try:
                 before = _finished(optuna.load_study(study_name="titanic/default", storage=f"sqlite:///{db}"))
-            except KeyError:  # the study does not exist yet
+            except STARTING:
                 before = []
     first.send_signal(signal.SIGKILL)
     first.wait()
