@@ -154,7 +154,7 @@ class Objective:
             fit = fit_fold(problem, fold, params, device=self.device, max_epochs=pipeline.max_epochs,
                            patience=pipeline.patience, precision=self.precision, callbacks=prune,
                            deadline=deadline, seed=self.seed + i)
-            if deadline is not None and time.monotonic() >= deadline and i < len(self.folds) - 1:
+            if deadline is not None and time.monotonic() >= deadline and (i < len(self.folds) - 1 or not fit.curve):
                 why = "time budget reached" if time.monotonic() >= self.deadline else "trial exceeded its share of the budget"
                 trial.set_user_attr("stopped", why)
                 raise optuna.TrialPruned(f"{why} before every fold was trained")

@@ -54,13 +54,15 @@ class FoldFit:
 
 
 class Deadline(Callback):
-    """Stop at the end of the current epoch once `at` (time.monotonic) has passed."""
+    """Stop training once `at` (time.monotonic) has passed, checked after every group of
+    mini-batches: a network whose epochs are slow (wide data, attention over many columns)
+    must not run past the budget by a whole epoch. Lightning leaves the epoch at once."""
 
     def __init__(self, at: float | None):
         self.at = at
         self.hit = False
 
-    def on_train_epoch_end(self, trainer, pl_module):
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         if self.at is not None and time.monotonic() >= self.at:
             self.hit = trainer.should_stop = True
 

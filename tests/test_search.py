@@ -7,6 +7,7 @@ import time
 
 import optuna
 import pytest
+from lightning.pytorch import Callback
 from net_helpers import small_problem
 from optuna.trial import TrialState
 
@@ -123,3 +124,23 @@ def test_a_name_with_two_ranges_is_refused(tmp_path):
                     "  resnet: {width: {int: [8, 32]}}\n")
     with pytest.raises(AutomlError, match="one range everywhere"):
         load_pipeline(str(path))
+
+
+def test_a_passed_deadline_stops_training_inside_the_first_epoch():
+    # Slow epochs (wide data, attention over many columns) must not overrun the budget by a
+    # whole epoch: the deadline is checked after every group of mini-batches, then Lightning
+    # validates once and stops.
+    class Steps(Callback):  # counts Lightning's batches: each one is a group of 8 mini-batches
+        steps = 0
+
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            self.steps += 1
+
+    problem, folds = small_problem("binary", n=4000)
+    params = {"family": "mlp", "optimizer": "adam", "lr": 1e-3, "batch_size": 8, "depth": 1, "width": 8}
+    per_epoch = len(folds[0].train_rows) // (8 * 8)
+    early, full = Steps(), Steps()
+    fit = fit_fold(problem, folds[0], params, max_epochs=5, patience=5, deadline=time.monotonic(), callbacks=[early])
+    assert 0 < early.steps < per_epoch / 4 and len(fit.curve) == 1  # a few groups, then one validation
+    fit_fold(problem, folds[0], params, max_epochs=1, patience=5, callbacks=[full])
+    assert full.steps >= per_epoch
