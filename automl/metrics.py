@@ -125,9 +125,12 @@ def best_threshold(metric: Metric, y: np.ndarray, pred: np.ndarray) -> float | N
     if metric.needs != "label" or pred.ndim != 2 or pred.shape[1] != 2:
         return None
     # Every label metric here is higher-is-better.
-    # Candidates on a 0.01 grid, each at or below a quantile: probabilities that differ only in
-    # their third decimal (a constant model's per-fold priors, say) always get the same label.
-    candidates = np.unique(np.floor(np.quantile(pred[:, 1], np.linspace(0.02, 0.98, 97)) * 100) / 100)
+    # Candidates are quantiles floored to two significant digits: probabilities that differ only
+    # further down (a constant model's per-fold priors, say) nearly always get the same label,
+    # and small probabilities (rare positives) keep their resolution.
+    q = np.clip(np.quantile(pred[:, 1], np.linspace(0.02, 0.98, 97)), 1e-12, None)
+    step = 10.0 ** (np.floor(np.log10(q)) - 1)
+    candidates = np.unique(np.round(np.floor(q / step + 1e-9) * step, 12))
     scores = np.array([metric.fn(y, (pred[:, 1] >= t).astype(np.int64)) for t in candidates])
     # Keep 0.5 when it is as good: a moved threshold should earn its place.
     if score(metric, y, pred, 0.5) >= scores.max():

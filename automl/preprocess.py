@@ -52,9 +52,9 @@ class Features:
     cardinalities: tuple[int, ...]  # number of codes per categorical column
     text: dict[str, np.ndarray]  # free-text column -> (n,) str, "" where missing
     images: np.ndarray | None  # (n, channels, height, width) float32 in [0, 1]
-    # (n, length) int64 ids of the free text: the first `sequence_length` are its words in order,
+    # (n, length) ids of the free text: the first `sequence_length` are its words in order,
     # the rest its word pairs and character n-grams in no order; 0 pads, 1 is an unknown word
-    tokens: np.ndarray | None = None
+    tokens: np.ndarray | None = None  # int32
     vocab_size: int = 0
     sequence_length: int = 0
 
@@ -159,7 +159,8 @@ class Preprocessor:
 
     def _fit_grams(self, frame: pd.DataFrame) -> tuple[list[tuple[CountVectorizer, np.ndarray]], int]:
         """Word pairs and character n-grams of these rows (fastText's subwords): ids after the words,
-        most frequent first; per row at most the 98th percentile of the rows' counts (8..1024) are kept."""
+        most frequent first within each kind; per row at most the 98th percentile of the rows' counts
+        (8..512) are kept, word pairs before character n-grams."""
         texts, fitted, offset, counts = self._texts(frame), [], len(self.words_) + 2, 0
         for options in GRAMS:
             vectorizer = CountVectorizer(lowercase=False, binary=True, max_features=self.vocabulary, dtype=np.int32,
@@ -173,7 +174,7 @@ class Preprocessor:
             ids[order] = offset + np.arange(len(order))
             fitted.append((vectorizer, ids))
             offset, counts = offset + len(order), counts + matrix.getnnz(axis=1)
-        return fitted, int(np.clip(np.quantile(counts, 0.98), 8, 1024)) if fitted else 0
+        return fitted, int(np.clip(np.quantile(counts, 0.98), 8, 512)) if fitted else 0
 
     def _texts(self, frame: pd.DataFrame) -> np.ndarray | None:
         """The row's free-text columns joined, lower case, entities decoded, every link one word."""
@@ -194,7 +195,7 @@ class Preprocessor:
         if texts is None:
             return None
         documents = [WORD.findall(text) for text in texts]
-        ids = np.zeros((len(documents), self.max_length_ + self.max_grams_), dtype=np.int64)
+        ids = np.zeros((len(documents), self.max_length_ + self.max_grams_), dtype=np.int32)
         for row, words in enumerate(documents):
             found = [self.words_.get(w, 1) for w in words[: self.max_length_]]
             ids[row, : len(found)] = found
@@ -289,7 +290,7 @@ class Preprocessor:
             images=self._images(frame),
             tokens=self._token_ids(frame),
             vocab_size=len(self.words_) + 2 + sum(len(new) for _, new in self.grams_) if self.words_ else 0,
-            sequence_length=self.max_length_,
+            sequence_length=self.max_length_ if self.words_ else 0,
         )
 
     def fit_transform(self, frame: pd.DataFrame) -> Features:
@@ -336,7 +337,7 @@ class Preprocessor:
 
 def clean_text(texts) -> np.ndarray:
     """Free text as every text model here reads it: lower case, HTML entities decoded, each link the word "url"."""
-    return np.array([URL.sub(" url ", html.unescape(str(t).lower())) for t in texts], dtype=object)
+    return np.array([URL.sub(" url ", html.unescape(str(t)).lower()) for t in texts], dtype=object)
 
 
 def _as_float(values) -> np.ndarray:

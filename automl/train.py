@@ -114,7 +114,7 @@ def tensors(features, device: str) -> tuple[torch.Tensor, ...]:
     """numeric, categorical, images and tokens on the device; empty (n, 0) when absent."""
     n = len(features)
     images = features.images if features.images is not None else np.zeros((n, 0), np.float32)
-    tokens = features.tokens if features.tokens is not None else np.zeros((n, 0), np.int64)
+    tokens = features.tokens if features.tokens is not None else np.zeros((n, 0), np.int32)
     return tuple(torch.as_tensor(a, device=device) for a in (features.numeric, features.categorical, images, tokens))
 
 

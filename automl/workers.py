@@ -29,6 +29,7 @@ from automl import search
 from automl.baselines import CVResult
 from automl.folds import Fold, fold_features
 from automl.io import atomic_write
+from automl.models.families import TEXT_FAMILIES
 from automl.pipeline import Pipeline, choose, load_pipeline
 from automl.problem import Problem
 from automl.rundir import claim, load_folds, prepare
@@ -58,7 +59,8 @@ def network_features(problem: Problem, assignment: np.ndarray, recipe: Pipeline,
             folds, digest = pickle.load(handle)
         if features_hash(folds) == digest and len(folds) == int(assignment.max()) + 1:
             return folds, digest
-    folds = fold_features(problem, assignment, numeric=recipe.numeric, tokenize=True)
+    families = set(recipe.space["family"]["choice"]) | {d.get("family") for d in recipe.defaults}
+    folds = fold_features(problem, assignment, numeric=recipe.numeric, tokenize=bool(families & set(TEXT_FAMILIES)))
     digest = features_hash(folds)
     atomic_write(path, lambda tmp: tmp.write_bytes(pickle.dumps((folds, digest), protocol=pickle.HIGHEST_PROTOCOL)))
     return folds, digest

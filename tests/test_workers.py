@@ -82,7 +82,7 @@ def test_two_workers_share_one_postgres_study(tmp_path, recipe, postgres):
     assert len(numbers) == len(set(numbers))
     assert len(_finished(study)) == 12
     assert len({t.user_attrs["worker"] for t in _finished(study)}) == 2
-    assert all("worker" in t.user_attrs for t in study.trials)  # surplus trials too say who started them  # both did work
+    assert all("worker" in t.user_attrs for t in study.trials)  # both did work; surplus trials say who started them
     bests = {re.search(r"best (#\d+ [\d.]+)", out).group(1) for out in outputs}
     assert bests == {f"#{study.best_trial.number} {study.best_trial.value:.6f}"}
 
