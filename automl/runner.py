@@ -50,7 +50,7 @@ def run(slug: str, *, source=None, name: str = "default", models: str = "all", f
     """Cross-validate baselines and searched networks on shared folds; write the best one's submission.
 
     `timeout` (seconds) bounds the whole run: baselines first, then the search gets the
-    rest; a trial in flight stops at its next epoch when time is up. `workers` > 1 runs
+    rest; a trial in flight stops within a few mini-batches when time is up. `workers` > 1 runs
     that many search processes on the run's study.
     """
     if workers < 1:

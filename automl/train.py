@@ -2,7 +2,7 @@
 
 No checkpoint files, loggers, progress bars or model summaries: a trial must be cheap to
 start. The best epoch's weights are kept in memory (early stopping on the competition
-metric), and a deadline callback ends training at the next epoch once the run's time is up.
+metric), and a deadline callback ends training within a few mini-batches once the run's time is up.
 """
 
 from __future__ import annotations
