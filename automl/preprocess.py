@@ -94,8 +94,9 @@ class Preprocessor:
         )
         self.date_parts_ = {c: self._fit_date(frame[c]) for c in self._having("date")}
         self.tokens_ = {c: self._fit_tokens(frame[c]) for c in self._having("tokens")}
-        self.words_, self.max_length_ = self._fit_vocabulary(frame) if self.tokenize else ({}, 0)
-        self.grams_, self.max_grams_ = self._fit_grams(frame) if self.words_ else ([], 0)
+        texts = self._texts(frame) if self.tokenize else None  # cleaned once for both vocabularies
+        self.words_, self.max_length_ = self._fit_vocabulary(texts) if texts is not None else ({}, 0)
+        self.grams_, self.max_grams_ = self._fit_grams(texts) if self.words_ else ([], 0)
         self.levels_ = {}
         for name, values in self._categorical_sources(frame):
             counts = values.value_counts(dropna=True)
@@ -147,21 +148,19 @@ class Preprocessor:
         tokens = frequent.sort_values(ascending=False, kind="stable").index[: self.max_tokens]
         return {"tokens": list(tokens), "counts": pd.Series(counts, index=uniques)}
 
-    def _fit_vocabulary(self, frame: pd.DataFrame) -> tuple[dict[str, int], int]:
+    def _fit_vocabulary(self, texts: np.ndarray) -> tuple[dict[str, int], int]:
         """Word ids for the free text of these rows only: words seen twice or more, most frequent first."""
-        documents = self._documents(frame)
-        if documents is None:
-            return {}, 0
+        documents = [WORD.findall(text) for text in texts]
         counts = Counter(word for words in documents for word in words)
         kept = [w for w, c in counts.most_common(self.vocabulary - 2) if c >= 2]
         lengths = np.array([len(words) for words in documents])
         return {w: i + 2 for i, w in enumerate(kept)}, int(np.clip(np.quantile(lengths, 0.98), 8, 256))
 
-    def _fit_grams(self, frame: pd.DataFrame) -> tuple[list[tuple[CountVectorizer, np.ndarray]], int]:
+    def _fit_grams(self, texts: np.ndarray) -> tuple[list[tuple[CountVectorizer, np.ndarray]], int]:
         """Word pairs and character n-grams of these rows (fastText's subwords): ids after the words,
         most frequent first within each kind; per row at most the 98th percentile of the rows' counts
         (8..512) are kept, word pairs before character n-grams."""
-        texts, fitted, offset, counts = self._texts(frame), [], len(self.words_) + 2, 0
+        fitted, offset, counts = [], len(self.words_) + 2, 0
         for options in GRAMS:
             vectorizer = CountVectorizer(lowercase=False, binary=True, max_features=self.vocabulary, dtype=np.int32,
                                          **options)
@@ -185,10 +184,6 @@ class Preprocessor:
         for column in columns[1:]:
             joined = joined + " " + frame[column].astype("string").fillna("")
         return clean_text(joined.to_numpy(dtype=object))
-
-    def _documents(self, frame: pd.DataFrame) -> list[list[str]] | None:
-        texts = self._texts(frame)
-        return None if texts is None else [WORD.findall(text) for text in texts]
 
     def _token_ids(self, frame: pd.DataFrame) -> np.ndarray | None:
         texts = self._texts(frame) if self.words_ else None
