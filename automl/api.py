@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from automl.competition import Competition, to_yaml
+from automl.competition import Competition, spec_path, to_yaml
 from automl.errors import AutomlError
+from automl.fetch import fetch, read_record
 from automl.fetch import submit as kaggle_submit
 from automl.io import write_json, write_text
 from automl.preprocess import Preprocessor
@@ -28,11 +29,17 @@ class Inspection:
     columns: pd.DataFrame  # column, role, dtype, missing share, distinct values
     yaml: str
     saved: Path | None
+    metric_source: str = ""  # where the metric came from: --metric, the YAML, Kaggle, or "guess"
+    kaggle: dict | None = None  # Kaggle's record: title, evaluation_metric, max_daily_submissions
 
 
-def inspect(slug: str, *, data_dir="data", source=None, save: bool = False) -> Inspection:
-    """What automl makes of a competition: its spec and each train column's role."""
-    comp, problem, _, _ = prepare(slug, data_dir, source)
+def inspect(slug: str, *, data_dir="data", source=None, save: bool = False, metric: str | None = None) -> Inspection:
+    """What automl makes of a competition: its spec, where its metric came from, and each train column's role.
+
+    `metric` overrides the spec's metric, and `save` writes it into competitions/SLUG.yaml.
+    """
+    record = read_record(fetch(slug, data_dir, source))
+    comp, problem, _, _ = prepare(slug, data_dir, source, metric)
     pre = Preprocessor(text_columns=comp.text_columns, date_columns=comp.date_columns,
                        image_shape=comp.image_shape).fit(problem.train)
     roles = pre.describe()
@@ -52,7 +59,19 @@ def inspect(slug: str, *, data_dir="data", source=None, save: bool = False) -> I
                      "missing": float(values.isna().mean()), "distinct": int(values.nunique())})
     text = to_yaml(comp)
     saved = write_text(Path("competitions") / f"{slug}.yaml", text) if save else None
-    return Inspection(comp, pd.DataFrame(rows), text, saved)
+    return Inspection(comp, pd.DataFrame(rows), text, saved, metric_source(comp, slug, metric, record), record)
+
+
+def metric_source(comp: Competition, slug: str, metric: str | None, record: dict | None) -> str:
+    """Where `comp`'s metric came from, first to last: --metric, the YAML, Kaggle's record, a guess."""
+    if metric is not None:
+        return "--metric"
+    path = spec_path(slug)
+    if path is not None:
+        return str(path)
+    if "metric" in comp.inferred:
+        return "guess"
+    return f"Kaggle: {(record or {}).get('evaluation_metric')}"
 
 
 def submit(slug: str, message: str, *, run: str = "default", runs_dir="runs", data_dir="data") -> dict:
@@ -75,8 +94,8 @@ def submit(slug: str, message: str, *, run: str = "default", runs_dir="runs", da
     return record
 
 
-def validate(file: str | Path, slug: str, *, data_dir="data", source=None) -> list[str]:
+def validate(file: str | Path, slug: str, *, data_dir="data", source=None, metric: str | None = None) -> list[str]:
     """Every reason Kaggle would reject `file` for `slug`; an empty list when it is valid."""
-    comp, problem, sample, _ = prepare(slug, data_dir, source)
+    comp, problem, sample, _ = prepare(slug, data_dir, source, metric)
     classes = None if problem.classes is None else [str(c) for c in problem.classes]
     return validate_frame(file, comp, sample, classes)

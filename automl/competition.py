@@ -4,19 +4,24 @@ A `Competition` is a small frozen dataclass read from `competitions/SLUG.yaml` w
 exists, or inferred from the data: the sample submission names the id (its first
 column) and the submission columns (the rest); train.csv tells the task from the
 target's dtype and cardinality; the sample's values tell how labels must be written.
+
+The metric is, first to last: `--metric`, the YAML's, the one Kaggle's record of the
+competition names (saved by fetch beside the data), and last a guess from the data,
+which is kept in `inferred` and announced with one warning line.
 """
 
 from __future__ import annotations
 
+import logging
 import re
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import pandas as pd
 import yaml
 
 from automl.errors import AutomlError
-from automl.metrics import METRICS, get_metric
+from automl.metrics import CLASSIFICATION, for_task, get_metric, kaggle_metric
 
 TASKS = ("binary", "multiclass", "regression", "multilabel")
 # How the submission writes predictions: class values as integers, True/False,
@@ -26,6 +31,8 @@ LABELS = ("int", "bool", "class", "float", "proba")
 FOLDS = ("auto", "stratified", "kfold", "group", "time")
 PACKAGED = Path(__file__).resolve().parent / "_data" / "competitions"
 SOURCE_TREE = Path(__file__).resolve().parent.parent / "competitions"
+ENCODINGS = (None, "cp1252", "latin-1")  # pandas' UTF-8 first; latin-1 decodes any byte
+log = logging.getLogger("automl")
 
 
 @dataclass(frozen=True)
@@ -92,10 +99,9 @@ def validate(comp: Competition, where: str) -> Competition:
             raise AutomlError(f"{where}: unknown {key} {value!r}; expected one of {', '.join(allowed)}")
     metric = get_metric(comp.metric, where)
     if comp.task not in metric.tasks and comp.task != "multilabel":
-        fitting = [m for m in METRICS.values() if comp.task in m.tasks]
         raise AutomlError(
             f"{where}: metric {comp.metric!r} does not apply to a {comp.task} task; "
-            f"expected one of {', '.join(m.name for m in fitting)}"
+            f"expected one of {', '.join(for_task(comp.task))}"
         )
     if comp.labels == "proba" and len(comp.classes) != len(comp.submission_columns):
         raise AutomlError(
@@ -179,12 +185,27 @@ def read_tables(comp: Competition, folder: Path, where: str) -> tuple[pd.DataFra
     return train, test, sample
 
 
+_NOT_UTF8: set[str] = set()  # files already announced as read in another encoding
+
+
 def read_csv(path: Path, **options) -> pd.DataFrame:
-    """pandas.read_csv, with an unreadable file reported as one line naming it."""
-    try:
-        return pd.read_csv(path, low_memory=False, **options)
-    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
-        raise AutomlError(f"{path}: cannot be read as CSV ({str(exc).splitlines()[0]})") from exc
+    """pandas.read_csv, with an unreadable file reported as one line naming it.
+
+    A file that is not UTF-8 (older Kaggle bundles were written on Windows) is read as
+    cp1252, else latin-1, and one warning line names the encoding used.
+    """
+    for encoding in ENCODINGS:
+        try:
+            frame = pd.read_csv(path, low_memory=False, encoding=encoding, **options)
+        except UnicodeDecodeError:
+            continue
+        except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+            raise AutomlError(f"{path}: cannot be read as CSV ({str(exc).splitlines()[0]})") from exc
+        if encoding is not None and str(path) not in _NOT_UTF8:
+            _NOT_UTF8.add(str(path))
+            log.warning("%s: not UTF-8; read as %s", path, encoding)
+        return frame
+    raise AssertionError("latin-1 decodes every byte")  # pragma: no cover
 
 
 def check_columns(comp: Competition, train: pd.DataFrame, test: pd.DataFrame,
@@ -208,8 +229,12 @@ def check_columns(comp: Competition, train: pd.DataFrame, test: pd.DataFrame,
 
 # ------------------------------------------------------------------------ inference
 
-def infer(slug: str, folder: Path) -> Competition:
-    """Infer a spec from the sample submission and train.csv of an unpacked bundle."""
+def infer(slug: str, folder: Path, record: dict | None = None, metric: str | None = None) -> Competition:
+    """Infer a spec from the sample submission and train.csv of an unpacked bundle.
+
+    The metric is `metric` (--metric) when given, else the one Kaggle's `record` names,
+    else a guess from the data, announced with one warning line.
+    """
     files = find_files(folder, slug)
     sample = read_csv(folder / files["sample_submission"], nrows=1000, dtype=str, keep_default_na=False)
     train = read_csv(folder / files["train"])
@@ -229,15 +254,59 @@ def infer(slug: str, folder: Path) -> Competition:
             labels = "class"  # the sample's 0s were placeholders: the classes are names
     if task == "multilabel":
         labels = "float"
+    k = _labels_per_row(sample[columns[0]]) if task in CLASSIFICATION and not classes else 1
     probabilities = labels in ("proba", "float") and task != "regression"
-    metric = "auc" if task == "binary" and labels == "float" else None
-    comp = Competition(
+    guess = f"map@{k}" if k > 1 else "auc" if task == "binary" and labels == "float" else None
+    comp = validate(Competition(
         slug=slug, id=id_column, target=target, task=task,
-        metric=metric or _default_metric(task, probabilities), labels=labels,
+        metric=guess or _default_metric(task, probabilities), labels=labels,
         submission_columns=tuple(columns), classes=tuple(classes), **files,
-        inferred=("task", "metric", "labels"),
-    )
-    return validate(comp, where)
+        title=(record or {}).get("title") or "", inferred=("task", "metric", "labels"),
+    ), where)
+    if metric is not None:
+        return with_metric(comp, metric)
+    return _metric_from_kaggle(comp, (record or {}).get("evaluation_metric"), k)
+
+
+def _labels_per_row(values: pd.Series) -> int:
+    """How many space-separated labels each sample row holds (map@k asks for k), else 1."""
+    counts = values.str.split().str.len()
+    return int(counts.iloc[0]) if len(counts) and counts.min() == counts.max() > 1 else 1
+
+
+def _metric_from_kaggle(comp: Competition, display: str | None, k: int) -> Competition:
+    """The metric Kaggle's record names; else keep the guess, with one warning line."""
+    reason = "no metric from Kaggle"
+    if display:
+        try:
+            metric = kaggle_metric(display, comp.task, k if k > 1 else None)
+            return replace(comp, metric=metric, inferred=tuple(i for i in comp.inferred if i != "metric"))
+        except AutomlError as exc:
+            reason = str(exc)
+    log.warning("%s: metric %r is a guess from the data (no competitions/%s.yaml; %s); pass --metric NAME "
+                "to set it", comp.slug, comp.metric, comp.slug, reason)
+    return comp
+
+
+def with_metric(comp: Competition, metric: str) -> Competition:
+    """The spec with the metric --metric names; it must suit the task."""
+    get_metric(metric, "--metric")
+    chosen = replace(comp, metric=metric, inferred=tuple(i for i in comp.inferred if i != "metric"))
+    return validate(chosen, "--metric")
+
+
+def _compare_with_kaggle(comp: Competition, display: str | None, path: Path) -> None:
+    """One warning line when the YAML's metric is not the one Kaggle's record names."""
+    if not display:
+        return
+    k = int(comp.metric[4:]) if comp.metric.startswith("map@") else None
+    try:
+        theirs = kaggle_metric(display, comp.task, k)
+    except AutomlError:
+        return  # a name automl does not know says nothing against the YAML
+    if theirs != comp.metric:
+        log.warning("%s: metric %r differs from Kaggle's record (%r, here %s); using the YAML's "
+                    "(--metric %s uses Kaggle's)", path, comp.metric, display, theirs, theirs)
 
 
 def _default_metric(task: str, probabilities: bool) -> str:
@@ -298,11 +367,20 @@ def _labels_of(values: pd.Series, task: str) -> str:
     return "class"
 
 
-def load(slug: str, folder: Path | None = None) -> Competition:
-    """The spec for `slug`: its YAML if there is one, else inferred from `folder`."""
+def load(slug: str, folder: Path | None = None, metric: str | None = None,
+         record: dict | None = None) -> Competition:
+    """The spec for `slug`: its YAML if there is one, else inferred from `folder`.
+
+    `metric` (--metric) overrides the YAML's and the guess; `record` is what Kaggle says
+    of the competition (fetch.read_record): its metric is used when there is no YAML.
+    """
     path = spec_path(slug)
     if path is not None:
-        return from_yaml(path)
+        comp = from_yaml(path)
+        if metric is not None:
+            return with_metric(comp, metric)
+        _compare_with_kaggle(comp, (record or {}).get("evaluation_metric"), path)
+        return comp
     if folder is None:
         raise AutomlError(f"no competitions/{slug}.yaml and no data to infer it from; run `automl fetch {slug}` first")
-    return infer(slug, folder)
+    return infer(slug, folder, record, metric)

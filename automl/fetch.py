@@ -7,6 +7,11 @@ the Kaggle API through the `kaggle` package, imported lazily because importing i
 authenticates. Bundles are unpacked into a temporary folder and renamed into place, so
 an interrupted fetch never looks finished; per-file archives inside the bundle
 (train.csv.zip, train.csv.gz: how Kaggle serves some older competitions) are unpacked too.
+
+A marker file records where the files came from, and for `--from` the source's size and
+modification time, so a source that changed is unpacked again. A download through the
+Kaggle API also asks for the competition's record (title, metric, daily submission limit)
+and keeps it beside the data as .competition.json; that request never fails the fetch.
 """
 
 from __future__ import annotations
@@ -14,8 +19,10 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import gzip
+import hashlib
 import io
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -26,6 +33,8 @@ from pathlib import Path
 from automl.errors import AutomlError
 
 MARKER = ".automl-fetched"
+RECORD = ".competition.json"  # what Kaggle says of the competition: title, metric, daily limit
+log = logging.getLogger("automl")
 CREDENTIALS_HELP = (
     "put kaggle.json (kaggle.com > Settings > API > Create New Token) in ~/.kaggle/ "
     "(or the folder named by KAGGLE_CONFIG_DIR), or set KAGGLE_USERNAME and KAGGLE_KEY"
@@ -54,8 +63,11 @@ def _fetch(slug: str, data_dir: Path, source) -> Path:
     target = data_dir / slug
     if source is not None:
         source = Path(source).expanduser().resolve()
-        if _fetched_from(target) == str(source):
-            return target
+        marker = _marker(target)
+        if marker.get("source") == str(source):
+            if not source.exists() or marker.get("stamp") == _stamp(source):
+                return target  # unpacked from this very source (since deleted, maybe)
+            log.warning("--from %s: changed since it was unpacked; unpacking it again", source)
         if not source.exists():
             raise AutomlError(f"--from {source}: no such file or folder")
         return _install(target, source, source)
@@ -70,7 +82,7 @@ def _fetch(slug: str, data_dir: Path, source) -> Path:
         return _install(target, bundle, bundle)
     with tempfile.TemporaryDirectory(prefix=f".{slug}-download-", dir=_mkdir(data_dir)) as tmp:
         bundle = download(slug, Path(tmp))
-        return _install(target, bundle, f"kaggle:{slug}")
+        return _install(target, bundle, f"kaggle:{slug}", record=competition_record(slug))
 
 
 def _mkdir(path: str | os.PathLike) -> Path:
@@ -78,14 +90,34 @@ def _mkdir(path: str | os.PathLike) -> Path:
     return Path(path)
 
 
-def _fetched_from(target: Path) -> str | None:
+def _marker(target: Path) -> dict:
+    """What the marker of a finished fetch says ({} when there is none)."""
     marker = target / MARKER
-    if not marker.is_file():
+    return json.loads(marker.read_text()) if marker.is_file() else {}
+
+
+def _fetched_from(target: Path) -> str | None:
+    return _marker(target).get("source")
+
+
+def _stamp(source: Path) -> str:
+    """Size and modification time of a file, or of every file under a folder, as one digest."""
+    files = sorted(p for p in source.rglob("*") if p.is_file()) if source.is_dir() else [source]
+    facts = [(str(p.relative_to(source)) if source.is_dir() else p.name, p.stat().st_size, p.stat().st_mtime_ns)
+             for p in files]
+    return hashlib.sha256(json.dumps(facts).encode()).hexdigest()
+
+
+def read_record(folder: Path) -> dict | None:
+    """Kaggle's record of the competition saved beside its data, or None."""
+    path = Path(folder) / RECORD
+    try:
+        return json.loads(path.read_text()) if path.is_file() else None
+    except (OSError, ValueError):
         return None
-    return json.loads(marker.read_text())["source"]
 
 
-def _install(target: Path, source: Path, label: str | Path) -> Path:
+def _install(target: Path, source: Path, label: str | Path, record: dict | None = None) -> Path:
     """Unpack or copy `source` into a fresh folder, then rename it to `target`."""
     partial = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=_mkdir(target.parent)))
     try:
@@ -97,7 +129,10 @@ def _install(target: Path, source: Path, label: str | Path) -> Path:
         if not any(p.name.lower().startswith("train") and p.suffix == ".csv" for p in partial.iterdir()):
             found = ", ".join(sorted(p.name for p in partial.iterdir())) or "nothing"
             raise AutomlError(f"{source}: the bundle has no train.csv (it holds {found})")
-        (partial / MARKER).write_text(json.dumps({"source": str(label)}))
+        stamp = _stamp(source) if str(label) == str(source) else None  # only --from sources can change
+        (partial / MARKER).write_text(json.dumps({"source": str(label), "stamp": stamp}))
+        if record:
+            (partial / RECORD).write_text(json.dumps(record, indent=1))
         if target.exists():
             shutil.rmtree(target)
         os.replace(partial, target)
@@ -202,6 +237,28 @@ def download(slug: str, folder: Path) -> Path:
     if not bundles:
         raise AutomlError(f"Kaggle sent no zip for {slug!r}; run the command again")
     return bundles[0]
+
+
+def competition_record(slug: str) -> dict | None:
+    """Kaggle's record of `slug` (title, metric name, daily submission limit), or None.
+
+    Asked for after a download; any failure is one warning line, never a failed fetch.
+    """
+    try:
+        from kagglesdk.competitions.types.competition_api_service import ApiGetCompetitionRequest
+
+        api = kaggle_api()
+        request = ApiGetCompetitionRequest()
+        request.competition_name = slug
+        with contextlib.redirect_stdout(io.StringIO()), api.build_kaggle_client() as kaggle:
+            found = kaggle.competitions.competition_api_client.get_competition(request)
+    except Exception as exc:  # noqa: BLE001 - the data is here already; the record is a bonus
+        detail = str(exc).splitlines()[0] if str(exc) else ""
+        log.warning("Kaggle's record of %r could not be read (%s%s); its metric is not known",
+                    slug, exc.__class__.__name__, f": {detail}" if detail else "")
+        return None
+    return {"slug": slug, "title": found.title or "", "evaluation_metric": found.evaluation_metric or "",
+            "max_daily_submissions": found.max_daily_submissions or None}
 
 
 def submit(slug: str, file: Path, message: str) -> str:

@@ -3,12 +3,16 @@
 Every model hands over the same kind of prediction: class probabilities of shape
 (n, n_classes) for classification, values of shape (n,) for regression. A metric turns
 those into what it scores: labels (argmax, or a threshold picked on out-of-fold
-predictions for binary tasks), probabilities, or values. Metrics also say how to train
-for them: rmsle trains on log1p(target) and inverts the prediction.
+predictions for binary tasks), the top k classes (map@k), probabilities, or values.
+Metrics also say how to train for them (`objective`): rmsle trains on log1p(target) and
+inverts the prediction, mae on absolute error. `kaggle_metric` maps the metric names
+Kaggle shows (its competition record's evaluation_metric) to these.
 """
 
 from __future__ import annotations
 
+import functools
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -28,6 +32,22 @@ class Metric:
     tasks: tuple[str, ...]
     target_transform: str | None = None  # "log1p": fit on log1p(y), predict expm1
     description: str = ""
+    # What the trainers minimise: "squared", "absolute", "log1p_squared" (squared error of
+    # log1p(y), with target_transform "log1p") or "cross_entropy"; derived when left empty.
+    objective: str = ""
+    # How predictions become what is scored: "threshold" (binary labels at a threshold picked
+    # on out-of-fold predictions, argmax for multiclass), "argmax", "rank" (the top k classes
+    # by probability) or "none" (probabilities or values are scored as they are).
+    decision: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.objective:
+            objective = ("cross_entropy" if self.tasks[0] in CLASSIFICATION
+                         else "log1p_squared" if self.target_transform == "log1p" else "squared")
+            object.__setattr__(self, "objective", objective)
+        if not self.decision:
+            decision = "none" if self.needs != "label" else "threshold" if "binary" in self.tasks else "argmax"
+            object.__setattr__(self, "decision", decision)
 
     @property
     def direction(self) -> str:
@@ -53,6 +73,39 @@ def _logloss(y, p):
     return float(skm.log_loss(y, p / p.sum(axis=1, keepdims=True), labels=np.arange(p.shape[1])))
 
 
+def _balanced_logloss(y, p):
+    """Log loss with every class weighing the same (Kaggle's ICR competition): the mean over
+    the classes present of each class's mean -log p(true class)."""
+    p = np.clip(p, 1e-15, 1)
+    p = p / p.sum(axis=1, keepdims=True)
+    loss = -np.log(p[np.arange(len(y)), y])
+    return float(np.mean([loss[y == c].mean() for c in np.unique(y)]))
+
+
+def _smape(y, p):
+    """Kaggle's SMAPE in percent: 100/n * sum 2|F-A| / (|A|+|F|); a row where both are 0 counts 0."""
+    denominator = np.abs(y) + np.abs(p)
+    ratio = np.divide(2 * np.abs(p - y), denominator, out=np.zeros(len(y)), where=denominator != 0)
+    return float(100 * ratio.mean())
+
+
+def top_classes(pred: np.ndarray, k: int) -> np.ndarray:
+    """Class codes of shape (n, k), most probable first (ties: the lower code first)."""
+    return np.argsort(-pred, axis=1, kind="stable")[:, :k]
+
+
+@functools.cache
+def map_at(k: int) -> Metric:
+    """Mean average precision at k with one true class per row: 1/rank of the true class
+    among the k most probable, 0 when it is not among them."""
+    def fn(y, p):
+        hits = top_classes(p, k) == np.asarray(y)[:, None]
+        return float((hits / np.arange(1, hits.shape[1] + 1)).sum(axis=1).mean())
+
+    return Metric(f"map@{k}", fn, True, "proba", CLASSIFICATION, decision="rank",
+                  description=f"mean average precision of the top {k} classes")
+
+
 METRICS: dict[str, Metric] = {
     m.name: m
     for m in [
@@ -62,12 +115,18 @@ METRICS: dict[str, Metric] = {
                True, "label", CLASSIFICATION, description="mean recall over classes"),
         Metric("auc", _auc, True, "proba", CLASSIFICATION,
                description="area under the ROC curve (one-vs-rest for multiclass)"),
+        Metric("gini", lambda y, p: 2 * _auc(y, p) - 1, True, "proba", CLASSIFICATION,
+               description="normalized Gini: 2 AUC - 1"),
         Metric("logloss", _logloss, False, "proba", CLASSIFICATION,
                description="cross-entropy of the predicted probabilities"),
+        Metric("balanced_logloss", _balanced_logloss, False, "proba", CLASSIFICATION,
+               description="cross-entropy with every class weighing the same"),
         Metric("f1", lambda y, p: float(skm.f1_score(y, p)), True, "label", ("binary",),
                description="F1 of the positive class"),
         Metric("f1_macro", lambda y, p: float(skm.f1_score(y, p, average="macro")), True,
                "label", CLASSIFICATION, description="F1 averaged over classes"),
+        Metric("f1_micro", lambda y, p: float(skm.f1_score(y, p, average="micro")), True,
+               "label", CLASSIFICATION, description="F1 over all rows' labels (accuracy for one label a row)"),
         Metric("qwk", lambda y, p: float(skm.cohen_kappa_score(y, p, weights="quadratic")),
                True, "label", CLASSIFICATION, description="quadratic weighted kappa"),
         Metric("mcc", lambda y, p: float(skm.matthews_corrcoef(y, p)), True, "label",
@@ -75,23 +134,114 @@ METRICS: dict[str, Metric] = {
         Metric("rmse", _rmse, False, "value", REGRESSION, description="root mean squared error"),
         Metric("rmsle", _rmsle, False, "value", REGRESSION, target_transform="log1p",
                description="root mean squared error of log1p (trained on log1p target)"),
+        Metric("msle", lambda y, p: float(skm.mean_squared_log_error(y, np.clip(p, 0, None))), False,
+               "value", REGRESSION, target_transform="log1p",
+               description="mean squared error of log1p (trained on log1p target)"),
         Metric("mae", lambda y, p: float(skm.mean_absolute_error(y, p)), False, "value",
-               REGRESSION, description="mean absolute error"),
+               REGRESSION, objective="absolute", description="mean absolute error"),
+        Metric("medae", lambda y, p: float(skm.median_absolute_error(y, p)), False, "value",
+               REGRESSION, objective="absolute", description="median absolute error"),
+        Metric("mape", lambda y, p: float(skm.mean_absolute_percentage_error(y, p)), False, "value",
+               REGRESSION, description="mean absolute percentage error, as a fraction"),
+        Metric("smape", _smape, False, "value", REGRESSION, target_transform="log1p",
+               description="symmetric mean absolute percentage error, in percent (trained on log1p target when y >= 0)"),
         Metric("r2", lambda y, p: float(skm.r2_score(y, p)), True, "value", REGRESSION,
                description="coefficient of determination"),
     ]
 }
+MAP_AT = re.compile(r"map@([1-9][0-9]*)")
+
+
+def names() -> list[str]:
+    """Every metric name --metric and the YAML accept (map@K for any K)."""
+    return [*METRICS, "map@K"]
+
+
+def for_task(task: str) -> list[str]:
+    """The metric names that apply to a task."""
+    return [m.name for m in METRICS.values() if task in m.tasks] + (["map@K"] if task in CLASSIFICATION else [])
 
 
 def get_metric(name: str, where: str = "metric") -> Metric:
-    """Look a metric up by Kaggle's name; unknown names list the allowed ones."""
+    """Look a metric up by name (map@K for any K); unknown names list the allowed ones."""
     from automl.errors import AutomlError
 
+    found = MAP_AT.fullmatch(str(name))
+    if found:
+        return map_at(int(found[1]))
     if name not in METRICS:
-        raise AutomlError(
-            f"{where}: unknown metric {name!r}; expected one of {', '.join(METRICS)}"
-        )
+        raise AutomlError(f"{where}: unknown metric {name!r}; expected one of {', '.join(names())}")
     return METRICS[name]
+
+
+# Kaggle's display names (ApiCompetition.evaluation_metric) -> ours; a dict picks by task.
+# Matching ignores case and everything but letters, digits, @ and braces, so "Quadratic Weighted
+# Kappa" is "QuadraticWeightedKappa". Names marked "unconfirmed" were not seen among the metric
+# names Kaggle shows for its competitions; the others were. MAP@K, MAP{K} and MAP@3 are matched
+# by pattern in kaggle_metric.
+KAGGLE_NAMES: dict[str, str | dict[str, str]] = {
+    "Categorization Accuracy": "accuracy",
+    "Accuracy Score": "accuracy",
+    "Balanced Accuracy Score": "balanced_accuracy",  # unconfirmed
+    "Area Under Receiver Operating Characteristic Curve": "auc",
+    "Roc Auc Score": "auc",
+    "Mean Columnwise Area Under Receiver Operating Characteristic Curve": "auc",  # for one target column
+    "Normalized Gini Index": "gini",
+    "Gini Index": "gini",  # assumed normalized, as in the competitions seen with it
+    "Log Loss": "logloss",
+    "Multiclass Loss": "logloss",
+    "Balanced Log Loss": "balanced_logloss",  # unconfirmed
+    "Weighted Multiclass Loss": "balanced_logloss",  # assumes ICR's weights: 1 / the class's row count
+    "F1 Score": {"binary": "f1", "multiclass": "f1_micro"},
+    "Mean F1-Score": {"binary": "f1", "multiclass": "f1_micro"},  # unconfirmed
+    "F-Score (Macro)": "f1_macro",
+    "F-Score (Micro)": "f1_micro",  # unconfirmed
+    "Quadratic Weighted Kappa": "qwk",
+    "Cohen Kappa Score": "qwk",  # assumes quadratic weights, as in the competitions seen with it
+    "Matthews Correlation Coefficient": "mcc",
+    "Root Mean Squared Error": "rmse",
+    "Mean Columnwise Root Mean Squared Error": "rmse",  # for one target column
+    "Mean Squared Error": "rmse",  # competitions seen with it report the root; the ranking is the same
+    "Root Mean Squared Logarithmic Error": "rmsle",
+    "Mean Columnwise Root Mean Squared Logarithmic Error": "rmsle",  # for one target column
+    "Mean Squared Log Error": "rmsle",  # as "Mean Squared Error": seen reporting the root
+    "Mean Absolute Error": "mae",
+    "Median Absolute Error": "medae",
+    "Mean Absolute Percentage Error": "mape",  # unconfirmed
+    "SMAPE": "smape",
+    "Symmetric Mean Absolute Percentage Error": "smape",  # unconfirmed
+    "R2 Score": "r2",
+    "R2 score (coefficient of determination)": "r2",
+    "R-squared": "r2",  # unconfirmed
+}
+
+
+def _key(display: str) -> str:
+    return re.sub(r"[^a-z0-9@{}]", "", display.lower())
+
+
+_BY_KEY = {_key(display): name for display, name in KAGGLE_NAMES.items()}
+
+
+def kaggle_metric(display: str, task: str, k: int | None = None) -> str:
+    """Our metric for Kaggle's display name on a `task`; AutomlError saying why when there is none.
+
+    `k` is the K of a "MAP@K" whose record does not give it (the sample's labels per row).
+    """
+    from automl.errors import AutomlError
+
+    found = re.fullmatch(r"map@?\{?(k|[1-9][0-9]*)\}?", _key(display))
+    if found and found[1] == "k" and k is None:
+        raise AutomlError(f"Kaggle's metric {display!r} does not say its K and the sample submission "
+                          f"holds one label a row")
+    name = (f"map@{k if found[1] == 'k' else found[1]}" if found else _BY_KEY.get(_key(display)))
+    if isinstance(name, dict):
+        name = name.get(task, next(iter(name.values())))
+    if name is None:
+        raise AutomlError(f"Kaggle's metric {display!r} is not one automl knows")
+    if task not in get_metric(name).tasks:
+        raise AutomlError(f"Kaggle's metric {display!r} ({name}) does not apply to a {task} task")
+    return name
 
 
 def default_metric(task: str, probabilities: bool) -> str:
@@ -122,7 +272,7 @@ def best_threshold(metric: Metric, y: np.ndarray, pred: np.ndarray) -> float | N
     badly (or a skewed F1 competition) still writes good labels. None when the metric
     does not score labels or the task is not binary.
     """
-    if metric.needs != "label" or pred.ndim != 2 or pred.shape[1] != 2:
+    if metric.decision != "threshold" or pred.ndim != 2 or pred.shape[1] != 2:
         return None
     # Every label metric here is higher-is-better.
     # Candidates are quantiles floored to two significant digits: probabilities that differ only

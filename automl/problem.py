@@ -8,7 +8,7 @@ that holds dates is kept as a feature, since it says when a row happened.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -41,24 +41,35 @@ def make_problem(comp: Competition, train: pd.DataFrame, test: pd.DataFrame) -> 
     dropped = len(train) - len(labelled)
     if dropped == len(train):
         raise AutomlError(f"{comp.train}: target column {comp.target!r} is empty")
-    target = labelled[comp.target]
     exclude = {comp.target, *comp.submission_columns}
     if comp.id in test.columns and not _looks_like_date(test[comp.id]):
         exclude.add(comp.id)
     columns = [c for c in labelled.columns if c in test.columns and c not in exclude]
     if not columns:
         raise AutomlError(f"{comp.train}: no feature columns are shared with {comp.test}")
+    y, classes, metric = _encode_target(comp, labelled[comp.target])
+    return Problem(comp, metric, labelled[columns].reset_index(drop=True),
+                   test[columns].reset_index(drop=True), y, classes, labelled.reset_index(drop=True))
+
+
+def _encode_target(comp: Competition, target: pd.Series) -> tuple[np.ndarray, np.ndarray | None, Metric]:
+    """Class codes and classes, or float values; and the metric as the models should train for it."""
+    metric = get_metric(comp.metric)
     if comp.is_classification:
         classes, y = np.unique(target.to_numpy(), return_inverse=True)
+        if len(classes) < 2:
+            raise AutomlError(
+                f"{comp.train}: target column {comp.target!r} holds one class, {classes[0]}, in all "
+                f"{len(target)} labelled rows; a classifier needs two or more: check 'target' in "
+                f"competitions/{comp.slug}.yaml, or that {comp.train} is the whole training file")
         if comp.task == "binary" and len(classes) != 2:
             raise AutomlError(f"{comp.slug}: task is binary but {comp.target!r} has {len(classes)} classes; set task: multiclass")
-        y = y.astype(np.int64)
-    else:
-        y = pd.to_numeric(target, errors="coerce").to_numpy(dtype=np.float64)
-        if np.isnan(y).any():
-            raise AutomlError(f"{comp.train}: regression target {comp.target!r} has non-numeric values")
-        if get_metric(comp.metric).target_transform == "log1p" and (y < 0).any():
+        return y.astype(np.int64), classes, metric
+    y = pd.to_numeric(target, errors="coerce").to_numpy(dtype=np.float64)
+    if np.isnan(y).any():
+        raise AutomlError(f"{comp.train}: regression target {comp.target!r} has non-numeric values")
+    if metric.target_transform == "log1p" and (y < 0).any():
+        if metric.name != "smape":  # smape is defined on any sign; it just cannot train on log1p
             raise AutomlError(f"{comp.slug}: metric {comp.metric} needs a target >= 0, but {comp.target!r} has negative values")
-        classes = None
-    return Problem(comp, get_metric(comp.metric), labelled[columns].reset_index(drop=True),
-                   test[columns].reset_index(drop=True), y, classes, labelled.reset_index(drop=True))
+        metric = replace(metric, target_transform=None, objective="squared")
+    return y, None, metric

@@ -2,7 +2,8 @@
 
 The writer copies the sample's ids (as text, in its order) and column names, and turns
 model predictions into what the competition reads: class values (0/1 or names),
-True/False, floats, or one probability column per class. `validate` checks any file
+True/False, floats, one probability column per class, or for map@k the k most probable
+classes, space-separated. `validate` checks any file
 the way Kaggle would before scoring it and lists every problem it finds.
 """
 
@@ -16,7 +17,7 @@ import pandas as pd
 from automl.competition import Competition
 from automl.errors import AutomlError
 from automl.io import write_csv
-from automl.metrics import to_labels
+from automl.metrics import get_metric, to_labels, top_classes
 
 
 def make_submission(comp: Competition, sample: pd.DataFrame, test_ids: pd.Series | None,
@@ -33,6 +34,10 @@ def make_submission(comp: Competition, sample: pd.DataFrame, test_ids: pd.Series
             out[name] = proba[:, index[cls]] if cls in index else 0.0
     elif classes is None:
         out[column] = pred
+    elif get_metric(comp.metric).decision == "rank":
+        k = int(comp.metric.removeprefix("map@"))
+        names = np.array([_class_text(c, comp.labels) for c in classes], dtype=object)
+        out[column] = [" ".join(row) for row in names[top_classes(pred, k)]]
     elif comp.labels == "float":
         out[column] = pred[:, 1]  # the positive class's probability
     else:
@@ -45,6 +50,11 @@ def make_submission(comp: Competition, sample: pd.DataFrame, test_ids: pd.Series
         else:
             out[column] = labels
     return out
+
+
+def _class_text(value, labels: str) -> str:
+    """A class as the submission writes it: 3.0 as 3 where labels are integers."""
+    return str(int(float(value))) if labels == "int" and _is_number(value) else str(value)
 
 
 def _sample_order(comp: Competition, sample: pd.DataFrame, test_ids: pd.Series | None, n: int) -> np.ndarray:
@@ -109,6 +119,8 @@ def _check_values(values: pd.Series, comp: Competition, classes: list[str] | Non
     empty = values.str.strip().isin(["", "nan", "NaN", "NA", "null", "None"])
     if empty.any():
         return [f"{int(empty.sum())} empty or NaN values (first at row {int(np.flatnonzero(empty)[0]) + 2})"]
+    if classes is not None and get_metric(comp.metric).decision == "rank":
+        return _check_ranked(values, _allowed(classes), int(comp.metric.removeprefix("map@")))
     if comp.labels == "bool":
         bad = ~values.isin(["True", "False"])
         return [f"{int(bad.sum())} values are not True/False, e.g. {values[bad].iloc[0]!r}"] if bad.any() else []
@@ -123,10 +135,27 @@ def _check_values(values: pd.Series, comp: Competition, classes: list[str] | Non
         if comp.labels == "proba" and ((numbers < 0) | (numbers > 1)).any():
             return ["holds probabilities outside [0, 1]"]
     if classes is not None and comp.labels in ("int", "class"):
-        allowed = {str(c) for c in classes} | {str(int(float(c))) for c in classes if _is_number(c)}
+        allowed = _allowed(classes)
         bad = ~values.isin(allowed)
         if bad.any():
             return [f"{int(bad.sum())} values are not known classes ({', '.join(sorted(allowed)[:10])}), e.g. {values[bad].iloc[0]!r}"]
+    return []
+
+
+def _allowed(classes: list[str]) -> set[str]:
+    return {str(c) for c in classes} | {str(int(float(c))) for c in classes if _is_number(c)}
+
+
+def _check_ranked(values: pd.Series, allowed: set[str], k: int) -> list[str]:
+    """map@k: each value is 1 to k known classes, space-separated."""
+    tokens = values.str.split()
+    too_many = tokens.str.len() > k
+    if too_many.any():
+        return [f"{int(too_many.sum())} values hold more than {k} labels, e.g. {values[too_many].iloc[0]!r}"]
+    bad = tokens.map(lambda row: not set(row) <= allowed)
+    if bad.any():
+        return [f"{int(bad.sum())} values hold labels that are not known classes "
+                f"({', '.join(sorted(allowed)[:10])}), e.g. {values[bad].iloc[0]!r}"]
     return []
 
 

@@ -13,6 +13,8 @@ the real client end to end without ever reaching kaggle.com:
   final URL, so that path must end in ``.zip``.
 * ``StartSubmissionUpload`` -> ``PUT /storage/uploads/TOKEN`` -> ``CreateSubmission``,
   and ``ListSubmissions``, back ``competition_submit`` / ``competition_submissions``.
+* ``GetCompetition`` answers kagglesdk's ``ApiCompetition``: the title, the metric's
+  display name (``evaluationMetric``, as kaggle.com shows it) and the daily limit.
 * ``security.OAuthService/IntrospectToken`` accepts any non-empty token, so the
   ``KAGGLE_API_TOKEN`` login path can be exercised too.
 
@@ -54,6 +56,7 @@ DOWNLOAD_DATA_FILES = COMPETITIONS + "DownloadDataFiles"
 START_SUBMISSION_UPLOAD = COMPETITIONS + "StartSubmissionUpload"
 CREATE_SUBMISSION = COMPETITIONS + "CreateSubmission"
 LIST_SUBMISSIONS = COMPETITIONS + "ListSubmissions"
+GET_COMPETITION = COMPETITIONS + "GetCompetition"
 INTROSPECT_TOKEN = "security.OAuthService/IntrospectToken"
 
 # Messages modelled on those kaggle.com puts in its JSON error bodies.
@@ -62,6 +65,16 @@ ERROR_MESSAGES = {
     401: "Unauthenticated",
     403: "Permission 'competitions.participate' was denied",
     404: "NotFound",
+}
+
+# The metric display names kaggle.com shows for the bundled competitions (where known).
+METRIC_NAMES = {
+    "titanic": "Categorization Accuracy",
+    "digit-recognizer": "Categorization Accuracy",
+    "bike-sharing-demand": "Root Mean Squared Logarithmic Error",
+    "playground-series-s3e5": "Cohen Kappa Score",
+    "mercedes-benz-greener-manufacturing": "R2 score (coefficient of determination)",
+    "nlp-getting-started": "Custom Metric",
 }
 
 
@@ -108,6 +121,10 @@ class KaggleStub:
 
     * ``status_for[slug] = 401 | 403 | 404 | ...``: every competition RPC naming
       that slug (download, submit, list submissions) fails with that status.
+    * ``rpc_status[name] = 500 | ...``: every call of that RPC (short name, such as
+      ``"GetCompetition"``) fails with that status.
+    * ``metric_for[slug]``: the ``evaluationMetric`` GetCompetition reports (default:
+      ``METRIC_NAMES``, else empty); ``daily_limit``: its ``maxDailySubmissions``.
     * ``public_score``: score given to new submissions; ``None`` leaves them
       ``PENDING`` without a score.
     * ``require_auth``: when true (the default) API calls that carry no
@@ -128,6 +145,9 @@ class KaggleStub:
         self.host = host
         self.port = port
         self.status_for: dict[str, int] = {}
+        self.rpc_status: dict[str, int] = {}
+        self.metric_for: dict[str, str] = dict(METRIC_NAMES)
+        self.daily_limit = 5
         self.public_score: str | None = "0.77511"
         self.require_auth = True
         self.username = "stub-user"
@@ -297,6 +317,10 @@ class _Handler(BaseHTTPRequestHandler):
         if handler is None:
             self._send_error(404)
             return
+        status = self.stub.rpc_status.get(name.rsplit("/", 1)[-1])
+        if status:
+            self._send_error(status)
+            return
         anonymous = "Authorization" not in self.headers
         if self.stub.require_auth and anonymous and name != INTROSPECT_TOKEN:
             self._send_error(401)
@@ -347,6 +371,20 @@ class _Handler(BaseHTTPRequestHandler):
         start = (int(body.get("page") or 1) - 1) * size
         page = [s.to_api() for s in newest_first[start : start + size]]
         self._send_json({"submissions": page, "nextPageToken": ""})
+
+    def _get_competition(self, body: dict[str, Any]) -> None:
+        """kagglesdk's ``ApiCompetition``: the fields automl reads, and a few beside them."""
+        slug = body["competitionName"]
+        self._send_json({
+            "id": 1,
+            "ref": f"https://www.kaggle.com/competitions/{slug}",
+            "title": slug.replace("-", " ").title(),
+            "url": f"https://www.kaggle.com/competitions/{slug}",
+            "category": "Playground",
+            "evaluationMetric": self.stub.metric_for.get(slug, ""),
+            "maxDailySubmissions": self.stub.daily_limit,
+            "maxTeamSize": 5,
+        })
 
     def _introspect_token(self, body: dict[str, Any]) -> None:
         """Any non-empty token is a valid login for ``stub.username``."""
@@ -423,6 +461,7 @@ _RPCS = {
     START_SUBMISSION_UPLOAD: _Handler._start_submission_upload,
     CREATE_SUBMISSION: _Handler._create_submission,
     LIST_SUBMISSIONS: _Handler._list_submissions,
+    GET_COMPETITION: _Handler._get_competition,
     INTROSPECT_TOKEN: _Handler._introspect_token,
 }
 

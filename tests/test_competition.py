@@ -9,13 +9,16 @@ import pandas as pd
 import pytest
 import yaml
 from conftest import MIRROR, ROOT, bundle
+from typer.testing import CliRunner
 
 import automl
 from automl import competition
+from automl.cli import app
 from automl.competition import KEYS, LABELS, TASKS, Competition, from_yaml, infer, read_tables, spec_path
 from automl.errors import AutomlError
 from automl.fetch import fetch
 from automl.metrics import METRICS
+from automl.problem import make_problem
 
 YAMLS = sorted((ROOT / "competitions").glob("*.yaml"))
 
@@ -56,12 +59,13 @@ def _yaml(tmp_path: Path, text: str) -> Path:
     ({"label": "int"},
      r"unknown key 'label'; expected one of slug, id, target, task, metric, labels, submission_columns, "),
     ({"metric": "acc"},
-     r"unknown metric 'acc'; expected one of accuracy, balanced_accuracy, auc, logloss, f1, .*, rmse, rmsle, mae, r2$"),
+     r"unknown metric 'acc'; expected one of accuracy, balanced_accuracy, auc, gini, logloss, .*, rmse, rmsle, .*, "
+     r"smape, r2, map@K$"),
     ({"task": "classification"},
      r"unknown task 'classification'; expected one of binary, multiclass, regression, multilabel$"),
     ({"metric": "rmse"},
-     r"metric 'rmse' does not apply to a binary task; expected one of accuracy, balanced_accuracy, auc, logloss, "
-     r"f1, f1_macro, qwk, mcc$"),
+     r"metric 'rmse' does not apply to a binary task; expected one of accuracy, balanced_accuracy, auc, gini, "
+     r"logloss, balanced_logloss, f1, f1_macro, f1_micro, qwk, mcc, map@K$"),
     ({"labels": "ints"}, r"unknown labels 'ints'; expected one of int, bool, class, float, proba$"),
     ({"folds": "random"}, r"unknown folds 'random'; expected one of auto, stratified, kfold, group, time$"),
 ])
@@ -75,7 +79,7 @@ def test_bad_yaml_fails_with_one_line_naming_file_key_and_allowed_values(tmp_pat
 def test_metric_unsuited_to_regression(tmp_path):
     path = _yaml(tmp_path, TITANIC_YAML.replace("binary", "regression"))
     with pytest.raises(AutomlError, match=re.escape(f"{path}: metric 'accuracy' does not apply to a regression task; "
-                                                    "expected one of rmse, rmsle, mae, r2")):
+                                                    "expected one of rmse, rmsle, msle, mae, medae, mape, smape, r2")):
         from_yaml(path)
 
 
@@ -303,6 +307,80 @@ def test_read_tables_unreadable_csv(tmp_path):
     (folder / "test.csv").write_bytes(b"")
     with pytest.raises(AutomlError, match="^" + re.escape(str(folder / "test.csv")) + r": cannot be read as CSV \("):
         read_tables(comp, folder, "here")
+
+
+def test_a_csv_that_is_not_utf8_is_read_as_cp1252_with_one_warning(tmp_path, caplog):
+    folder = _write(tmp_path, {"id": IDS, "x": FEATURE, "y": FEATURE}, {"id": TEST_IDS, "x": TEST_FEATURE},
+                    {"id": TEST_IDS, "y": [0.0] * 20})
+    names = ["Café €5" if i % 2 else "Zoë" for i in range(N)]
+    pd.DataFrame({"id": IDS, "name": names, "x": FEATURE, "y": FEATURE}).to_csv(
+        folder / "train.csv", index=False, encoding="cp1252")
+    comp = infer("mine", folder)
+    train, _, _ = read_tables(comp, folder, "here")
+    assert train["name"].tolist() == names
+    warnings = [r.getMessage() for r in caplog.records if r.name == "automl" and "UTF-8" in r.getMessage()]
+    assert warnings == [f"{folder / 'train.csv'}: not UTF-8; read as cp1252"]  # once, though read three times
+
+
+def test_a_csv_with_bytes_cp1252_lacks_is_read_as_latin1(tmp_path, caplog):
+    path = tmp_path / "train.csv"
+    path.write_bytes(b"id,name\n1,\x81\xe9\n")  # 0x81 is no character in cp1252
+    frame = competition.read_csv(path)
+    assert frame["name"].tolist() == ["\x81é"]
+    assert [r.getMessage() for r in caplog.records] == [f"{path}: not UTF-8; read as latin-1"]
+
+
+def test_a_non_utf8_bundle_on_the_command_line(tmp_path):
+    folder = _write(tmp_path / "src", {"id": IDS, "x": FEATURE, "y": FEATURE}, {"id": TEST_IDS, "x": TEST_FEATURE},
+                    {"id": TEST_IDS, "y": [0.0] * 20})
+    pd.DataFrame({"id": TEST_IDS, "x": TEST_FEATURE, "town": ["Münster"] * 20}).to_csv(
+        folder / "test.csv", index=False, encoding="cp1252")
+    result = CliRunner().invoke(app, ["inspect", "mine", "--from", str(folder), "--metric", "rmse",
+                                      "--data-dir", str(tmp_path / "data")])
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith(f"warning: {tmp_path / 'data' / 'mine' / 'test.csv'}: not UTF-8; read as cp1252\n")
+    assert result.output.count("warning:") == 1
+
+
+@pytest.mark.parametrize("task", ["binary", "multiclass"])
+def test_a_target_with_a_single_class_is_one_clear_line(tmp_path, monkeypatch, task):
+    monkeypatch.chdir(tmp_path)
+    folder = _write(tmp_path / "src", {"id": IDS, "x": FEATURE, "label": [1] * N},
+                    {"id": TEST_IDS, "x": TEST_FEATURE}, {"id": TEST_IDS, "label": [0] * 20})
+    (tmp_path / "competitions").mkdir()
+    (tmp_path / "competitions" / "mine.yaml").write_text(
+        f"slug: mine\nid: id\ntarget: label\ntask: {task}\nmetric: accuracy\nlabels: int\n")
+    result = CliRunner().invoke(app, ["inspect", "mine", "--from", str(folder), "--data-dir", "data"])
+    assert result.exit_code == 1, result.output
+    assert result.output == (f"error: train.csv: target column 'label' holds one class, 1, in all {N} labelled rows; a "
+                             "classifier needs two or more: check 'target' in competitions/mine.yaml, or that "
+                             "train.csv is the whole training file\n")
+
+
+def test_a_single_class_inferred_target_is_refused_too(tmp_path):
+    folder = _write(tmp_path, {"id": IDS, "x": FEATURE, "label": ["yes"] * N},
+                    {"id": TEST_IDS, "x": TEST_FEATURE}, {"id": TEST_IDS, "label": ["yes"] * 20})
+    comp = infer("mine", folder)
+    train, test, _ = read_tables(comp, folder, "here")
+    with pytest.raises(AutomlError, match=r"^train\.csv: target column 'label' holds one class, yes, in all 60 "):
+        make_problem(comp, train, test)
+
+
+def test_smape_with_negative_targets_trains_without_log1p(tmp_path):
+    folder = _write(tmp_path, {"id": IDS, "x": FEATURE, "y": [v - 10 for v in FEATURE]},
+                    {"id": TEST_IDS, "x": TEST_FEATURE}, {"id": TEST_IDS, "y": [0.0] * 20})
+    train, test, _ = read_tables(infer("mine", folder), folder, "here")
+    problem = make_problem(infer("mine", folder, metric="smape"), train, test)
+    assert (problem.metric.name, problem.metric.target_transform, problem.metric.objective) == ("smape", None, "squared")
+    positive = make_problem(infer("mine", folder, metric="smape"), train.assign(y=train["y"] + 10), test)
+    assert (positive.metric.target_transform, positive.metric.objective) == ("log1p", "log1p_squared")
+    with pytest.raises(AutomlError, match=r"^mine: metric rmsle needs a target >= 0, but 'y' has negative values$"):
+        make_problem(infer("mine", folder, metric="rmsle"), train, test)
+
+
+def test_a_yaml_may_name_map_at_any_k(tmp_path):
+    comp = from_yaml(_yaml(tmp_path, TITANIC_YAML.replace("binary", "multiclass").replace("accuracy", "map@5")))
+    assert comp.metric == "map@5"
 
 
 # --------------------------------------------------------------------- real bundles

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import importlib
 import io
+import json
 import os
 import shutil
 import zipfile
@@ -17,7 +18,7 @@ from typer.testing import CliRunner
 
 from automl.cli import app
 from automl.errors import AutomlError
-from automl.fetch import MARKER, fetch
+from automl.fetch import MARKER, RECORD, fetch
 
 # `automl.fetch` is also the package's fetch() function, so reach the module through importlib.
 fetch_module = importlib.import_module("automl.fetch")
@@ -201,6 +202,78 @@ def test_from_another_source_replaces_the_files(tmp_path):
     (other / "test.csv").write_text("id\n3\n")
     assert fetch("titanic", tmp_path / "data", other) == first
     assert files(first) == ["test.csv", "train.csv"]
+
+
+def test_from_a_folder_whose_files_changed_is_copied_again(tmp_path, caplog):
+    source = tmp_path / "downloaded"
+    source.mkdir()
+    (source / "train.csv").write_text("id,y\n1,0\n2,1\n")
+    (source / "test.csv").write_text("id\n3\n")
+    folder = fetch("mine", tmp_path / "data", source)
+    stamp = (folder / MARKER).stat().st_mtime_ns
+    assert fetch("mine", tmp_path / "data", source) == folder  # unchanged: a no-op
+    assert (folder / MARKER).stat().st_mtime_ns == stamp
+    assert caplog.records == []
+    (source / "train.csv").write_text("id,y\n1,0\n2,1\n4,1\n")
+    assert fetch("mine", tmp_path / "data", source) == folder
+    assert (folder / "train.csv").read_text() == "id,y\n1,0\n2,1\n4,1\n"
+    assert [r.getMessage() for r in caplog.records] == [f"--from {source}: changed since it was unpacked; "
+                                                        "unpacking it again"]
+
+
+def test_from_a_zip_replaced_by_another_is_unpacked_again(tmp_path):
+    source = tmp_path / "mine.zip"
+    with zipfile.ZipFile(source, "w") as archive:
+        archive.writestr("train.csv", "id,y\n1,0\n")
+        archive.writestr("test.csv", "id\n2\n")
+    folder = fetch("mine", tmp_path / "data", source)
+    with zipfile.ZipFile(source, "w") as archive:
+        archive.writestr("train.csv", "id,y\n1,0\n5,1\n")
+        archive.writestr("test.csv", "id\n2\n")
+        archive.writestr("sample_submission.csv", "id,y\n2,0\n")
+    os.utime(source, ns=(1, 1))  # a new size and modification time
+    result = invoke("fetch", "mine", "--from", source, "--data-dir", tmp_path / "data")
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith(f"warning: --from {source}: changed since it was unpacked; unpacking it again\n")
+    assert files(folder) == ["sample_submission.csv", "test.csv", "train.csv"]
+    assert (folder / "train.csv").read_text() == "id,y\n1,0\n5,1\n"
+
+
+def test_a_folder_unpacked_before_sources_were_stamped_is_unpacked_again(tmp_path):
+    source = bundle("titanic")
+    folder = fetch("titanic", tmp_path, source)
+    (folder / MARKER).write_text(json.dumps({"source": str(source.resolve())}))  # as older versions wrote it
+    (folder / "train.csv").write_text("stale")
+    fetch("titanic", tmp_path, source)
+    assert (folder / "train.csv").read_text().startswith("PassengerId,")
+
+
+def test_from_a_source_since_deleted_keeps_the_unpacked_files(tmp_path):
+    source = tmp_path / "copy.zip"
+    shutil.copyfile(bundle("titanic"), source)
+    folder = fetch("titanic", tmp_path / "data", source)
+    source.unlink()
+    assert fetch("titanic", tmp_path / "data", source) == folder
+    assert files(folder) == TITANIC_FILES
+
+
+def test_the_kaggle_record_is_kept_beside_the_data(kaggle, no_mirror, tmp_path):
+    bundle("titanic")
+    folder = fetch("titanic", tmp_path)
+    assert [r.body for r in kaggle.calls("GetCompetition")] == [{"competitionName": "titanic"}]
+    assert json.loads((folder / RECORD).read_text()) == {
+        "slug": "titanic", "title": "Titanic", "evaluation_metric": "Categorization Accuracy",
+        "max_daily_submissions": 5}
+    assert files(folder) == TITANIC_FILES  # hidden, as the marker is
+    kaggle.requests.clear()
+    fetch("titanic", tmp_path)
+    assert kaggle.requests == []  # data already here: no download and no record request
+
+
+def test_no_record_from_a_mirror_or_a_local_source(kaggle, tmp_path):
+    assert not (fetch("titanic", tmp_path / "a") / RECORD).exists()
+    assert not (fetch("titanic", tmp_path / "b", bundle("titanic")) / RECORD).exists()
+    assert kaggle.requests == []
 
 
 def test_from_a_missing_path(tmp_path):

@@ -9,7 +9,7 @@ from conftest import bundle
 from typer.testing import CliRunner
 
 from automl.cli import app
-from automl.competition import Competition
+from automl.competition import Competition, infer
 from automl.errors import AutomlError
 from automl.fetch import fetch
 from automl.submission import make_submission, validate, write_submission
@@ -69,6 +69,53 @@ def test_class_names(tmp_path):
     out = make_submission(NAMES, sample, pd.Series(["3", "1", "2"]), pred, np.array(["Ghost", "Ghoul", "Goblin"]), None)
     assert roundtrip(out, tmp_path) == "id,type\n3,Ghost\n1,Goblin\n2,Ghoul\n"
     assert validate(tmp_path / "submission.csv", NAMES, sample, ["Ghost", "Ghoul", "Goblin"]) == []
+
+
+RANKED = Competition(slug="s", id="id", target="prognosis", task="multiclass", metric="map@3", labels="class")
+
+
+def test_map_at_k_writes_the_top_k_classes(tmp_path):
+    # A sample whose column holds space-separated labels, as map@3 competitions ask.
+    folder = tmp_path / "bundle"
+    folder.mkdir()
+    classes = ["Dengue", "Lyme_disease", "Malaria", "Tungiasis"]
+    pd.DataFrame({"id": range(40), "x": range(40), "prognosis": classes * 10}).to_csv(folder / "train.csv", index=False)
+    pd.DataFrame({"id": [40, 41, 42], "x": [1, 2, 3]}).to_csv(folder / "test.csv", index=False)
+    pd.DataFrame({"id": [40, 41, 42], "prognosis": ["Dengue Malaria Tungiasis"] * 3}).to_csv(
+        folder / "sample_submission.csv", index=False)
+    comp = infer("ranked", folder)
+    assert (comp.task, comp.labels, comp.metric) == ("multiclass", "class", "map@3")
+    assert "metric" in comp.inferred
+    sample = pd.read_csv(folder / "sample_submission.csv", dtype=str)
+    pred = np.array([[0.1, 0.2, 0.3, 0.4], [0.5, 0.1, 0.3, 0.1], [0.25, 0.25, 0.4, 0.1]])
+    out = make_submission(comp, sample, pd.Series(["40", "41", "42"]), pred, np.array(classes), None)
+    assert out["prognosis"].tolist() == ["Tungiasis Malaria Lyme_disease", "Dengue Malaria Lyme_disease",
+                                         "Malaria Dengue Lyme_disease"]  # ties: the class first in order first
+    write_submission(out, tmp_path / "submission.csv")
+    assert validate(tmp_path / "submission.csv", comp, sample, classes) == []
+
+
+def test_map_at_k_integer_classes(tmp_path):
+    comp = Competition(slug="s", id="id", target="y", task="multiclass", metric="map@2", labels="int")
+    sample = sample_of(comp, [1, 2], fill="1 2")
+    out = make_submission(comp, sample, None, np.array([[0.2, 0.5, 0.3], [0.6, 0.3, 0.1]]), np.array([1.0, 2.0, 3.0]),
+                          None)
+    assert out["y"].tolist() == ["2 3", "1 2"]
+    write_submission(out, tmp_path / "submission.csv")
+    assert validate(tmp_path / "submission.csv", comp, sample, ["1.0", "2.0", "3.0"]) == []
+
+
+@pytest.mark.parametrize(("value", "problem"), [
+    ("Dengue Malaria Tungiasis Lyme_disease", "column 'prognosis': 1 values hold more than 3 labels, "
+                                              "e.g. 'Dengue Malaria Tungiasis Lyme_disease'"),
+    ("Dengue Flu", "column 'prognosis': 1 values hold labels that are not known classes "
+                   "(Dengue, Lyme_disease, Malaria, Tungiasis), e.g. 'Dengue Flu'"),
+])
+def test_map_at_k_submissions_are_checked(tmp_path, value, problem):
+    sample = sample_of(RANKED, [1, 2], fill="Dengue")
+    path = tmp_path / "submission.csv"
+    path.write_text(f"id,prognosis\n1,Dengue\n2,{value}\n")
+    assert validate(path, RANKED, sample, ["Dengue", "Lyme_disease", "Malaria", "Tungiasis"]) == [problem]
 
 
 def test_float_probability_of_the_positive_class():
