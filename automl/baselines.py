@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import scipy.sparse as sp
@@ -75,6 +75,9 @@ BASELINES: dict[str, Baseline] = {b.name: b for b in [
 ]}
 
 
+CHEAP_FIRST = ("dummy", "linear", "hist_gb", "tfidf_linear", "random_forest", "extra_trees")  # the order a budget fits them
+
+
 def applicable(problem: Problem, folds: list[Fold]) -> list[str]:
     """Baselines that make sense for this data (TF-IDF only when there is free text)."""
     has_text = bool(folds[0].train.text)
@@ -101,39 +104,175 @@ class CVResult:
         return float(np.std(self.fold_scores))
 
 
+class Skipped(Exception):
+    """A baseline that cannot fit its share of the budget, even shrunk; the message says why."""
+
+
+@dataclass
+class Size:
+    """How big a baseline is fitted: trees or boosting rounds, and a training row sample."""
+
+    units: int | None = None  # trees (forests) or at most this many rounds (hist_gb); None: as defined
+    rows: int | None = None  # train on this many sampled rows of each fold; None: all
+    learning_rate: float | None = None  # hist_gb with fewer rounds learns faster
+
+    def note(self, baseline: Baseline, n: int) -> str:
+        parts = []
+        if self.units is not None:
+            parts.append(f"{self.units} {'trees' if baseline.inputs == 'dense' else 'rounds at most'}")
+        if self.rows is not None and self.rows < n:
+            parts.append(f"on {self.rows:,}-row samples of the {n:,} training rows")
+        if self.learning_rate is not None:
+            parts.append(f"learning rate {self.learning_rate:g}")
+        return (" ".join(parts) + " (sized to the time budget)") if parts else ""
+
+
 def cross_validate(name: str, problem: Problem, folds: list[Fold], seed: int = 0,
-                   on_fold: Callable[[int], None] | None = None) -> CVResult:
-    """Fit baseline `name` on every fold; score out-of-fold with the competition metric."""
+                   on_fold: Callable[[int], None] | None = None, seconds: float | None = None) -> CVResult:
+    """Fit baseline `name` on every fold; score out-of-fold with the competition metric.
+
+    With `seconds`, the baseline is sized to fit that time: a timed fit on a row sample
+    estimates its cost first; forests then grow trees until their share of each fold is
+    used, boosting gets as many rounds as fit, and a model too costly for every row
+    trains on a row sample (the leaderboard note says so). `Skipped` when even that
+    would not fit.
+    """
     if name not in BASELINES:
         raise AutomlError(f"--models: unknown baseline {name!r}; expected one of {', '.join(BASELINES)}")
     baseline = BASELINES[name]
     k = problem.n_classes
-    transform = problem.metric.target_transform == "log1p"
     oof = np.zeros((len(problem.y), k) if k else len(problem.y))
     test = np.zeros((len(problem.test), k) if k else len(problem.test))
-    start = time.perf_counter()
-    info = {}
+    start = time.monotonic()
+    info, notes = {}, []
+    size = Size() if seconds is None or name == "dummy" else plan_size(baseline, problem, folds[0], seed, seconds / len(folds))
+    rng = np.random.default_rng(seed)
+    grown = []
     for i, fold in enumerate(folds):
         if on_fold:
             on_fold(i)
-        x_train, x_valid, x_test = _inputs(baseline.inputs, fold)
-        y = problem.y[fold.train_rows]
-        if k:
-            model = baseline.classifier(seed)
-            _set_categoricals(model, fold.train)
-            info |= _cap_rounds(model, baseline, x_train.shape[1], k)
-            model.fit(x_train, y)
-            oof[fold.valid_rows] = _proba(model, x_valid, k)
-            test += _proba(model, x_test, k) / len(folds)
-        else:
-            model = baseline.regressor(seed)
-            _set_categoricals(model, fold.train)
-            info |= _cap_rounds(model, baseline, x_train.shape[1], 1)
-            model.fit(x_train, np.log1p(y) if transform else y)
-            oof[fold.valid_rows] = _values(model.predict(x_valid), transform, problem.y)
-            test += _values(model.predict(x_test), transform, problem.y) / len(folds)
-    seconds = time.perf_counter() - start
-    return finish(name, problem, folds, oof, test, seconds, info=info)
+        fold_end = None if seconds is None else start + seconds * (i + 1) / len(folds)
+        fold_start = time.monotonic()
+        model, x_valid, x_test, info_fold = _fit_one(baseline, problem, fold, seed, size, rng, fold_end)
+        grown.append(getattr(model, "n_estimators", None))
+        info |= info_fold
+        oof[fold.valid_rows] = _predict(model, x_valid, problem)
+        test += _predict(model, x_test, problem) / len(folds)
+        if seconds is not None and i < len(folds) - 1:
+            size = _resize(size, baseline, time.monotonic() - fold_start,
+                           (start + seconds - time.monotonic()) / (len(folds) - i - 1), len(fold.train_rows))
+        notes.append(size.note(baseline, len(fold.train_rows)))
+    note = next((n for n in reversed(notes) if n), "")
+    if None not in grown and seconds is not None and min(grown) < 300:
+        trees = f"{min(grown)}-{max(grown)}" if min(grown) != max(grown) else str(min(grown))
+        note = f"{trees} trees, grown until the time share was used" + (note[note.index(" on "):] if " on " in note else "")
+    if note:
+        info["note"] = "; ".join(x for x in (info.get("note"), note) if x)
+    return finish(name, problem, folds, oof, test, time.monotonic() - start, info=info)
+
+
+PROBE_ROWS = 5000
+
+
+def plan_size(baseline: Baseline, problem: Problem, fold: Fold, seed: int, per_fold: float) -> Size:
+    """Estimate one fold's cost from a timed fit on a row sample, and size the model to `per_fold` seconds."""
+    n = len(fold.train_rows)
+    m = min(n, max(PROBE_ROWS, n // 20))
+    probe_units = {"dense": 8, "native": 10}.get(baseline.inputs) if baseline.name != "dummy" else None
+    probe = Size(units=probe_units, rows=m)
+    started = time.monotonic()
+    _fit_one(baseline, problem, fold, seed, probe, np.random.default_rng(seed), None, probe=True)
+    took = time.monotonic() - started
+    scale = (n / m) ** (1.1 if probe_units else 1.0)
+    if probe_units and baseline.inputs == "dense":  # forests: cost per tree, at every row
+        per_unit = took / probe_units * scale
+        trees = int(min(300, per_fold / per_unit))
+        if trees >= 300:
+            return Size()
+        if trees >= 30:
+            return Size(units=trees // 10 * 10)
+        rows = int(n * (per_fold / (30 * per_unit)) ** (1 / 1.1))
+        return _sampled(baseline, Size(units=30, rows=rows), n, per_fold)
+    if baseline.inputs == "native":  # hist_gb: cost per round, at every row
+        per_unit = took / probe_units * scale
+        rounds = int(min(1000, per_fold / per_unit))
+        if rounds >= 1000:
+            return Size()
+        if rounds >= 150:
+            return Size(units=rounds)
+        if rounds >= 60:
+            return Size(units=rounds, learning_rate=0.15)
+        rows = int(n * per_fold / (60 * per_unit))
+        return _sampled(baseline, Size(units=60, rows=rows, learning_rate=0.15), n, per_fold)
+    full = took * scale
+    if full <= per_fold:
+        return Size()
+    return _sampled(baseline, Size(rows=int(n * per_fold / full)), n, per_fold)
+
+
+def _sampled(baseline: Baseline, size: Size, n: int, per_fold: float) -> Size:
+    if size.rows is None or size.rows >= n:
+        return replace(size, rows=None)
+    if size.rows < 1000:
+        raise Skipped(f"skipped: even a 1,000-row sample would not fit its {per_fold:.1f}s per fold; "
+                      "give more time with --timeout")
+    return size
+
+
+def _resize(size: Size, baseline: Baseline, took: float, allowed: float, n: int) -> Size:
+    """After a fold: shrink the next folds when this one overran their share."""
+    if took <= 1.2 * allowed or allowed <= 0:
+        return size
+    ratio = max(allowed, 0.05 * took) / took
+    if size.units is not None or baseline.inputs in ("dense", "native"):
+        units = size.units or (300 if baseline.inputs == "dense" else 1000)
+        return replace(size, units=max(10, int(units * ratio)))
+    return replace(size, rows=max(1000, int((size.rows or n) * ratio)))
+
+
+def _fit_one(baseline: Baseline, problem: Problem, fold: Fold, seed: int, size: Size, rng, until: float | None,
+             probe: bool = False):
+    """One fold's fitted model and its validation and test inputs."""
+    x_train, x_valid, x_test = _inputs(baseline.inputs, fold)
+    y = problem.y[fold.train_rows]
+    if size.rows is not None and size.rows < len(y):
+        rows = np.sort(rng.choice(len(y), size.rows, replace=False))
+        x_train, y = x_train[rows], y[rows]
+    k = problem.n_classes
+    model = baseline.classifier(seed) if k else baseline.regressor(seed)
+    _set_categoricals(model, fold.train)
+    info = _cap_rounds(model, baseline, x_train.shape[1], k or 1)
+    if size.learning_rate is not None:
+        model.set_params(learning_rate=size.learning_rate)
+    if size.units is not None and hasattr(model, "max_iter") and isinstance(model.max_iter, int):
+        model.set_params(max_iter=min(model.max_iter, size.units))
+        if probe:
+            model.set_params(early_stopping=False)
+    if not k and problem.metric.target_transform == "log1p":
+        y = np.log1p(y)
+    if hasattr(model, "n_estimators"):
+        _grow(model, x_train, y, size.units or model.n_estimators, until)
+    else:
+        model.fit(x_train, y)
+    if probe:  # the probe times a prediction too: forests spend seconds predicting
+        _predict(model, x_valid[: min(len(y), x_valid.shape[0])], problem)
+    return model, x_valid, x_test, info
+
+
+def _grow(model, x, y, trees: int, until: float | None) -> None:
+    """Add trees in chunks until `trees` or the clock says stop (at least one chunk)."""
+    chunk = max(1, min(trees, max(10, trees // 5)))
+    model.set_params(n_estimators=chunk, warm_start=True)
+    model.fit(x, y)
+    while model.n_estimators < trees and (until is None or time.monotonic() < until):
+        model.set_params(n_estimators=min(trees, model.n_estimators + chunk))
+        model.fit(x, y)
+
+
+def _predict(model, x, problem: Problem) -> np.ndarray:
+    if problem.n_classes:
+        return _proba(model, x, problem.n_classes)
+    return _values(model.predict(x), problem.metric.target_transform == "log1p", problem.y)
 
 
 def finish(name: str, problem: Problem, folds: list[Split], oof: np.ndarray, test: np.ndarray,

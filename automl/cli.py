@@ -1,10 +1,12 @@
 """The `automl` command: parse options, call the library, print with rich.
 
 Expected errors (AutomlError) print one line and exit 1; usage errors exit 2 (typer).
+The library's warnings (logger "automl") print as one "warning:" line each.
 """
 
 from __future__ import annotations
 
+import logging
 import sys
 from pathlib import Path
 
@@ -15,7 +17,7 @@ from rich.table import Table
 from automl import api, runner
 from automl.errors import AutomlError
 from automl.fetch import fetch as fetch_data
-from automl.metrics import get_metric
+from automl.metrics import get_metric, names
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="From a Kaggle competition's name to a cross-validated leaderboard and a valid submission.csv.")
@@ -24,11 +26,35 @@ err = Console(stderr=True)
 
 DATA_DIR = typer.Option("data", "--data-dir", help="Folder that holds each competition's files, one subfolder per slug.")
 SOURCE = typer.Option(None, "--from", help="Use this local zip or folder instead of downloading from Kaggle.")
+METRIC = typer.Option(None, "--metric", help="The metric to score and select models by, overriding competitions/SLUG.yaml, "
+                      f"Kaggle's record and the guess: one of {', '.join(names())}.")
+
+
+class _WarningLines(logging.Handler):
+    """Print the library's warnings on stderr, one line each."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        err.print(f"[yellow]warning:[/] {record.getMessage()}", highlight=False, soft_wrap=True)
+
+
+if not any(h.get_name() == "automl-cli" for h in logging.getLogger("automl").handlers):  # once, even as __main__
+    _handler = _WarningLines(logging.WARNING)
+    _handler.set_name("automl-cli")
+    logging.getLogger("automl").addHandler(_handler)
 
 
 def _fail(message: str, code: int = 1) -> None:
     err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
+
+
+def _check_metric(metric: str | None) -> None:
+    """An unknown --metric is a usage error: one line listing the names, exit 2."""
+    if metric is not None:
+        try:
+            get_metric(metric, "--metric")
+        except AutomlError as exc:
+            _fail(str(exc), 2)
 
 
 @app.command()
@@ -45,16 +71,22 @@ def fetch(slug: str = typer.Argument(..., help="Competition slug, as in its kagg
 
 @app.command()
 def inspect(slug: str = typer.Argument(..., help="Competition slug."), data_dir: Path = DATA_DIR,
-            source: Path = SOURCE,
-            save: bool = typer.Option(False, "--save", help="Write competitions/SLUG.yaml for you to edit.")) -> None:
-    """Show the competition spec automl uses and the role it gives each column."""
+            source: Path = SOURCE, metric: str = METRIC,
+            save: bool = typer.Option(False, "--save", help="Write competitions/SLUG.yaml (with --metric's metric) to edit.")) -> None:
+    """Show the competition spec automl uses, where its metric came from, and the role it gives each column."""
+    _check_metric(metric)
     try:
-        result = api.inspect(slug, data_dir=data_dir, source=source, save=save)
+        result = api.inspect(slug, data_dir=data_dir, source=source, save=save, metric=metric)
     except AutomlError as exc:
         _fail(str(exc))
     comp = result.competition
+    origin = ("[yellow]a guess: pass --metric NAME[/]" if result.metric_source == "guess"
+              else f"from {result.metric_source}")
     out.print(f"[bold]{comp.title or slug}[/]: id [cyan]{comp.id}[/], target [cyan]{comp.target}[/], "
-              f"task [cyan]{comp.task}[/], metric [cyan]{comp.metric}[/], labels [cyan]{comp.labels}[/]", highlight=False)
+              f"task [cyan]{comp.task}[/], metric [cyan]{comp.metric}[/] ({origin}), labels [cyan]{comp.labels}[/]",
+              highlight=False)
+    if result.kaggle and result.kaggle.get("max_daily_submissions"):
+        out.print(f"Kaggle takes {result.kaggle['max_daily_submissions']} submissions a day.", highlight=False)
     if comp.inferred:
         out.print(f"[yellow]Inferred from the data (no competitions/{slug}.yaml): check {', '.join(comp.inferred)}; "
                   f"`automl inspect {slug} --save` writes the file to edit.[/]", highlight=False)
@@ -85,37 +117,39 @@ def run(slug: str = typer.Argument(..., help="Competition slug."), source: Path 
         models: str = MODELS, folds: int = FOLDS, seed: int = SEED, trials: int = TRIALS, timeout: float = TIMEOUT,
         pipeline: str = PIPELINE, storage: str = STORAGE, device: str = DEVICE, precision: str = PRECISION,
         workers: int = typer.Option(1, "--workers", help="Search processes to run on this machine (they share the study)."),
-        runs_dir: Path = RUNS_DIR, data_dir: Path = DATA_DIR) -> None:
+        metric: str = METRIC, runs_dir: Path = RUNS_DIR, data_dir: Path = DATA_DIR) -> None:
     """Cross-validate baselines and searched networks on shared folds, print the leaderboard, write submission.csv."""
     _run(slug, source=source, name=name, models=models, folds=folds, seed=seed, trials=trials, timeout=timeout,
          pipeline=pipeline, storage=storage, device=device, precision=precision, workers=workers, runs_dir=runs_dir,
-         data_dir=data_dir)
+         data_dir=data_dir, metric=metric)
 
 
 @app.command()
 def search(slug: str = typer.Argument(..., help="Competition slug."), source: Path = SOURCE, name: str = NAME,
            folds: int = FOLDS, seed: int = SEED, trials: int = TRIALS, timeout: float = TIMEOUT,
            pipeline: str = PIPELINE, storage: str = STORAGE, device: str = DEVICE, precision: str = PRECISION,
-           runs_dir: Path = RUNS_DIR, data_dir: Path = DATA_DIR) -> None:
+           metric: str = METRIC, runs_dir: Path = RUNS_DIR, data_dir: Path = DATA_DIR) -> None:
     """Run only the neural search (same folds, metric and run directory as `automl run`)."""
     _run(slug, source=source, name=name, models="networks", folds=folds, seed=seed, trials=trials, timeout=timeout,
-         pipeline=pipeline, storage=storage, device=device, precision=precision, runs_dir=runs_dir, data_dir=data_dir)
+         pipeline=pipeline, storage=storage, device=device, precision=precision, runs_dir=runs_dir, data_dir=data_dir,
+         metric=metric)
 
 
 @app.command()
 def worker(slug: str = typer.Argument(..., help="Competition slug."), source: Path = SOURCE, name: str = NAME,
            folds: int = FOLDS, seed: int = SEED, trials: int = TRIALS, timeout: float = TIMEOUT,
            pipeline: str = PIPELINE, storage: str = STORAGE, device: str = DEVICE, precision: str = PRECISION,
-           runs_dir: Path = RUNS_DIR, data_dir: Path = DATA_DIR) -> None:
+           metric: str = METRIC, runs_dir: Path = RUNS_DIR, data_dir: Path = DATA_DIR) -> None:
     """Join a run's network search (any number of workers, on any machines sharing --storage); no blend or submission."""
+    _check_metric(metric)
     from automl.workers import worker as run_worker
 
     try:
         run_worker(slug, name=name, storage=storage, trials=trials, timeout=timeout, pipeline=pipeline, source=source,
                    folds=folds, seed=seed, device=device, precision=precision, runs_dir=runs_dir, data_dir=data_dir,
-                   console=err)
+                   console=err, metric=metric)
     except AutomlError as exc:
-        _fail(str(exc))
+        _fail(str(exc), getattr(exc, "exit_code", 1))
     except KeyboardInterrupt:
         _fail("interrupted; finished trials are kept in the study", 130)
 
@@ -125,10 +159,11 @@ def _run(slug: str, **options) -> None:
         _fail(f"--device {options['device']!r}: expected auto, cpu or cuda", 2)
     if options["precision"] not in ("32-true", "bf16-mixed"):
         _fail(f"--precision {options['precision']!r}: expected 32-true or bf16-mixed", 2)
+    _check_metric(options["metric"])
     try:
         result = runner.run(slug, console=err, **options)
     except AutomlError as exc:
-        _fail(str(exc))
+        _fail(str(exc), getattr(exc, "exit_code", 1))
     except KeyboardInterrupt:
         _fail(f"interrupted; finished models and trials are kept in {options['runs_dir']}/{slug}/{options['name']} "
               "and reused when you run the same command again", 130)

@@ -13,31 +13,42 @@ import torch
 
 
 class TensorBatches:
-    """Iterable of tuples of slices; reshuffled at the start of every epoch.
+    """Iterable of tuples of slices; reshuffled whenever every row has been seen.
 
     Each item holds `group` consecutive mini-batches (group * batch_size rows) that the
     module's training_step splits into views and steps through: Lightning's per-item
-    hooks then cost 1/group as much per optimizer step.
+    hooks then cost 1/group as much per optimizer step. One iteration (an "epoch" to
+    Lightning) is at most `max_steps` optimizer steps: on a large table it covers part of
+    the rows, the next one carries on where it stopped.
     """
 
-    def __init__(self, *tensors: torch.Tensor, batch_size: int, group: int = 8, shuffle: bool = True, seed: int = 0):
+    def __init__(self, *tensors: torch.Tensor, batch_size: int, group: int = 8, shuffle: bool = True, seed: int = 0,
+                 max_steps: int | None = None):
         self.tensors = tensors
-        self.batch_size = batch_size * group
-        self.steps = math.ceil(tensors[0].shape[0] / batch_size)  # optimizer steps per epoch
-        self.shuffle = shuffle
         self.n = tensors[0].shape[0]
+        self.batch_size = batch_size * group
+        epoch_rows = self.n if max_steps is None else min(self.n, max_steps * batch_size)
+        self.epoch_rows = epoch_rows
+        self.steps = math.ceil(epoch_rows / batch_size)  # optimizer steps per epoch
+        self.shuffle = shuffle
         self.generator = torch.Generator(device="cpu").manual_seed(seed)
+        self.order, self.position = None, self.n
 
     def __len__(self) -> int:
-        return math.ceil(self.n / self.batch_size)
+        return math.ceil(self.epoch_rows / self.batch_size)
 
     def __iter__(self):
-        tensors = self.tensors
-        if self.shuffle:
-            order = torch.randperm(self.n, generator=self.generator).to(tensors[0].device)
-            tensors = tuple(t[order] for t in tensors)
-        for start in range(0, self.n, self.batch_size):
-            yield tuple(t[start:start + self.batch_size] for t in tensors)
+        served = 0
+        while served < self.epoch_rows:
+            if self.position >= self.n:
+                self.position = 0
+                self.order = (torch.randperm(self.n, generator=self.generator).to(self.tensors[0].device)
+                              if self.shuffle else None)
+                self.shuffled = self.tensors if self.order is None else tuple(t[self.order] for t in self.tensors)
+            size = min(self.batch_size, self.epoch_rows - served, self.n - self.position)
+            yield tuple(t[self.position:self.position + size] for t in self.shuffled)
+            self.position += size
+            served += size
 
 
 class OneBatch:

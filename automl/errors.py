@@ -8,3 +8,9 @@ where it came from.
 
 class AutomlError(Exception):
     """A user-facing error: bad input, missing data, refused download, bad option."""
+
+
+class UsageError(AutomlError):
+    """An option that can never work as given (a budget of zero seconds, say): the CLI exits 2."""
+
+    exit_code = 2

@@ -8,7 +8,7 @@ k-th stretch of time, so validation is never scored on rows shuffled among its p
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -82,3 +82,11 @@ def fold_features(problem: Problem, folds: np.ndarray, **options) -> list[Fold]:
         result.append(Fold(split.train_rows, split.valid_rows, pre.transform(problem.train.iloc[split.train_rows]),
                            pre.transform(problem.train.iloc[split.valid_rows]), pre.transform(problem.test)))
     return result
+
+
+def take(features: Features, rows: np.ndarray) -> Features:
+    """The same features for a subset of rows (a row sample for a search on a large table)."""
+    return replace(features, numeric=features.numeric[rows], categorical=features.categorical[rows],
+                   text={k: v[rows] for k, v in features.text.items()},
+                   images=None if features.images is None else features.images[rows],
+                   tokens=None if features.tokens is None else features.tokens[rows])

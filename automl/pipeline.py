@@ -32,13 +32,16 @@ class Pipeline:
     pruner: str = "median"
     keep_best: int = 5
     trial_share: float = 0.1
+    network_share: float = 0.5
+    complete_best: int = 3
+    complete_share: float = 0.3
     defaults: list = field(default_factory=list)
     space: dict = field(default_factory=dict)
     when: dict = field(default_factory=dict)
 
 
-KEYS = ("numeric", "trials", "timeout", "max_epochs", "patience", "pruner", "keep_best", "trial_share", "defaults",
-        "space", "when")
+KEYS = ("numeric", "trials", "timeout", "max_epochs", "patience", "pruner", "keep_best", "trial_share", "network_share",
+        "complete_best", "complete_share", "defaults", "space", "when")
 KINDS = ("choice", "int", "float")
 
 
@@ -77,6 +80,9 @@ def load_pipeline(name: str = "tabular") -> Pipeline:
         raise AutomlError(f"{path}: numeric {raw['numeric']!r}; expected one of {', '.join(NUMERIC_SCALINGS)}")
     if raw.get("pruner", "median") not in PRUNERS:
         raise AutomlError(f"{path}: pruner {raw['pruner']!r}; expected one of {', '.join(PRUNERS)}")
+    for key in ("trial_share", "network_share", "complete_share"):
+        if key in raw and not (isinstance(raw[key], int | float) and 0 <= raw[key] <= 1):
+            raise AutomlError(f"{path}: {key} {raw[key]!r}; expected a share from 0 to 1")
     if "family" not in raw.get("space", {}):
         raise AutomlError(f"{path}: space needs a 'family' choice (mlp, resnet, ft_transformer)")
     seen: dict[str, dict] = {}

@@ -9,9 +9,11 @@ file keeps two `automl run` processes off one run directory; workers share it fr
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import logging
 import os
+import pickle
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -21,16 +23,21 @@ import pandas as pd
 from automl.baselines import CVResult
 from automl.competition import Competition, load, read_tables
 from automl.errors import AutomlError
-from automl.fetch import fetch
-from automl.folds import make_folds
-from automl.io import write_csv, write_json, write_npy
+from automl.fetch import fetch, read_record
+from automl.folds import Fold, fold_features, make_folds
+from automl.io import atomic_write, write_csv, write_json, write_npy
 from automl.problem import Problem, make_problem
 
 
-def prepare(slug: str, data_dir="data", source=None) -> tuple[Competition, Problem, pd.DataFrame, pd.Series | None]:
-    """Fetch, read and check the data; return spec, problem, sample and test ids."""
+def prepare(slug: str, data_dir="data", source=None,
+            metric: str | None = None) -> tuple[Competition, Problem, pd.DataFrame, pd.Series | None]:
+    """Fetch, read and check the data; return spec, problem, sample and test ids.
+
+    `metric` (--metric) overrides the spec's metric; without a YAML, the metric named by
+    Kaggle's record (saved beside the data by fetch) comes before a guess.
+    """
     folder = fetch(slug, data_dir, source)
-    comp = load(slug, folder)
+    comp = load(slug, folder, metric, read_record(folder))
     train, test, sample = read_tables(comp, folder, f"competitions/{slug}.yaml")
     test_ids = test[comp.id] if comp.id in test.columns else None
     return comp, make_problem(comp, train, test), sample, test_ids
@@ -110,3 +117,47 @@ def locked(run_dir: Path):
         fcntl.flock(handle, fcntl.LOCK_UN)
         handle.close()
 
+
+
+TEXT_FAMILIES = ("bag", "rnn", "transformer")  # the families that read token ids (automl.models.families)
+
+
+def features_hash(folds: list[Fold]) -> str:
+    """sha256 over the fold assignment and the first fold's feature arrays (the one the search trains on)."""
+    digest = hashlib.sha256()
+    for fold in folds:
+        digest.update(fold.valid_rows.tobytes())
+    first = folds[0]
+    for features in (first.train, first.valid, first.test):
+        for array in (features.numeric, features.categorical, features.images, features.tokens):
+            if array is not None:
+                digest.update(np.ascontiguousarray(array).tobytes())
+        digest.update(repr((features.numeric_names, features.categorical_names, features.cardinalities)).encode())
+    return digest.hexdigest()
+
+
+def shared_features(problem: Problem, assignment: np.ndarray, recipe, run_dir: Path,
+                    save: bool = False) -> tuple[list[Fold], str]:
+    """Every fold's features, fitted on its training rows only, for the baselines and the networks alike.
+
+    Networks read the recipe's numeric scaling (quantile-normal by default; trees do not
+    care, and linear models gain from it too) and token ids when a family reads text.
+    `save` keeps them in the run directory for the worker processes on this machine.
+    """
+    numeric = recipe.numeric if recipe is not None else "standard"
+    families = set(recipe.space["family"]["choice"]) | {d.get("family") for d in recipe.defaults} if recipe else set()
+    path = run_dir / f"features-{numeric}.pkl"
+    if path.is_file():
+        with open(path, "rb") as handle:
+            folds, digest = pickle.load(handle)
+        if len(folds) == int(assignment.max()) + 1 and features_hash(folds) == digest:
+            return folds, digest
+    folds = fold_features(problem, assignment, numeric=numeric, tokenize=bool(families & set(TEXT_FAMILIES)))
+    digest = features_hash(folds)
+    if save:
+        def dump(tmp: Path) -> None:
+            with open(tmp, "wb") as handle:  # streamed: no second copy in memory
+                pickle.dump((folds, digest), handle, protocol=pickle.HIGHEST_PROTOCOL)
+
+        atomic_write(path, dump)
+    return folds, digest

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import shutil
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -21,14 +20,16 @@ from rich.console import Console
 
 from automl import baselines
 from automl.baselines import CVResult
+from automl.budget import Budget, check_timeout, minimum_seconds
 from automl.competition import Competition
 from automl.ensemble import ensemble
-from automl.errors import AutomlError
-from automl.folds import fold_features, splits
-from automl.io import write_csv
+from automl.errors import AutomlError, UsageError
+from automl.fetch import fetch
+from automl.folds import splits
+from automl.io import write_csv, write_json
 from automl.pipeline import choose, load_pipeline
 from automl.problem import Problem
-from automl.rundir import claim, load_folds, load_result, locked, log_to, prepare, save_result
+from automl.rundir import claim, load_folds, load_result, locked, log_to, prepare, save_result, shared_features
 from automl.submission import make_submission, validate
 
 log = logging.getLogger("automl")
@@ -46,27 +47,32 @@ class RunResult:
 def run(slug: str, *, source=None, name: str = "default", models: str = "all", folds: int = 5, seed: int = 0,
         trials: int | None = None, timeout: float | None = None, pipeline: str = "auto",
         storage: str | None = None, device: str = "auto", precision: str = "32-true", workers: int = 1,
-        runs_dir="runs", data_dir="data", console: Console | None = None) -> RunResult:
+        runs_dir="runs", data_dir="data", console: Console | None = None, metric: str | None = None,
+        started: float | None = None) -> RunResult:
     """Cross-validate baselines and searched networks on shared folds; write the best one's submission.
 
-    `timeout` (seconds) bounds the whole run: baselines first, then the search gets the
-    rest; a trial in flight stops within a few mini-batches when time is up. `workers` > 1 runs
-    that many search processes on the run's study.
+    `timeout` (seconds) bounds the whole run from the moment the process started: reading,
+    preprocessing, baselines, the network search, the blend and the outputs (automl/budget.py
+    plans it). `workers` > 1 runs that many search processes on the run's study, sharing
+    the run's deadline.
     """
+    check_timeout(timeout)
     if workers < 1:
         raise AutomlError(f"--workers {workers}: expected 1 or more")
     worker_args = {"source": source, "data_dir": data_dir, "runs_dir": runs_dir, "pipeline": pipeline, "folds": folds,
-                   "seed": seed, "device": device, "precision": precision}
+                   "seed": seed, "device": device, "precision": precision, "metric": metric}
     console = console or Console(stderr=True)
-    started, started_clock = time.perf_counter(), time.monotonic()
     names, networks = _model_names(models)
-    comp, problem, sample, test_ids = prepare(slug, data_dir, source)
+    budget = Budget.start(timeout, started)
+    with budget.stage("read"):
+        _check_minimum(timeout, budget, fetch(slug, data_dir, source))
+        comp, problem, sample, test_ids = prepare(slug, data_dir, source, metric)
     if networks and pipeline == "auto":
         pipeline = choose(problem)
         console.print(f"  networks: pipelines/{pipeline}.yaml (chosen from the columns; --pipeline to change)")
     recipe = load_pipeline(pipeline) if networks else None
-    budget = timeout if timeout is not None else (recipe.timeout if recipe else None)
-    deadline = None if budget is None else started_clock + budget
+    if timeout is None and recipe is not None:
+        budget.total = recipe.timeout  # --models baselines without --timeout stays unbounded
     run_dir = Path(runs_dir) / slug / name
     handler = None
     with locked(run_dir):  # released on return, error or Ctrl-C
@@ -75,51 +81,46 @@ def run(slug: str, *, source=None, name: str = "default", models: str = "all", f
                             "rows": len(problem.y)}, name)
             handler = log_to(run_dir / "run.log")
             assignment = load_folds(run_dir, problem, folds, seed)
-            results, pending = [], []
-            for model in names:
-                done = load_result(run_dir / "models" / model)
-                if done is None:
-                    pending.append(model)
-                else:
-                    console.print(f"  {model}: finished earlier, reused ({_fmt(done.mean)})")
-                    results.append(done)
-            if pending:
-                with console.status("preprocessing each fold"):
-                    fold_data = fold_features(problem, assignment)
-                usable = baselines.applicable(problem, fold_data)
-                unusable = [m for m in pending if m not in usable]
-                if unusable and len(unusable) == len(names) and not networks:
-                    raise AutomlError(f"--models: {', '.join(unusable)} does not apply to {slug} (no free-text column); "
-                                      f"choose from {', '.join(usable)}")
-                for model in [m for m in pending if m in usable]:
-                    results.append(_fit(model, run_dir, problem, fold_data, seed, console))
-            members = list(results)
+            pending = [m for m in names if not (run_dir / "models" / m / "result.json").is_file()]
+            fold_data, digest = None, ""
+            if pending or networks:
+                with budget.stage("preprocess"), console.status("preprocessing each fold"):
+                    fold_data, digest = shared_features(problem, assignment, recipe, run_dir, save=workers > 1)
+            budget.plan(len(problem.y) + len(problem.test), networks, recipe.network_share if recipe else 0.0)
+            results, members = _baselines(names, networks, problem, fold_data, run_dir, budget, seed, console)
             if networks:
                 from automl.workers import search_networks  # torch and Lightning take seconds to import
 
-                found = search_networks(problem, assignment, recipe, run_dir, console,
-                                        trials=recipe.trials if trials is None else trials,
-                                        deadline=deadline, storage=storage, study_name=f"{slug}/{name}", device=device,
-                                        precision=precision, seed=seed, workers=workers, worker_args=worker_args)
+                with budget.stage("networks"):
+                    found = search_networks(problem, fold_data, digest, recipe, run_dir, console,
+                                            trials=recipe.trials if trials is None else trials,
+                                            deadline=budget.deadline, storage=storage, study_name=f"{slug}/{name}",
+                                            device=device, precision=precision, seed=seed, workers=workers,
+                                            worker_args=worker_args)
                 results += found[:1]  # the leaderboard shows the best network; the blend may use the kept few
                 members += found
             if not results:
-                raise AutomlError("no model finished" + (f" within the time budget; give more time with --timeout (now {budget:g}s)"
-                                                         if budget is not None else "; see run.log for each trial's failure"))
-            blended = ensemble(problem, splits(assignment), members)
+                raise AutomlError("no model finished" + (f" within the time budget; give more time with --timeout (now {budget.total:g}s)"
+                                                         if budget.bounded else "; see run.log for each trial's failure"))
+            with budget.stage("blend"):
+                blended = ensemble(problem, splits(assignment), members)
             if blended is not None:
                 save_result(run_dir / "models" / "ensemble", blended)
                 console.print(f"  ensemble: {comp.metric} {_fmt(blended.mean)} held-out "
                               f"({_fmt(blended.info['optimistic'])} if scored where it was selected)")
                 results.append(blended)
-            board = leaderboard(results, problem)
-            paths = {"leaderboard": write_csv(run_dir / "leaderboard.csv", board)}
-            best = next(r for r in results if r.name == board.iloc[0]["model"])
-            paths["submission"] = _write_submission(run_dir, comp, sample, test_ids, best, problem)
-            from automl.report import write_report  # matplotlib loads only when a report is made
+            with budget.stage("outputs"):
+                board = leaderboard(results, problem)
+                paths = {"leaderboard": write_csv(run_dir / "leaderboard.csv", board)}
+                best = next(r for r in results if r.name == board.iloc[0]["model"])
+                paths["submission"] = _write_submission(run_dir, comp, sample, test_ids, best, problem)
+                write_json(run_dir / "timings.json", budget.as_dict())
+                from automl.report import write_report  # matplotlib loads only when a report is made
 
-            paths["report"] = write_report(run_dir)
-            log.info("run finished in %.1fs; submission from %s", time.perf_counter() - started, best.name)
+                paths["report"] = write_report(run_dir)
+            write_json(run_dir / "timings.json", budget.as_dict())
+            log.info("run finished in %.1fs; submission from %s; time: %s", budget.elapsed(), best.name, budget.breakdown())
+            console.print(f"  time: {budget.breakdown()}", highlight=False)
             return RunResult(board, run_dir, paths["submission"], paths | {"run_dir": run_dir})
         finally:
             if handler is not None:
@@ -127,15 +128,64 @@ def run(slug: str, *, source=None, name: str = "default", models: str = "all", f
                 handler.close()
 
 
-def _fit(model: str, run_dir: Path, problem: Problem, fold_data, seed: int, console: Console) -> CVResult:
+def _check_minimum(timeout: float | None, budget: Budget, folder: Path) -> None:
+    """A budget smaller than reading the files and writing one submission takes: exit 2 before any work."""
+    if timeout is None:
+        return
+    size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
+    needed = budget.elapsed() + minimum_seconds(size)
+    if timeout < needed:
+        raise UsageError(f"--timeout {timeout:g}: too small to read {size / 1e6:,.1f} MB of data and write a "
+                         f"submission (about {needed:.0f}s); use --timeout {max(10, int(needed * 1.5 + 0.5) // 5 * 5 + 5)} or more")
+
+
+def _baselines(names: list[str], networks: bool, problem: Problem, fold_data, run_dir: Path,
+               budget: Budget, seed: int, console: Console) -> tuple[list[CVResult], list[CVResult]]:
+    """Every requested baseline, cheap ones first, each sized to its part of the baselines' time."""
+    results, pending = [], []
+    for model in names:
+        done = load_result(run_dir / "models" / model)
+        if done is None:
+            pending.append(model)
+        else:
+            console.print(f"  {model}: finished earlier, reused ({_fmt(done.mean)})")
+            results.append(done)
+    if not pending:
+        return results, list(results)
+    usable = baselines.applicable(problem, fold_data)
+    unusable = [m for m in pending if m not in usable]
+    if unusable and len(unusable) == len(names) and not networks:
+        raise AutomlError(f"--models: {', '.join(unusable)} does not apply to {problem.comp.slug} (no free-text column); "
+                          f"choose from {', '.join(usable)}")
+    order = [m for m in baselines.CHEAP_FIRST if m in pending and m in usable]
+    for i, model in enumerate(order):
+        left = budget.baselines_left()
+        share = None if left is None else left / sum(m != "dummy" for m in order[i:]) if model != "dummy" else None
+        with budget.stage(f"baseline {model}"):
+            result = _fit(model, run_dir, problem, fold_data, seed, console, share)
+        if result is not None:
+            results.append(result)
+    return results, list(results)
+
+
+def _fit(model: str, run_dir: Path, problem: Problem, fold_data, seed: int, console: Console,
+         seconds: float | None) -> CVResult | None:
     k = len(fold_data)
-    with console.status(f"{model}: fold 1/{k}") as status:
-        result = baselines.cross_validate(model, problem, fold_data, seed,
-                                          on_fold=lambda i: status.update(f"{model}: fold {i + 1}/{k}"))
+    try:
+        with console.status(f"{model}: fold 1/{k}") as status:
+            result = baselines.cross_validate(model, problem, fold_data, seed, seconds=seconds,
+                                              on_fold=lambda i: status.update(f"{model}: fold {i + 1}/{k}"))
+    except baselines.Skipped as why:
+        log.info("%s: %s", model, why)
+        console.print(f"  {model}: {why}", highlight=False)
+        return None
     save_result(run_dir / "models" / model, result)
     metric = problem.comp.metric
-    log.info("%s: %s %.5f +- %.5f in %.1fs", model, metric, result.mean, result.std, result.seconds)
-    console.print(f"  {model}: {metric} {_fmt(result.mean)} ± {_fmt(result.std)} ({result.seconds:.1f}s)")
+    log.info("%s: %s %.5f +- %.5f in %.1fs %s", model, metric, result.mean, result.std, result.seconds,
+             result.info.get("note", ""))
+    note = f" [{result.info['note']}]" if result.info.get("note") else ""
+    console.print(f"  {model}: {metric} {_fmt(result.mean)} ± {_fmt(result.std)} ({result.seconds:.1f}s){note}",
+                  highlight=False)
     return result
 
 

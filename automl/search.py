@@ -2,14 +2,16 @@
 
 One study per run, stored in SQLite in the run directory unless `--storage URL` names
 another Optuna storage; the same run name resumes it, and any number of processes can
-share it. A trial suggests parameters from the pipeline recipe, trains one network per
-fold (pruning on each epoch of the first fold, then on the running mean after each
-fold), and returns the out-of-fold score; its fold scores, epochs, seconds and device
-are stored with it. The predictions of the best few trials are kept for blending.
+share it. A trial suggests parameters from the pipeline recipe and trains one network on
+the first fold only (a row sample of it on large tables), pruned per epoch; its score
+ranks it. `complete` then trains the best few trials on every fold, so they get a
+cross-validated score for the leaderboard and out-of-fold predictions for the blend.
+The one-fold score is the search's; the leaderboard shows only cross-validated ones.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import random
 import re
@@ -28,13 +30,14 @@ from optuna_integration import PyTorchLightningPruningCallback
 
 from automl.baselines import CVResult, finish
 from automl.errors import AutomlError
-from automl.folds import Fold, Split
-from automl.io import write_npy
+from automl.folds import Fold, Split, take
+from automl.io import write_npy, write_npz
 from automl.metrics import score
 from automl.pipeline import Pipeline, suggest
 from automl.problem import Problem
 from automl.train import fit_fold
 
+log = logging.getLogger("automl")
 optuna.logging.set_verbosity(optuna.logging.ERROR)  # failures are counted and stored with their reason
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
@@ -90,7 +93,7 @@ def make_study(storage: optuna.storages.BaseStorage, name: str, pipeline: Pipeli
     if pipeline.pruner == "median":
         pruner = optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=2)
     elif pipeline.pruner == "hyperband":
-        pruner = optuna.pruners.HyperbandPruner(min_resource=1, max_resource=pipeline.max_epochs + n_folds)
+        pruner = optuna.pruners.HyperbandPruner(min_resource=1, max_resource=pipeline.max_epochs)
     else:
         pruner = optuna.pruners.NopPruner()
     sampler = optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True, n_startup_trials=8)
@@ -113,8 +116,29 @@ class Surplus(Exception):
     """Another worker already started the last trial the study needs."""
 
 
+SEARCH_ROWS = 100_000  # above this many training rows, the one-fold search trains on a row sample
+
+
+def search_fold(folds: list[Fold], seed: int = 0) -> tuple[Fold, bool]:
+    """The fold the search trains on (the first), row-sampled on large tables; and whether it was sampled."""
+    fold = folds[0]
+    if len(fold.train_rows) <= SEARCH_ROWS:
+        return fold, False
+    rng = np.random.default_rng(seed)
+    train = np.sort(rng.choice(len(fold.train_rows), SEARCH_ROWS, replace=False))
+    valid = np.sort(rng.choice(len(fold.valid_rows), min(len(fold.valid_rows), SEARCH_ROWS // 2), replace=False))
+    return Fold(fold.train_rows[train], fold.valid_rows[valid], take(fold.train, train), take(fold.valid, valid),
+                take(fold.test, np.arange(0))), True
+
+
 class Objective:
-    """Train one network per fold with a trial's parameters; return the OOF score."""
+    """Train one network on the search fold with a trial's parameters; return its validation score.
+
+    Ranking trials on one fold costs a k-th of cross-validating each; `complete` then
+    trains the best few on every fold. A trial that reaches its cap (its share of the
+    search time) is scored at its best epoch so far; one that the run's deadline stops
+    is pruned.
+    """
 
     def __init__(self, problem: Problem, folds: list[Fold], pipeline: Pipeline, run_dir: Path, *,
                  device: str, precision: str, deadline: float | None, seed: int, trials: int | None = None):
@@ -122,6 +146,7 @@ class Objective:
         self.device, self.precision, self.deadline, self.seed = device, precision, deadline, seed
         self.budget = None if deadline is None else max(deadline - time.monotonic(), 1.0)
         self.trials = trials
+        self.fold, self.sampled = search_fold(folds, seed)
 
     def __call__(self, trial: optuna.trial.BaseTrial) -> float:
         trial.set_user_attr("device", self.device)
@@ -140,43 +165,93 @@ class Objective:
             raise
 
     def _run(self, trial, params: dict, start: float) -> float:
-        problem, pipeline = self.problem, self.pipeline
-        k = problem.n_classes
-        oof = np.zeros((len(problem.y), k) if k else len(problem.y))
-        test = np.zeros((len(problem.test), k) if k else len(problem.test))
-        scores, epochs = [], []
-        deadline, cap = self.deadline, None
-        if deadline is not None:  # no trial may take more than its share of the run's time
-            cap = time.monotonic() + pipeline.trial_share * self.budget
-            deadline = min(deadline, cap)
-        for i, fold in enumerate(self.folds):
-            prune = [StrictPruning(trial, "val_score")] if i == 0 and isinstance(trial, optuna.Trial) else []
-            fit = fit_fold(problem, fold, params, device=self.device, max_epochs=pipeline.max_epochs,
-                           patience=pipeline.patience, precision=self.precision, callbacks=prune,
-                           deadline=deadline, seed=self.seed + i)
-            if deadline is not None and time.monotonic() >= deadline and (i < len(self.folds) - 1 or not fit.curve):
-                why = "time budget reached" if time.monotonic() >= self.deadline else "trial exceeded its share of the budget"
-                trial.set_user_attr("stopped", why)
-                raise optuna.TrialPruned(f"{why} before every fold was trained")
-            oof[fold.valid_rows], test = fit.valid, test + fit.test / len(self.folds)
-            scores.append(score(problem.metric, problem.y[fold.valid_rows], fit.valid))
-            epochs.append(fit.epochs)
-            if i == 0:
-                trial.set_user_attr("curve", fit.curve)
-            trial.set_user_attr("fold_scores", scores)
-            trial.set_user_attr("epochs", epochs)
-            if isinstance(trial, optuna.Trial):
-                trial.report(float(np.mean(scores)), step=pipeline.max_epochs + i)
-                if i < len(self.folds) - 1 and trial.should_prune():
-                    raise optuna.TrialPruned(f"pruned after fold {i + 1}")
-        result = finish(f"trial {trial.number}", problem, self.folds, oof, test, time.perf_counter() - start)
-        trial.set_user_attr("fold_scores", result.fold_scores)
-        trial.set_user_attr("threshold", result.threshold)
-        trial.set_user_attr("seconds", result.seconds)
-        folder = self.run_dir / "trials" / str(trial.number)
-        write_npy(folder / "oof.npy", oof)
-        write_npy(folder / "test.npy", test)
-        return result.mean
+        problem, pipeline, fold = self.problem, self.pipeline, self.fold
+        deadline = self.deadline
+        if deadline is not None:  # no trial may take more than its share of the search's time
+            deadline = min(deadline, time.monotonic() + pipeline.trial_share * self.budget)
+        prune = [StrictPruning(trial, "val_score")] if isinstance(trial, optuna.Trial) else []
+        fit = fit_fold(problem, fold, params, device=self.device, max_epochs=pipeline.max_epochs,
+                       patience=pipeline.patience, precision=self.precision, callbacks=prune,
+                       deadline=deadline, seed=self.seed, predict_test=not self.sampled)
+        if self.deadline is not None and time.monotonic() >= self.deadline or not fit.curve:
+            trial.set_user_attr("stopped", "time budget reached")
+            raise optuna.TrialPruned("time budget reached before the trial's fold was trained")
+        if deadline is not None and time.monotonic() >= deadline:
+            trial.set_user_attr("stopped", "reached its share of the search time: scored at its best epoch so far")
+        value = score(problem.metric, problem.y[fold.valid_rows], fit.valid)
+        trial.set_user_attr("curve", fit.curve)
+        trial.set_user_attr("epochs", [fit.epochs])
+        trial.set_user_attr("rows", len(fold.train_rows))
+        trial.set_user_attr("seconds", time.perf_counter() - start)
+        if not self.sampled:  # the first fold's predictions are reused when the trial is completed
+            write_npz(self.run_dir / "trials" / str(trial.number) / "fold0.npz", valid=fit.valid, test=fit.test)
+        return value
+
+
+def complete(study: optuna.Study, problem: Problem, folds: list[Fold], pipeline: Pipeline, run_dir: Path, *,
+             n: int, deadline: float | None, device: str, precision: str, seed: int,
+             on_trial: Callable[[int], None] | None = None) -> list[CVResult]:
+    """Train the `n` best one-fold trials on every fold: out-of-fold and test predictions for each.
+
+    Whatever ran where, the finishing run completes: folds whose predictions are not on
+    this machine are trained here (all of them for a trial searched by another worker or
+    on a row sample). Each trial gets an equal part of the time left, split over its
+    folds; a trial that cannot train every fold in time is left one-fold only.
+    """
+    results = []
+    candidates = best_trials(study, n)
+    for rank, trial in enumerate(candidates):
+        folder = run_dir / "trials" / str(trial.number)
+        if not (folder / "oof.npy").is_file():
+            if on_trial:
+                on_trial(trial.number)
+            share = None if deadline is None else (deadline - time.monotonic()) / (len(candidates) - rank)
+            if share is not None and share <= 0:
+                break
+            if not _complete_one(trial, problem, folds, pipeline, folder, share, device, precision, seed):
+                continue
+        result = _cv_result(trial, problem, folds, folder)
+        study.set_user_attr(f"cv:{trial.number}", {"fold_scores": result.fold_scores, "mean": result.mean})
+        results.append(result)
+    reverse = problem.metric.greater_is_better
+    return sorted(results, key=lambda r: r.mean, reverse=reverse)
+
+
+def _complete_one(trial, problem: Problem, folds: list[Fold], pipeline: Pipeline, folder: Path, share: float | None,
+                  device: str, precision: str, seed: int) -> bool:
+    k = problem.n_classes
+    oof = np.zeros((len(problem.y), k) if k else len(problem.y))
+    test = np.zeros((len(problem.test), k) if k else len(problem.test))
+    todo = list(range(len(folds)))
+    start = time.monotonic()
+    if (folder / "fold0.npz").is_file():
+        first = np.load(folder / "fold0.npz")
+        if len(first["valid"]) == len(folds[0].valid_rows):
+            oof[folds[0].valid_rows], test, todo = first["valid"], test + first["test"] / len(folds), todo[1:]
+    epochs = []
+    for j, i in enumerate(todo):
+        until = None if share is None else start + share * (j + 1) / len(todo)
+        fit = fit_fold(problem, folds[i], trial.params, device=device, max_epochs=pipeline.max_epochs,
+                       patience=pipeline.patience, precision=precision, deadline=until, seed=seed + i)
+        if not fit.curve:
+            log.info("trial %d: fold %d got no epoch within its time; left one-fold", trial.number, i + 1)
+            return False
+        oof[folds[i].valid_rows], test = fit.valid, test + fit.test / len(folds)
+        epochs.append(fit.epochs)
+    write_npy(folder / "test.npy", test)
+    write_npy(folder / "oof.npy", oof)  # written last: its presence means completed
+    log.info("trial %d: completed on %d more folds in %.1fs (epochs %s)", trial.number, len(todo),
+             time.monotonic() - start, epochs)
+    return True
+
+
+def _cv_result(trial, problem: Problem, folds: list[Split], folder: Path) -> CVResult:
+    info = {"trial": trial.number, "params": trial.params, "worker": trial.user_attrs.get("worker"),
+            "search_score": trial.value,
+            "note": f"{len(folds)}-fold CV; searched on one fold: {trial.value:.5g}; "
+                    + ", ".join(f"{k}={_short(v)}" for k, v in trial.params.items() if k != "family")}
+    return finish(f"{trial.params['family']} #{trial.number}", problem, folds, np.load(folder / "oof.npy"),
+                  np.load(folder / "test.npy"), trial.user_attrs.get("seconds", 0.0), "network", info)
 
 
 def search(problem: Problem, folds: list[Fold], pipeline: Pipeline, run_dir: Path, *, trials: int,
@@ -210,12 +285,12 @@ def search(problem: Problem, folds: list[Fold], pipeline: Pipeline, run_dir: Pat
 
 
 def _prune_files(run_dir: Path, keep: int):
-    """Keep the predictions of the `keep` best finished trials only."""
+    """Keep the predictions of the `keep` best one-fold trials, and of every completed one."""
 
     def callback(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         best = {t.number for t in best_trials(study, keep)}
         for folder in (run_dir / "trials").glob("*"):
-            if folder.name.isdigit() and int(folder.name) not in best:
+            if folder.name.isdigit() and int(folder.name) not in best and not (folder / "oof.npy").is_file():
                 shutil.rmtree(folder, ignore_errors=True)
 
     return callback
@@ -228,17 +303,10 @@ def best_trials(study: optuna.Study, n: int) -> list[optuna.trial.FrozenTrial]:
 
 
 def network_results(study: optuna.Study, problem: Problem, folds: list[Split], run_dir: Path, n: int) -> list[CVResult]:
-    """The best trials as leaderboard entries, scored from the predictions on disk."""
-    results = []
-    for trial in best_trials(study, n):
-        folder = run_dir / "trials" / str(trial.number)
-        if not (folder / "oof.npy").is_file():
-            continue
-        info = {"trial": trial.number, "params": trial.params, "worker": trial.user_attrs.get("worker"),
-                "note": ", ".join(f"{k}={_short(v)}" for k, v in trial.params.items() if k != "family")}
-        results.append(finish(f"{trial.params['family']} #{trial.number}", problem, folds, np.load(folder / "oof.npy"),
-                              np.load(folder / "test.npy"), trial.user_attrs.get("seconds", 0.0), "network", info))
-    return results
+    """The completed trials among the best `n` one-fold trials, as leaderboard entries (cross-validated)."""
+    results = [_cv_result(t, problem, folds, run_dir / "trials" / str(t.number)) for t in best_trials(study, n)
+               if (run_dir / "trials" / str(t.number) / "oof.npy").is_file()]
+    return sorted(results, key=lambda r: r.mean, reverse=problem.metric.greater_is_better)
 
 
 def summary(study: optuna.Study) -> dict[str, int]:

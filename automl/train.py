@@ -125,7 +125,7 @@ def build_module(problem: Problem, fold: Fold, params: dict, total_steps: int) -
     return TabularModule(features.numeric.shape[1], features.cardinalities, out, problem.comp.task,
                          image_shape=tuple(image_shape), vocab_size=features.vocab_size,
                          sequence_length=features.sequence_length, total_steps=total_steps,
-                         **params)
+                         objective=objective_for(problem), **params).fit_bins(features.numeric)
 
 
 def make_trainer(device: str, precision: str, max_epochs: int, callbacks: list) -> pl.Trainer:
@@ -137,14 +137,34 @@ def make_trainer(device: str, precision: str, max_epochs: int, callbacks: list) 
     )
 
 
+MAX_STEPS_PER_EPOCH = 256  # an "epoch" on a large table is this many steps: validation, early stopping and pruning keep pace
+
+
+def batch_size_for(params: dict, rows: int) -> int:
+    """The searched batch size, raised on large tables: about a thousand steps per pass over
+    the rows at most (800,000 rows in batches of 32 would be 25,000 steps)."""
+    floor = 2 ** int(round(np.log2(max(rows / 1000, 1.0))))
+    return max(int(params.get("batch_size", 256)), floor)
+
+
+def objective_for(problem: Problem) -> str:
+    """The network's loss, from the competition metric's row of the metric table."""
+    objective = getattr(problem.metric, "objective", "")
+    if problem.n_classes:
+        return "cross_entropy"
+    return "absolute" if objective == "absolute" else "squared"
+
+
 def fit_fold(problem: Problem, fold: Fold, params: dict, *, device: str = "cpu", max_epochs: int = 30,
              patience: int = 5, precision: str = "32-true", callbacks=(), deadline: float | None = None,
-             seed: int = 0) -> FoldFit:
+             seed: int = 0, predict_test: bool = True) -> FoldFit:
     """Train on the fold's train rows, early-stop on its validation rows, predict test."""
     pl.seed_everything(seed, verbose=False)
     target = Target(problem, fold.train_rows)
     y = torch.as_tensor(target.encode(fold.train_rows), device=device)
-    batches = TensorBatches(*tensors(fold.train, device), y, batch_size=int(params.get("batch_size", 256)), seed=seed)
+    params = {**params, "batch_size": batch_size_for(params, len(fold.train_rows))}
+    batches = TensorBatches(*tensors(fold.train, device), y, batch_size=params["batch_size"], seed=seed,
+                            max_steps=MAX_STEPS_PER_EPOCH)
     module = build_module(problem, fold, params, total_steps=max_epochs * batches.steps)
     y_valid = problem.y[fold.valid_rows]
     module.scorer = lambda pred: _score(problem, y_valid, target.decode(pred))
@@ -159,7 +179,7 @@ def fit_fold(problem: Problem, fold: Fold, params: dict, *, device: str = "cpu",
         module.load_state_dict(keep.state)
     module.eval()
     valid = target.decode(module.predict_arrays(*valid_inputs))
-    test = target.decode(module.predict_arrays(*tensors(fold.test, device)))
+    test = target.decode(module.predict_arrays(*tensors(fold.test, device))) if predict_test else np.zeros(0)
     return FoldFit(valid, test, trainer.current_epoch, keep.sign * keep.best, keep.curve)
 
 

@@ -13,7 +13,7 @@ from optuna.trial import TrialState
 
 from automl.errors import AutomlError
 from automl.pipeline import load_pipeline, suggest
-from automl.search import Objective, StrictPruning, network_results, search
+from automl.search import Objective, StrictPruning, complete, network_results, search
 from automl.train import build_module, fit_fold
 
 
@@ -49,8 +49,12 @@ def test_resume_does_not_redo_trials(tmp_path):
     more = search(problem, folds, tiny(), tmp_path, trials=3, deadline=None)
     finished = [t for t in more.trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
     assert len(finished) == 3 and (tmp_path / "study.db").is_file()
+    assert network_results(more, problem, folds, tmp_path, 1) == []  # searched on one fold: not cross-validated yet
+    done = complete(more, problem, folds, tiny(), tmp_path, n=1, deadline=None, device="cpu", precision="32-true", seed=0)
     results = network_results(more, problem, folds, tmp_path, 1)
+    assert [r.name for r in results] == [r.name for r in done]
     assert results and results[0].kind == "network" and len(results[0].fold_scores) == len(folds)
+    assert more.user_attrs[f"cv:{results[0].info['trial']}"]["fold_scores"] == results[0].fold_scores
 
 
 def test_a_diverging_trial_is_recorded_as_failed_and_the_search_goes_on(tmp_path):

@@ -1,0 +1,123 @@
+"""The run's one clock: `--timeout` belongs to the run, and every stage asks this module.
+
+The clock starts when the process started (imports and reading count). The plan, in
+order: reading and preprocessing take what they take; a reserve is kept for the end
+(blend, submission, report); when networks are requested, a share of what is left
+after preprocessing (the recipe's `network_share`) is reserved for them, so baselines
+can never starve the search; baselines run cheap first, each sized to an equal part of
+what the baselines have left; the search gets everything else. Each stage records its
+seconds, and the run prints and saves the breakdown.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+from automl.errors import AutomlError
+
+# Reading CSVs with pandas on 2 cores: about 60 MB/s; the fixed cost covers imports,
+# folds, one cheap baseline and writing the outputs.
+READ_BYTES_PER_SECOND = 60e6
+FIXED_SECONDS = 6.0
+
+
+def process_started() -> float:
+    """time.monotonic() at the moment this process started (Linux), else now."""
+    try:
+        with open(f"/proc/{os.getpid()}/stat") as handle:
+            ticks = int(handle.read().rsplit(")", 1)[1].split()[19])
+        with open("/proc/uptime") as handle:
+            uptime = float(handle.read().split()[0])
+        age = uptime - ticks / os.sysconf("SC_CLK_TCK")
+        return time.monotonic() - max(0.0, min(age, 600.0))
+    except (OSError, ValueError, IndexError):
+        return time.monotonic()
+
+
+def check_timeout(timeout: float | None) -> None:
+    """Refuse a budget that cannot be a budget (zero or below), before any work."""
+    if timeout is not None and not timeout > 0:
+        raise AutomlError(f"--timeout {timeout:g}: expected a number of seconds above 0, such as --timeout 120")
+
+
+def minimum_seconds(data_bytes: int) -> float:
+    """The least budget that can read these files and write a submission from one cheap model."""
+    return FIXED_SECONDS + 3.0 * data_bytes / READ_BYTES_PER_SECOND
+
+
+@dataclass
+class Budget:
+    total: float | None  # seconds for the whole run; None: unbounded
+    started: float  # time.monotonic() when the clock started
+    stages: dict[str, float] = field(default_factory=dict)  # stage -> seconds, in order
+    final_reserve: float = 0.0  # kept for the blend and the writing of outputs
+    network_reserve: float = 0.0  # kept for the networks
+    network_start: float | None = None  # the moment the baselines must have ended
+
+    @classmethod
+    def start(cls, total: float | None, started: float | None = None) -> Budget:
+        check_timeout(total)
+        return cls(total, process_started() if started is None else started)
+
+    @property
+    def bounded(self) -> bool:
+        return self.total is not None
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    @property
+    def end(self) -> float | None:
+        """When the run must be done (monotonic)."""
+        return None if self.total is None else self.started + self.total
+
+    @property
+    def deadline(self) -> float | None:
+        """When models must stop, leaving the final reserve for blend and outputs."""
+        return None if self.total is None else self.started + self.total - self.final_reserve
+
+    def left(self) -> float | None:
+        return None if self.deadline is None else max(0.0, self.deadline - time.monotonic())
+
+    def plan(self, rows: int, networks: bool, network_share: float) -> None:
+        """Fix the reserves once the data is read and preprocessed."""
+        if self.total is None:
+            return
+        # The blend, submission and report: a few seconds, more for millions of predictions.
+        self.final_reserve = min(0.15 * self.total, 2.5 + rows / 150_000)
+        left = self.left() or 0.0
+        self.network_reserve = network_share * left if networks else 0.0
+        self.network_start = time.monotonic() + left - self.network_reserve
+
+    def baselines_left(self) -> float | None:
+        """Seconds the baselines may still use."""
+        if self.total is None:
+            return None
+        end = self.network_start if self.network_start is not None else self.deadline
+        return max(0.0, end - time.monotonic())
+
+    def record(self, stage: str, seconds: float) -> None:
+        self.stages[stage] = self.stages.get(stage, 0.0) + seconds
+
+    @contextmanager
+    def stage(self, name: str):
+        start = time.monotonic()
+        try:
+            yield
+        finally:
+            self.record(name, time.monotonic() - start)
+
+    def breakdown(self) -> str:
+        """'read 1.2s, baselines 40.3s, ...' and the total against the budget."""
+        parts = [f"{name} {seconds:.1f}s" for name, seconds in self.stages.items()]
+        other = self.elapsed() - sum(self.stages.values())
+        parts.append(f"startup and other {max(other, 0.0):.1f}s")
+        total = f"{self.elapsed():.1f}s" + (f" of --timeout {self.total:g}s" if self.total is not None else "")
+        return f"{total}: " + ", ".join(parts)
+
+    def as_dict(self) -> dict:
+        return {"timeout": self.total, "elapsed": round(self.elapsed(), 2),
+                "stages": {k: round(v, 2) for k, v in self.stages.items()}}
