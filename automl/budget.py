@@ -16,7 +16,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from automl.errors import AutomlError
+from automl.errors import UsageError
 
 # Reading CSVs with pandas on 2 cores: about 60 MB/s; the fixed cost covers imports,
 # folds, one cheap baseline and writing the outputs.
@@ -40,7 +40,7 @@ def process_started() -> float:
 def check_timeout(timeout: float | None) -> None:
     """Refuse a budget that cannot be a budget (zero or below), before any work."""
     if timeout is not None and not timeout > 0:
-        raise AutomlError(f"--timeout {timeout:g}: expected a number of seconds above 0, such as --timeout 120")
+        raise UsageError(f"--timeout {timeout:g}: expected a number of seconds above 0, such as --timeout 120")
 
 
 def minimum_seconds(data_bytes: int) -> float:
@@ -60,7 +60,9 @@ class Budget:
     @classmethod
     def start(cls, total: float | None, started: float | None = None) -> Budget:
         check_timeout(total)
-        return cls(total, process_started() if started is None else started)
+        budget = cls(total, process_started() if started is None else started)
+        budget.record("startup", budget.elapsed())  # the interpreter and imports, before the run began
+        return budget
 
     @property
     def bounded(self) -> bool:
@@ -92,6 +94,11 @@ class Budget:
         self.network_reserve = network_share * left if networks else 0.0
         self.network_start = time.monotonic() + left - self.network_reserve
 
+    def networks_deadline(self) -> float | None:
+        """When the network stage must end: a small margin before the deadline for its wrap-up
+        (the last validation and test predictions after the clock stops a fit)."""
+        return None if self.deadline is None else self.deadline - (0.5 + 0.02 * self.total)
+
     def baselines_left(self) -> float | None:
         """Seconds the baselines may still use."""
         if self.total is None:
@@ -114,7 +121,7 @@ class Budget:
         """'read 1.2s, baselines 40.3s, ...' and the total against the budget."""
         parts = [f"{name} {seconds:.1f}s" for name, seconds in self.stages.items()]
         other = self.elapsed() - sum(self.stages.values())
-        parts.append(f"startup and other {max(other, 0.0):.1f}s")
+        parts.append(f"other {max(other, 0.0):.1f}s")
         total = f"{self.elapsed():.1f}s" + (f" of --timeout {self.total:g}s" if self.total is not None else "")
         return f"{total}: " + ", ".join(parts)
 

@@ -94,7 +94,7 @@ def run(slug: str, *, source=None, name: str = "default", models: str = "all", f
                 with budget.stage("networks"):
                     found = search_networks(problem, fold_data, digest, recipe, run_dir, console,
                                             trials=recipe.trials if trials is None else trials,
-                                            deadline=budget.deadline, storage=storage, study_name=f"{slug}/{name}",
+                                            deadline=budget.networks_deadline(), storage=storage, study_name=f"{slug}/{name}",
                                             device=device, precision=precision, seed=seed, workers=workers,
                                             worker_args=worker_args)
                 results += found[:1]  # the leaderboard shows the best network; the blend may use the kept few
@@ -160,7 +160,8 @@ def _baselines(names: list[str], networks: bool, problem: Problem, fold_data, ru
     order = [m for m in baselines.CHEAP_FIRST if m in pending and m in usable]
     for i, model in enumerate(order):
         left = budget.baselines_left()
-        share = None if left is None else left / sum(m != "dummy" for m in order[i:]) if model != "dummy" else None
+        weights = [baselines.BASELINES[m].weight for m in order[i:]]
+        share = None if left is None or model == "dummy" else left * weights[0] / sum(weights)
         with budget.stage(f"baseline {model}"):
             result = _fit(model, run_dir, problem, fold_data, seed, console, share)
         if result is not None:

@@ -23,6 +23,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from automl import search
 from automl.baselines import CVResult
+from automl.budget import check_timeout, process_started
 from automl.folds import Fold
 from automl.pipeline import Pipeline, choose, load_pipeline
 from automl.problem import Problem
@@ -125,7 +126,8 @@ def worker(slug: str, *, name: str = "default", storage: str | None = None, tria
     from dataclasses import asdict
 
     console = console or Console(stderr=True)
-    deadline = None if timeout is None else time.monotonic() + timeout
+    check_timeout(timeout)
+    deadline = None if timeout is None else process_started() + timeout
     comp, problem, _, _ = prepare(slug, data_dir, source, metric)
     recipe = load_pipeline(choose(problem) if pipeline == "auto" else pipeline)
     run_dir = Path(runs_dir) / slug / name
