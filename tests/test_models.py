@@ -1,29 +1,37 @@
-"""Every network family trains a step for every task; the data path and optimizer groups."""
+"""Every network family trains a step for every task; ensembles, objectives, numeric
+embeddings; the data path and optimizer groups."""
 
 from __future__ import annotations
 
 import numpy as np
+import optuna
 import pytest
 import torch
 from net_helpers import small_problem
 
 from automl.data import TensorBatches
 from automl.models import TabularModule
-from automl.models.tabular import TABULAR
+from automl.models.tabular import TABULAR, quantile_bins
+from automl.pipeline import load_pipeline, suggest
 from automl.train import Target, build_module, fit_fold, tensors
 
 FAMILY_PARAMS = {
     "mlp": {"depth": 2, "width": 32, "norm": "batch", "activation": "gelu", "dropout": 0.1},
     "resnet": {"blocks": 2, "width": 32, "hidden_factor": 2.0, "norm": "layer", "dropout": 0.1},
     "ft_transformer": {"layers": 1, "d_token": 16, "heads": 2, "attention_dropout": 0.1, "ffn_dropout": 0.1},
+    "tabm": {"k": 4, "n_blocks": 2, "d_block": 32, "dropout": 0.1},
 }
+# every family as it is, then each numeric embedding on the families that take one
+CASES = [(family, "none") for family in TABULAR] + [
+    (family, kind) for family in ("mlp", "resnet", "tabm") for kind in ("periodic", "piecewise")]
 
 
-@pytest.mark.parametrize("family", list(TABULAR))
-def test_each_family_trains_a_step_for_each_task(family, task):
+@pytest.mark.parametrize(("family", "num_embeddings"), CASES)
+def test_each_family_trains_a_step_for_each_task(family, num_embeddings, task):
     problem, folds = small_problem(task)
     fold = folds[0]
     params = {"family": family, "optimizer": "adamw", "lr": 1e-2, "batch_size": 32, **FAMILY_PARAMS[family]}
+    params |= {"num_embeddings": num_embeddings} if num_embeddings != "none" else {}
     module = build_module(problem, fold, params, total_steps=10)
     target = Target(problem, fold.train_rows)
     y = torch.as_tensor(target.encode(fold.train_rows))
@@ -53,10 +61,65 @@ def test_fit_fold_learns_better_than_chance(family):
     assert fit.test.shape == (len(problem.test), 2)
 
 
+def test_an_ensemble_trains_on_the_mean_member_loss_and_predicts_the_mean_probability():
+    module = TabularModule(3, (), 3, "multiclass", family="tabm", k=4, d_block=16)
+    x = torch.randn(5, 3)
+    output = module(x, torch.zeros(5, 0, dtype=torch.int64), torch.zeros(5, 0), torch.zeros(5, 0))
+    assert output.shape == (5, 4, 3)  # (rows, members, classes)
+    y = torch.randint(0, 3, (5,))
+    members = torch.stack([torch.nn.functional.cross_entropy(output[:, i], y) for i in range(4)])
+    torch.testing.assert_close(module.loss(output, y), members.mean())
+    module.eval()
+    expected = module(x, *(torch.zeros(5, 0) for _ in range(3))).softmax(-1).mean(1)
+    np.testing.assert_allclose(module.predict_arrays(x, *(torch.zeros(5, 0) for _ in range(3))), expected.detach(),
+                               rtol=1e-6)
+
+
+def test_absolute_objective_is_the_l1_loss_also_for_an_ensemble():
+    module = TabularModule(3, (), 1, "regression", family="mlp", objective="absolute", depth=1, width=8)
+    y = torch.tensor([0.0, 1.0])
+    assert module.loss(torch.tensor([[1.0], [-1.0]]), y).item() == pytest.approx(1.5)  # (|1 - 0| + |-1 - 1|) / 2
+    members = torch.tensor([[[1.0], [3.0]], [[1.0], [1.0]]])  # (rows, members, 1): errors 1, 3 and 0, 0
+    assert module.loss(members, y).item() == pytest.approx(1.0)
+    squared = TabularModule(3, (), 1, "regression", family="mlp", depth=1, width=8)  # auto: squared to regress
+    assert squared.loss(torch.tensor([[1.0], [-1.0]]), y).item() == pytest.approx(2.5)
+
+
+def test_objective_is_validated():
+    with pytest.raises(ValueError, match="objective 'huber': expected one of auto, squared, absolute, cross_entropy"):
+        TabularModule(3, (), 1, "regression", objective="huber")
+    with pytest.raises(ValueError, match="objective 'absolute' does not fit task 'binary'"):
+        TabularModule(3, (), 2, "binary", objective="absolute")
+
+
+def test_a_tabm_trial_rebuilds_its_model_from_params():
+    recipe = load_pipeline("tabular")
+    tabm_default = next(d for d in recipe.defaults if d["family"] == "tabm")
+    chosen = {**tabm_default, "k": 4, "n_blocks": 1, "d_block": 64, "num_embeddings": "periodic", "arch_type": "tabm-mini"}
+    params = suggest(optuna.trial.FixedTrial(chosen), recipe)
+    assert params == chosen
+    module = TabularModule(4, (3,), 2, "binary", **params)
+    rebuilt = TabularModule(**module.hparams)
+    assert {k: v.shape for k, v in rebuilt.state_dict().items()} == {k: v.shape for k, v in module.state_dict().items()}
+    assert module.net.tabm.k == 4 and module.hparams.arch_type == "tabm-mini"
+
+
+def test_piecewise_bins_follow_the_training_quantiles():
+    numeric = np.c_[np.linspace(10, 20, 201), np.ones(201), np.r_[np.zeros(100), np.ones(101)]].astype(np.float32)
+    bins = quantile_bins(numeric, n_bins=4)
+    torch.testing.assert_close(bins[0], torch.tensor([10.0, 12.5, 15.0, 17.5, 20.0]))
+    assert bins[1].tolist() == [0.0, 2.0] and bins[2].tolist() == [0.0, 1.0]  # constant: one bin around it
+    module = TabularModule(3, (), 1, "regression", family="mlp", num_embeddings="piecewise", depth=1, width=8)
+    module.fit_bins(numeric)
+    assert module.net.embed.numeric.impl.weight[0, 0].item() == pytest.approx(48 / 10, rel=1e-3)  # 48 bins over [10, 20]
+
+
 def test_invalid_combination_is_a_value_error():
     problem, folds = small_problem("binary")
     with pytest.raises(ValueError, match="not divisible"):
         build_module(problem, folds[0], {"family": "ft_transformer", "d_token": 30, "heads": 4}, total_steps=1)
+    with pytest.raises(ValueError, match="num_embeddings 'linear': expected one of none, periodic, piecewise"):
+        build_module(problem, folds[0], {"family": "tabm", "num_embeddings": "linear"}, total_steps=1)
 
 
 def test_weight_decay_skips_biases_and_norms():

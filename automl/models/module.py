@@ -1,7 +1,9 @@
 """The LightningModule that trains any network family for any task.
 
 It takes plain arguments (the searched hyperparameters by their YAML/Optuna names) and
-saves them, so `TabularModule(**trial.params, ...)` rebuilds a trial's model. Optimization
+saves them, so `TabularModule(**trial.params, ...)` rebuilds a trial's model. A network
+that returns (n, k, out) is an ensemble of k members: the loss is the mean of the
+members' losses and a prediction is the mean of theirs. Optimization
 is manual: one zero_grad/backward/step per batch with no closure, which keeps Lightning's
 per-step cost near a plain PyTorch loop.
 """
@@ -16,10 +18,11 @@ import torch
 from torch import nn
 
 from automl.models.families import FAMILIES
-from automl.models.tabular import InputSpec
+from automl.models.tabular import InputSpec, fit_bins
 
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
 SCHEDULES = ("none", "cosine", "onecycle")
+OBJECTIVES = ("auto", "squared", "absolute", "cross_entropy")  # auto: cross_entropy to classify, squared to regress
 
 
 class TabularModule(pl.LightningModule):
@@ -27,12 +30,17 @@ class TabularModule(pl.LightningModule):
                  image_shape: tuple[int, ...] = (), vocab_size: int = 0, sequence_length: int = 0, family: str = "mlp",
                  optimizer: str = "adamw", lr: float = 1e-3, weight_decay: float = 1e-5,
                  schedule: str = "none", momentum: float = 0.9, nesterov: bool = False, grad_clip: float = 0.0,
-                 batch_size: int = 256, total_steps: int = 1, **network):
+                 batch_size: int = 256, total_steps: int = 1, objective: str = "auto", **network):
         super().__init__()
         for key, value, allowed in (("family", family, FAMILIES), ("optimizer", optimizer, OPTIMIZERS),
-                                    ("schedule", schedule, SCHEDULES)):
+                                    ("schedule", schedule, SCHEDULES), ("objective", objective, OBJECTIVES)):
             if value not in allowed:
                 raise ValueError(f"{key} {value!r}: expected one of {', '.join(allowed)}")
+        regression = task == "regression"
+        self.objective = objective if objective != "auto" else "squared" if regression else "cross_entropy"
+        if (self.objective == "cross_entropy") == regression:
+            raise ValueError(f"objective {objective!r} does not fit task {task!r}: cross_entropy is for "
+                             "classification, squared and absolute for regression")
         self.save_hyperparameters()
         spec = InputSpec(n_numeric, tuple(cardinalities), tuple(image_shape), vocab_size, sequence_length)
         self.net = FAMILIES[family](spec, out, **network)
@@ -45,10 +53,21 @@ class TabularModule(pl.LightningModule):
         """numeric (n, p), categorical (n, c), images (n, C, H, W) or (n, 0), tokens (n, L) or (n, 0)."""
         return self.net(numeric, categorical, images, tokens)
 
+    def fit_bins(self, numeric: np.ndarray) -> TabularModule:
+        """Data-dependent set-up on the training numerics (n, p): piecewise-linear embeddings'
+        bins. Call before training; a network without such embeddings is left as it is."""
+        fit_bins(self.net, numeric)
+        return self
+
     def loss(self, output: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        if self.hparams.task == "regression":
-            return nn.functional.mse_loss(output.squeeze(-1), y)
-        return nn.functional.cross_entropy(output, y)
+        """output (n, out) or an ensemble's (n, k, out); y (n,) class ids or standardized values."""
+        if output.ndim == 3:  # every member learns from every row: (n * k, out) against k copies of y
+            k = output.shape[1]
+            output, y = output.flatten(0, 1), y.repeat_interleave(k)
+        if self.objective == "cross_entropy":
+            return nn.functional.cross_entropy(output, y)
+        loss = nn.functional.l1_loss if self.objective == "absolute" else nn.functional.mse_loss
+        return loss(output.squeeze(-1), y)
 
     def training_step(self, batch, batch_idx):
         """One optimizer step per mini-batch of `batch_size` rows in this group of rows.
@@ -72,12 +91,16 @@ class TabularModule(pl.LightningModule):
         return loss
 
     def predict_arrays(self, *inputs: torch.Tensor, chunk: int = 4096) -> np.ndarray:
-        """Probabilities (classification) or raw outputs (regression) as float64 numpy."""
+        """Probabilities (classification) or raw outputs (regression) as float64 numpy; an
+        ensemble's members are averaged (probabilities after their softmax)."""
+        regression = self.hparams.task == "regression"
         outputs = []
         with torch.no_grad():
             for start in range(0, inputs[0].shape[0], chunk):
-                out = self(*(t[start:start + chunk] for t in inputs)).float()
-                outputs.append(out.squeeze(-1) if self.hparams.task == "regression" else out.softmax(-1))
+                out = self(*(t[start:start + chunk] for t in inputs)).float()  # (n, out) or (n, k, out)
+                out = out if regression else out.softmax(-1)
+                out = out.mean(1) if out.ndim == 3 else out
+                outputs.append(out.squeeze(-1) if regression else out)
         return torch.cat(outputs).cpu().numpy().astype(np.float64)
 
     def validation_step(self, batch, batch_idx):

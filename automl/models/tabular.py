@@ -1,19 +1,24 @@
-"""Torch networks for tables: mlp, resnet and ft_transformer.
+"""Torch networks for tables: mlp, resnet, ft_transformer and tabm.
 
 Every family takes the same four inputs: numeric features (batch, n_numeric),
 categorical codes (batch, n_cat), images (batch, C, H, W) and token ids (batch, L), the
 last two empty (batch, 0) when a competition has none, and returns (batch, out) logits or
-values. Table families read pixels as flat numbers and ignore tokens. Constructor
-arguments after the InputSpec are the searched hyperparameters, by the same names as in
-pipelines/*.yaml and in Optuna.
+values; an ensemble family (tabm) returns (batch, k, out), one row per member. Table
+families read pixels as flat numbers and ignore tokens. Constructor arguments after the
+InputSpec are the searched hyperparameters, by the same names as in pipelines/*.yaml and
+in Optuna.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 
+import numpy as np
+import tabm
 import torch
+from rtdl_num_embeddings import PeriodicEmbeddings, PiecewiseLinearEmbeddings
 from torch import nn
 
 
@@ -47,15 +52,71 @@ def _activation(name: str) -> nn.Module:
     return ACTIVATIONS[name]()
 
 
-class Embeddings(nn.Module):
-    """Numerics and flat pixels as they are, each categorical code as a learned vector, concatenated."""
+NUM_EMBEDDINGS = ("none", "periodic", "piecewise")
+D_EMBEDDING = 16  # per numeric column: the first layer reads 16x the numerics, so keep it small
+N_BINS = 48  # piecewise-linear bins per column at most (rtdl's default)
 
-    def __init__(self, spec: InputSpec):
+
+def numeric_embeddings(kind: str, n_numeric: int) -> nn.Module | None:
+    """(batch, n_numeric) -> (batch, n_numeric, D_EMBEDDING), or None: numerics as they are.
+
+    periodic is PLR-lite (Gorishniy et al. 2022): learned frequencies, cos and sin, then
+    one linear layer shared by all columns and a ReLU. piecewise (version B: linear at
+    initialization, the piecewise part learned) starts from even bins over [-3, 3],
+    where quantile-normal numerics lie, until `fit_bins` moves them to the training quantiles.
+    """
+    if kind not in NUM_EMBEDDINGS:
+        raise ValueError(f"num_embeddings {kind!r}: expected one of {', '.join(NUM_EMBEDDINGS)}")
+    if kind == "none" or n_numeric == 0:
+        return None
+    if kind == "periodic":
+        return PeriodicEmbeddings(n_numeric, D_EMBEDDING, lite=True)
+    return _piecewise([torch.linspace(-3, 3, N_BINS + 1)] * n_numeric)
+
+
+def _piecewise(bins: list[torch.Tensor]) -> PiecewiseLinearEmbeddings:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a constant column's single bin warns; it just encodes a constant
+        return PiecewiseLinearEmbeddings(bins, D_EMBEDDING, activation=False, version="B")
+
+
+def quantile_bins(numeric: np.ndarray, n_bins: int = N_BINS) -> list[torch.Tensor]:
+    """Each column's bin edges at its quantiles: rtdl's `compute_bins` less its refusal of
+    constant columns (they get one bin around their value) and of rows fewer than bins."""
+    rows = np.random.default_rng(0).permutation(len(numeric))[:100_000]  # quantiles settle long before
+    edges = np.quantile(numeric[rows], np.linspace(0, 1, n_bins + 1), axis=0).T.astype(np.float32)  # (p, n_bins + 1)
+    bins = [np.unique(e) for e in edges]
+    return [torch.as_tensor(b if len(b) > 1 else np.array([b[0] - 1, b[0] + 1], np.float32)) for b in bins]
+
+
+def fit_bins(net: nn.Module, numeric: np.ndarray) -> None:
+    """Rebuild every piecewise-linear embedding in `net` on bins at the training quantiles.
+
+    Bins are data, not hyperparameters, so a trial's params cannot carry them: this runs
+    once on the training rows after the constructor and before the optimizer is made.
+    """
+    bins = None
+    for parent in list(net.modules()):
+        for name, child in list(parent.named_children()):
+            if isinstance(child, PiecewiseLinearEmbeddings):
+                bins = quantile_bins(numeric) if bins is None else bins
+                setattr(parent, name, _piecewise(bins))
+
+
+class Embeddings(nn.Module):
+    """Numerics (as they are, or each embedded), flat pixels, each categorical code as a
+    learned vector, concatenated to (batch, width)."""
+
+    def __init__(self, spec: InputSpec, num_embeddings: str = "none"):
         super().__init__()
+        self.numeric = numeric_embeddings(num_embeddings, spec.n_numeric)
         self.tables = nn.ModuleList(nn.Embedding(c, min(16, (c + 1) // 2 + 1)) for c in spec.cardinalities)
-        self.width = spec.n_numeric + spec.n_pixels + sum(t.embedding_dim for t in self.tables)
+        d_numeric = spec.n_numeric * (D_EMBEDDING if self.numeric is not None else 1)
+        self.width = d_numeric + spec.n_pixels + sum(t.embedding_dim for t in self.tables)
 
     def forward(self, numeric: torch.Tensor, categorical: torch.Tensor, images: torch.Tensor | None = None) -> torch.Tensor:
+        if self.numeric is not None:
+            numeric = self.numeric(numeric).flatten(1)  # (batch, n_numeric, D_EMBEDDING) -> (batch, n_numeric * D_EMBEDDING)
         parts = [numeric] + ([images.flatten(1)] if images is not None and images.numel() else [])
         parts += [t(categorical[:, i]) for i, t in enumerate(self.tables)]
         return torch.cat(parts, dim=1) if len(parts) > 1 else numeric
@@ -63,9 +124,10 @@ class Embeddings(nn.Module):
 
 class MLP(nn.Module):
     def __init__(self, spec: InputSpec, out: int, *, depth: int = 2,
-                 width: int = 256, activation: str = "relu", norm: str = "none", dropout: float = 0.1):
+                 width: int = 256, activation: str = "relu", norm: str = "none", dropout: float = 0.1,
+                 num_embeddings: str = "none"):
         super().__init__()
-        self.embed = Embeddings(spec)
+        self.embed = Embeddings(spec, num_embeddings)
         layers, d = [], self.embed.width
         for _ in range(depth):
             layers += [nn.Linear(d, width), _norm(norm, width), _activation(activation), nn.Dropout(dropout)]
@@ -92,9 +154,9 @@ class ResidualBlock(nn.Module):
 class ResNet(nn.Module):
     def __init__(self, spec: InputSpec, out: int, *, blocks: int = 2,
                  width: int = 192, hidden_factor: float = 2.0, activation: str = "relu", norm: str = "batch",
-                 dropout: float = 0.1, residual_dropout: float = 0.0):
+                 dropout: float = 0.1, residual_dropout: float = 0.0, num_embeddings: str = "none"):
         super().__init__()
-        self.embed = Embeddings(spec)
+        self.embed = Embeddings(spec, num_embeddings)
         self.first = nn.Linear(self.embed.width, width)
         hidden = max(1, int(width * hidden_factor))
         self.blocks = nn.Sequential(*(ResidualBlock(width, hidden, norm, activation, dropout, residual_dropout)
@@ -132,4 +194,33 @@ class FTTransformer(nn.Module):
         return self.head(self.encoder(x)[:, 0])
 
 
-TABULAR = {"mlp": MLP, "resnet": ResNet, "ft_transformer": FTTransformer}
+ARCH_TYPES = ("tabm", "tabm-mini", "tabm-packed")
+
+
+class TabM(nn.Module):
+    """TabM (Gorishniy et al. 2025, the authors' `tabm` package): k MLPs in one, sharing
+    their weights, each with its own rank-one adapters (BatchEnsemble; tabm-mini: one
+    adapter at the input; tabm-packed: k separate MLPs), all trained on the same rows.
+
+    Categorical codes are one-hot encoded as the package does; pixels and tokens are not
+    read. Returns (batch, k, out): TabularModule averages the members' losses and predictions.
+    """
+
+    def __init__(self, spec: InputSpec, out: int, *, k: int = 8, n_blocks: int = 2, d_block: int = 256,
+                 dropout: float = 0.1, num_embeddings: str = "none", arch_type: str = "tabm"):
+        super().__init__()
+        if arch_type not in ARCH_TYPES:
+            raise ValueError(f"arch_type {arch_type!r}: expected one of {', '.join(ARCH_TYPES)}")
+        if not spec.n_numeric and not spec.cardinalities:
+            raise ValueError("tabm reads numeric and categorical columns, and this data has neither")
+        self.has_numeric, self.has_categorical = spec.n_numeric > 0, bool(spec.cardinalities)
+        self.tabm = tabm.TabM.make(n_num_features=spec.n_numeric, cat_cardinalities=list(spec.cardinalities), d_out=out,
+                                   num_embeddings=numeric_embeddings(num_embeddings, spec.n_numeric), k=k,
+                                   n_blocks=n_blocks, d_block=d_block, dropout=dropout, arch_type=arch_type)
+
+    def forward(self, numeric, categorical, images, tokens):
+        # the package wants None, not an empty (batch, 0) tensor, for an absent kind of column
+        return self.tabm(numeric if self.has_numeric else None, categorical if self.has_categorical else None)
+
+
+TABULAR = {"mlp": MLP, "resnet": ResNet, "ft_transformer": FTTransformer, "tabm": TabM}
