@@ -156,10 +156,9 @@ class Objective:
             if sum(t.number < trial.number for t in ahead) >= self.trials:
                 trial.set_user_attr("fail_reason", "not needed: the study already had its trials")
                 raise Surplus("the study already has its trials")
-        params = suggest(trial, self.pipeline)
         start = time.perf_counter()
         try:
-            return self._run(trial, params, start)
+            return self._run(trial, suggest(trial, self.pipeline), start)
         except TRIAL_FAILURES as exc:
             trial.set_user_attr("fail_reason", f"{exc.__class__.__name__}: {exc}"[:500])
             raise
@@ -278,10 +277,24 @@ def search(problem: Problem, folds: list[Fold], pipeline: Pipeline, run_dir: Pat
         if finished + states.count(TrialState.RUNNING) >= trials:
             time.sleep(HEARTBEAT)  # the last trials run in other workers; wait for them or their failure
             continue
+        if _failing(study):
+            break
         timeout = None if deadline is None else deadline - time.monotonic()
         study.optimize(objective, n_trials=1, timeout=timeout, catch=(*TRIAL_FAILURES, Surplus), callbacks=callbacks,
                        gc_after_trial=False)
     return study
+
+
+def _failing(study: optuna.Study, last: int = 10) -> bool:
+    """Whether the last trials all failed for one reason (a recipe changed under a resumed
+    study, say): going on would only fail faster. Says so once, as a warning."""
+    trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL))[-last:]
+    reasons = {t.user_attrs.get("fail_reason") for t in trials if t.state == TrialState.FAIL}
+    if len(trials) < last or any(t.state != TrialState.FAIL for t in trials) or len(reasons) != 1:
+        return False
+    log.warning("network search stopped: the last %d trials all failed (%s); if the search space changed since this "
+                "study began, start a new run with --name", last, reasons.pop() or "unknown reason")
+    return True
 
 
 def _prune_files(run_dir: Path, keep: int):

@@ -148,3 +148,11 @@ def test_a_passed_deadline_stops_training_inside_the_first_epoch():
     assert 0 < early.steps < per_epoch / 4 and len(fit.curve) == 1  # a few groups, then one validation
     fit_fold(problem, folds[0], params, max_epochs=1, patience=5, callbacks=[full])
     assert full.steps >= per_epoch
+
+
+def test_a_search_whose_trials_all_fail_for_one_reason_stops(tmp_path, caplog):
+    problem, folds = small_problem("regression")
+    space = {**tiny().space, "optimizer": {"choice": ["sgd"]}, "lr": {"choice": [1e12]}, "schedule": {"choice": ["none"]}}
+    study = search(problem, folds, tiny(space=space, pruner="none"), tmp_path, trials=50, deadline=None)
+    assert [t.state for t in study.trials] == [TrialState.FAIL] * 10  # not 50: the same failure ten times stops it
+    assert "the last 10 trials all failed" in caplog.text and "diverged" in caplog.text

@@ -1,0 +1,102 @@
+"""The run's one budget: bad values refused up front, the networks' share reserved, baselines sized to theirs."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+from conftest import bundle, synthetic_frame
+from typer.testing import CliRunner
+
+from automl.baselines import Skipped, cross_validate
+from automl.budget import Budget, check_timeout, minimum_seconds
+from automl.cli import app
+from automl.competition import Competition
+from automl.errors import UsageError
+from automl.folds import fold_features, make_folds
+from automl.problem import make_problem
+
+
+def invoke(*args):
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+@pytest.mark.parametrize("value", [0, -5, float("nan")])
+def test_a_timeout_of_zero_or_below_is_a_usage_error(value):
+    with pytest.raises(UsageError, match=r"--timeout .*: expected a number of seconds above 0") as caught:
+        check_timeout(value)
+    assert caught.value.exit_code == 2
+
+
+@pytest.mark.parametrize("value", ["0", "-5"])
+def test_the_cli_refuses_a_bad_timeout_before_any_work(tmp_path, value):
+    result = invoke("run", "titanic", "--timeout", value, "--runs-dir", tmp_path / "runs", "--data-dir", tmp_path / "data")
+    assert result.exit_code == 2, result.output
+    assert "--timeout" in result.output and "above 0" in result.output
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "data").exists()  # nothing was fetched or made
+
+
+@pytest.mark.e2e
+def test_a_budget_smaller_than_reading_the_data_names_one_that_would_do(tmp_path):
+    source = bundle("titanic")
+    result = invoke("run", "titanic", "--from", source, "--timeout", "3", "--runs-dir", tmp_path / "runs",
+                    "--data-dir", tmp_path / "data")
+    assert result.exit_code == 2, result.output
+    assert "--timeout 3: too small" in result.output and "use --timeout" in result.output
+    suggested = int(result.output.split("use --timeout ")[1].split()[0])
+    assert suggested > 3 and not (tmp_path / "runs" / "titanic").exists()
+
+
+def test_the_minimum_grows_with_the_data():
+    assert minimum_seconds(100_000_000) > minimum_seconds(1_000_000) > 0
+
+
+def test_the_networks_share_is_reserved_from_what_is_left():
+    budget = Budget.start(100.0, started=time.monotonic())
+    budget.plan(rows=10_000, networks=True, network_share=0.5)
+    left, baselines = budget.left(), budget.baselines_left()
+    assert budget.network_reserve == pytest.approx(0.5 * left, rel=0.01)
+    assert baselines == pytest.approx(left - budget.network_reserve, abs=0.05)
+    assert budget.final_reserve > 0 and budget.deadline < budget.end
+    alone = Budget.start(100.0, started=time.monotonic())
+    alone.plan(rows=10_000, networks=False, network_share=0.5)
+    assert alone.network_reserve == 0 and alone.baselines_left() == pytest.approx(alone.left(), abs=0.05)
+
+
+def test_an_unbounded_budget_plans_nothing():
+    budget = Budget.start(None, started=time.monotonic())
+    budget.plan(rows=10_000, networks=True, network_share=0.5)
+    assert budget.deadline is None and budget.baselines_left() is None and budget.left() is None
+
+
+def test_the_breakdown_names_every_stage():
+    budget = Budget.start(60.0, started=time.monotonic())
+    with budget.stage("read"):
+        pass
+    budget.record("baseline hist_gb", 1.5)
+    text = budget.breakdown()
+    assert "of --timeout 60s" in text and "read" in text and "baseline hist_gb 1.5s" in text and "startup" in text
+
+
+def _large_problem(n: int = 12_000):
+    """Above the probe's row count, so the cost is estimated on a sample first."""
+    frame = synthetic_frame("binary", n, seed=3)
+    comp = Competition(slug="large", id="id", target="target", task="binary", metric="auc", labels="float")
+    problem = make_problem(comp, frame, synthetic_frame("binary", 500, seed=4).drop(columns="target"))
+    return problem, fold_features(problem, make_folds(problem, 3, 0))
+
+
+def test_a_baseline_that_cannot_fit_its_share_is_skipped_with_the_reason():
+    problem, folds = _large_problem()
+    with pytest.raises(Skipped, match=r"skipped: a fold would take longer than its .*s share"):
+        cross_validate("random_forest", problem, folds, seconds=0.01)
+
+
+def test_a_costly_baseline_is_shrunk_to_its_share_and_says_so():
+    problem, folds = _large_problem()
+    full = cross_validate("random_forest", problem, folds)
+    shrunk = cross_validate("random_forest", problem, folds, seconds=0.2 * full.seconds)
+    assert "trees" in shrunk.info["note"] and "time" in shrunk.info["note"]
+    assert np.isfinite(shrunk.fold_scores).all() and shrunk.mean > 0.6  # still a real model
+    assert "note" not in full.info  # no budget, no shrinking
