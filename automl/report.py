@@ -85,7 +85,7 @@ def _study_figures(study: optuna.Study, metric: str) -> dict:
     figures = {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # optuna marks its matplotlib plots experimental
-        figures["optimization history"] = vis.plot_optimization_history(study, target_name=metric).figure
+        figures["optimization history"] = vis.plot_optimization_history(study, target_name=f"{metric} on one fold").figure
         try:
             figures["hyperparameter importances"] = vis.plot_param_importances(study).figure
         except (ValueError, RuntimeError):  # too few complete trials to rank parameters
@@ -98,20 +98,33 @@ def _study_figures(study: optuna.Study, metric: str) -> dict:
 
 
 def _learning_curve(study: optuna.Study, metric: str):
-    """The best trial's validation score per epoch on the first fold, and per fold after."""
-    best = study.best_trial
+    """The best trial's validation score per epoch on the search's fold, and per fold once completed."""
+    completed = [int(key[3:]) for key in study.user_attrs if key.startswith("cv:")]
+    sign = 1 if study.direction.name == "MAXIMIZE" else -1
+    best = study.best_trial if not completed else study.trials[
+        max(completed, key=lambda n: sign * study.user_attrs[f"cv:{n}"]["mean"])]
     curve = best.user_attrs.get("curve", [])
     figure, (left, right) = plt.subplots(1, 2, figsize=(9, 3.5))
     if curve:
         left.plot(range(1, len(curve) + 1), curve, marker="o", color=COLOURS["network"])
-    left.set(xlabel="epoch (first fold)", ylabel=f"validation {metric}", title=f"trial #{best.number}")
-    folds = best.user_attrs.get("fold_scores", [])
+    left.set(xlabel="epoch (the search's fold)", ylabel=f"validation {metric}", title=f"trial #{best.number}")
+    folds = study.user_attrs.get(f"cv:{best.number}", {}).get("fold_scores", [])
     right.bar(range(1, len(folds) + 1), folds, color=COLOURS["network"])
     if folds:
         right.set_ylim(min(folds) - 0.1 * (max(folds) - min(folds) + 1e-9), max(folds) + 0.1 * (max(folds) - min(folds) + 1e-9))
-    right.set(xlabel="fold", ylabel=metric, title="score per fold")
+    right.set(xlabel="fold", ylabel=metric, title="score per fold" if folds else "not completed on every fold")
     figure.tight_layout()
     return figure
+
+
+def _timings(run_dir: Path) -> str:
+    path = run_dir / "timings.json"
+    if not path.is_file():
+        return ""
+    timings = json.loads(path.read_text())
+    stages = ", ".join(f"{name} {seconds:.1f}s" for name, seconds in timings["stages"].items())
+    budget = f" of --timeout {timings['timeout']:g}s" if timings.get("timeout") else ""
+    return f"Time: {timings['elapsed']:.1f}s{budget} ({stages})."
 
 
 def _ensemble_weights(run_dir: Path) -> dict:
@@ -148,6 +161,9 @@ img {{ max-width: 100%; }} .best {{ background: #eef6ee; padding: 0.8rem; border
 <p class="best">Best: <b>{html.escape(str(best['model']))}</b> ({html.escape(str(best['kind']))}), {html.escape(metric)}
 {best[metric]:.5f} ± {best['std']:.5f} over {config.get('folds', '?')} folds ({get_metric(metric).direction}).
 The submission is written from this model.</p>
+<p>Network trials are ranked on one fold (the optimization history shows that score); the best few are then
+trained on every fold, and only those cross-validated scores are on the leaderboard. Notes say how each model
+was sized to the time budget. {html.escape(_timings(run_dir))}</p>
 <h2>Leaderboard</h2>{table}
 {''.join(images)}
 </body></html>
