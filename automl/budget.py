@@ -60,7 +60,7 @@ class Budget:
     @classmethod
     def start(cls, total: float | None, started: float | None = None) -> Budget:
         check_timeout(total)
-        budget = cls(total, process_started() if started is None else started)
+        budget = cls(total, time.monotonic() if started is None else started)
         budget.record("startup", budget.elapsed())  # the interpreter and imports, before the run began
         return budget
 

@@ -85,6 +85,11 @@ def inspect(slug: str = typer.Argument(..., help="Competition slug."), data_dir:
     out.print(f"[bold]{comp.title or slug}[/]: id [cyan]{comp.id}[/], target [cyan]{comp.target}[/], "
               f"task [cyan]{comp.task}[/], metric [cyan]{comp.metric}[/] ({origin}), labels [cyan]{comp.labels}[/]",
               highlight=False)
+    if comp.folds == "time":
+        why = (f"every {comp.test} {comp.time_column} is later than {comp.train}'s" if "folds" in comp.inferred
+               else "folds: time in the YAML")
+        out.print(f"Shape: a forecast on [cyan]{comp.time_column}[/] ({why}): folds are an expanding window in time, "
+                  "each validated on a later stretch than it trains on.", highlight=False)
     if result.kaggle and result.kaggle.get("max_daily_submissions"):
         out.print(f"Kaggle takes {result.kaggle['max_daily_submissions']} submissions a day.", highlight=False)
     if comp.inferred:
@@ -145,7 +150,7 @@ def worker(slug: str = typer.Argument(..., help="Competition slug."), source: Pa
     from automl.workers import worker as run_worker
 
     try:
-        run_worker(slug, name=name, storage=storage, trials=trials, timeout=timeout, pipeline=pipeline, source=source,
+        run_worker(slug, name=name, storage=storage, trials=trials, timeout=timeout, pipeline=pipeline, source=source, started=STARTED,
                    folds=folds, seed=seed, device=device, precision=precision, runs_dir=runs_dir, data_dir=data_dir,
                    console=err, metric=metric)
     except AutomlError as exc:
@@ -161,7 +166,7 @@ def _run(slug: str, **options) -> None:
         _fail(f"--precision {options['precision']!r}: expected 32-true or bf16-mixed", 2)
     _check_metric(options["metric"])
     try:
-        result = runner.run(slug, console=err, **options)
+        result = runner.run(slug, console=err, started=STARTED, **options)
     except AutomlError as exc:
         _fail(str(exc), getattr(exc, "exit_code", 1))
     except KeyboardInterrupt:
@@ -260,7 +265,14 @@ def validate(file: Path = typer.Argument(..., help="The submission CSV to check.
     out.print(f"[green]✓[/] {file} is a valid submission for {slug}", highlight=False)
 
 
+STARTED: float | None = None  # when the `automl` process started: the budget's clock counts imports too
+
+
 def main() -> None:
+    global STARTED
+    from automl.budget import process_started
+
+    STARTED = process_started()
     app(prog_name="automl")
 
 

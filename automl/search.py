@@ -33,6 +33,7 @@ from automl.errors import AutomlError
 from automl.folds import Fold, Split, take
 from automl.io import write_npy, write_npz
 from automl.metrics import score
+from automl.parallel import fit_folds
 from automl.pipeline import Pipeline, suggest
 from automl.problem import Problem
 from automl.train import fit_fold
@@ -227,16 +228,17 @@ def _complete_one(trial, problem: Problem, folds: list[Fold], pipeline: Pipeline
         first = np.load(folder / "fold0.npz")
         if len(first["valid"]) == len(folds[0].valid_rows):
             oof[folds[0].valid_rows], test, todo = first["valid"], test + first["test"] / len(folds), todo[1:]
-    epochs = []
-    for j, i in enumerate(todo):
-        until = None if share is None else start + share * (j + 1) / len(todo)
-        fit = fit_fold(problem, folds[i], trial.params, device=device, max_epochs=pipeline.max_epochs,
-                       patience=pipeline.patience, precision=precision, deadline=until, seed=seed + i)
+    # the remaining folds in one call: trained together as one batched model where that is faster;
+    # fold i still trains with seed + i (todo is folds[k - len(todo):])
+    fits = fit_folds(problem, [folds[i] for i in todo], trial.params, device=device, max_epochs=pipeline.max_epochs,
+                     patience=pipeline.patience, precision=precision, deadline=None if share is None else start + share,
+                     seed=seed + len(folds) - len(todo))
+    for i, fit in zip(todo, fits, strict=True):
         if not fit.curve:
             log.info("trial %d: fold %d got no epoch within its time; left one-fold", trial.number, i + 1)
             return False
         oof[folds[i].valid_rows], test = fit.valid, test + fit.test / len(folds)
-        epochs.append(fit.epochs)
+    epochs = [fit.epochs for fit in fits]
     write_npy(folder / "test.npy", test)
     write_npy(folder / "oof.npy", oof)  # written last: its presence means completed
     log.info("trial %d: completed on %d more folds in %.1fs (epochs %s)", trial.number, len(todo),
@@ -301,9 +303,13 @@ def _prune_files(run_dir: Path, keep: int):
     """Keep the predictions of the `keep` best one-fold trials, and of every completed one."""
 
     def callback(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        best = {t.number for t in best_trials(study, keep)}
-        for folder in (run_dir / "trials").glob("*"):
-            if folder.name.isdigit() and int(folder.name) not in best and not (folder / "oof.npy").is_file():
+        # Trials still running (here or in another worker sharing this folder) are left alone:
+        # the folders are listed before the states are read, so a trial writing its files is seen running.
+        folders = list((run_dir / "trials").glob("*"))
+        keep_too = {t.number for t in best_trials(study, keep)} | {
+            t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING))}
+        for folder in folders:
+            if folder.name.isdigit() and int(folder.name) not in keep_too and not (folder / "oof.npy").is_file():
                 shutil.rmtree(folder, ignore_errors=True)
 
     return callback

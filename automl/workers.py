@@ -23,7 +23,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from automl import search
 from automl.baselines import CVResult
-from automl.budget import check_timeout, process_started
+from automl.budget import check_timeout
 from automl.folds import Fold
 from automl.pipeline import Pipeline, choose, load_pipeline
 from automl.problem import Problem
@@ -121,13 +121,13 @@ def start_worker(slug: str, name: str, storage: str | None, trials: int, timeout
 def worker(slug: str, *, name: str = "default", storage: str | None = None, trials: int | None = None,
            timeout: float | None = None, pipeline: str = "auto", source=None, folds: int = 5, seed: int = 0,
            device: str = "auto", precision: str = "32-true", runs_dir="runs", data_dir="data",
-           console: Console | None = None, metric: str | None = None) -> dict:
+           console: Console | None = None, metric: str | None = None, started: float | None = None) -> dict:
     """Join a study and run trials until it has enough or time is up; no blending, no submission."""
     from dataclasses import asdict
 
     console = console or Console(stderr=True)
     check_timeout(timeout)
-    deadline = None if timeout is None else process_started() + timeout
+    deadline = None if timeout is None else (time.monotonic() if started is None else started) + timeout
     comp, problem, _, _ = prepare(slug, data_dir, source, metric)
     recipe = load_pipeline(choose(problem) if pipeline == "auto" else pipeline)
     run_dir = Path(runs_dir) / slug / name
