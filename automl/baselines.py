@@ -26,12 +26,13 @@ from sklearn.ensemble import (
     RandomForestRegressor,
 )
 from sklearn.feature_extraction.text import TfidfVectorizer
-from sklearn.linear_model import LogisticRegression, Ridge, RidgeCV
+from sklearn.linear_model import HuberRegressor, LogisticRegression, Ridge, RidgeCV
 from sklearn.pipeline import make_union
 
+from automl.cuts import apply_cuts, cross_fitted
 from automl.errors import AutomlError
-from automl.folds import Fold, Split
-from automl.metrics import best_threshold, score
+from automl.folds import Fold, Split, predicted_rows, weights_for_test
+from automl.metrics import best_threshold, get_metric, score
 from automl.preprocess import WORD, Features, clean_text
 from automl.problem import Problem
 
@@ -44,44 +45,58 @@ class Baseline:
     inputs: str  # dense | onehot | native | tfidf
     description: str
     max_cost: float = float("inf")  # columns x classes x boosting rounds allowed; beyond, rounds are capped
+    weight: float = 1.0  # its part of the baselines' time, against the others' (boosting is worth most)
+    # The regressor for metrics scored on absolute error (mae, medae): the conditional median, not
+    # the mean, minimises them, and heavy-tailed targets pull a squared-error fit off; None: `regressor`.
+    absolute: Callable[[int], object] | None = None
+    cuts: bool = False  # regress the class code, then cut it into classes (ordinal label metrics: qwk)
+    needs: str = ""  # what it needs to apply, for the message when it does not
 
 
 def _forest(cls, seed, **kw):
     return cls(n_estimators=300, n_jobs=-1, random_state=seed, **kw)
 
 
-def _hgb(cls, seed):
+def _hgb(cls, seed, **kw):
     return cls(learning_rate=0.05, max_iter=1000, early_stopping=True, n_iter_no_change=40,
-               validation_fraction=0.15, l2_regularization=1.0, random_state=seed)
+               validation_fraction=0.15, l2_regularization=1.0, random_state=seed, **kw)
 
 
 BASELINES: dict[str, Baseline] = {b.name: b for b in [
     Baseline("dummy", lambda s: DummyClassifier(strategy="prior"), lambda s: DummyRegressor(),
-             "dense", "class prior or mean: the floor"),
+             "dense", "class prior or mean: the floor", weight=0.0, absolute=lambda s: DummyRegressor(strategy="median")),
+    # Huber, not an exact absolute-error fit: QuantileRegressor solves a linear program that takes
+    # minutes at 1M rows, and SGD on epsilon-insensitive loss needs a step size matched to the target's scale.
     Baseline("linear", lambda s: LogisticRegression(C=0.5, max_iter=2000),
              lambda s: RidgeCV(alphas=np.logspace(-2, 3, 16)),
-             "onehot", "logistic/ridge on one-hot"),
+             "onehot", "logistic/ridge on one-hot", absolute=lambda s: HuberRegressor(max_iter=300)),
     Baseline("random_forest", lambda s: _forest(RandomForestClassifier, s, min_samples_leaf=2, max_features="sqrt"),
              lambda s: _forest(RandomForestRegressor, s, max_features=0.5),
-             "dense", "300 trees"),
+             "dense", "300 trees", weight=1.5),
     Baseline("extra_trees", lambda s: _forest(ExtraTreesClassifier, s, min_samples_leaf=2, max_features="sqrt"),
              lambda s: _forest(ExtraTreesRegressor, s, min_samples_leaf=2, max_features=0.5),
-             "dense", "300 trees"),
+             "dense", "300 trees", weight=1.5),
     Baseline("hist_gb", lambda s: _hgb(HistGradientBoostingClassifier, s),
              lambda s: _hgb(HistGradientBoostingRegressor, s),
-             "native", "native categoricals, early stop", max_cost=5e5),
+             "native", "native categoricals, early stop", max_cost=5e5, weight=3.0,
+             absolute=lambda s: _hgb(HistGradientBoostingRegressor, s, loss="absolute_error")),
+    Baseline("hist_gb_cuts", lambda s: _hgb(HistGradientBoostingClassifier, s),
+             lambda s: _hgb(HistGradientBoostingRegressor, s),
+             "native", "hist_gb regression on the class code, cut into classes", max_cost=5e5, weight=3.0,
+             cuts=True, needs="an ordinal label metric (qwk) and 3 or more classes"),
     Baseline("tfidf_linear", lambda s: LogisticRegression(C=1.0, max_iter=2000), lambda s: Ridge(alpha=1.0),
-             "tfidf", "TF-IDF of words 1-2 and characters 2-5 + one-hot"),
+             "tfidf", "TF-IDF of words 1-2 and characters 2-5 + one-hot", needs="a free-text column"),
 ]}
 
 
-CHEAP_FIRST = ("dummy", "linear", "hist_gb", "tfidf_linear", "random_forest", "extra_trees")  # the order a budget fits them
+CHEAP_FIRST = ("dummy", "linear", "hist_gb", "hist_gb_cuts", "tfidf_linear", "random_forest", "extra_trees")  # the order a budget fits them
 
 
 def applicable(problem: Problem, folds: list[Fold]) -> list[str]:
     """Baselines that make sense for this data (TF-IDF only when there is free text)."""
     has_text = bool(folds[0].train.text)
-    return [name for name in BASELINES if name != "tfidf_linear" or has_text]
+    ordinal = problem.metric.ordinal and problem.n_classes >= 3
+    return [b.name for b in BASELINES.values() if (b.inputs != "tfidf" or has_text) and (not b.cuts or ordinal)]
 
 
 @dataclass
@@ -140,14 +155,16 @@ def cross_validate(name: str, problem: Problem, folds: list[Fold], seed: int = 0
     if name not in BASELINES:
         raise AutomlError(f"--models: unknown baseline {name!r}; expected one of {', '.join(BASELINES)}")
     baseline = BASELINES[name]
+    if baseline.cuts and problem.n_classes:
+        return _with_cuts(name, problem, folds, seed, on_fold, seconds)
     k = problem.n_classes
     oof = np.zeros((len(problem.y), k) if k else len(problem.y))
-    test = np.zeros((len(problem.test), k) if k else len(problem.test))
+    test, weights = np.zeros((len(problem.test), k) if k else len(problem.test)), weights_for_test(folds)
     start = time.monotonic()
     info, notes = {}, []
     size = Size() if seconds is None or name == "dummy" else plan_size(baseline, problem, folds[0], seed, seconds / len(folds))
     rng = np.random.default_rng(seed)
-    grown = []
+    grown, rounds = [], []
     for i, fold in enumerate(folds):
         if on_fold:
             on_fold(i)
@@ -155,9 +172,11 @@ def cross_validate(name: str, problem: Problem, folds: list[Fold], seed: int = 0
         fold_start = time.monotonic()
         model, x_valid, x_test, info_fold = _fit_one(baseline, problem, fold, seed, size, rng, fold_end)
         grown.append(getattr(model, "n_estimators", None))
+        rounds.append(info_fold.pop("rounds", None))
         info |= info_fold
         oof[fold.valid_rows] = _predict(model, x_valid, problem)
-        test += _predict(model, x_test, problem) / len(folds)
+        if weights[i]:  # an expanding window forecasts the test with its last fold's model only
+            test += _predict(model, x_test, problem) * weights[i]
         if seconds is not None and i < len(folds) - 1:
             size = _resize(size, baseline, time.monotonic() - fold_start,
                            (start + seconds - time.monotonic()) / (len(folds) - i - 1), len(fold.train_rows))
@@ -166,9 +185,36 @@ def cross_validate(name: str, problem: Problem, folds: list[Fold], seed: int = 0
     if None not in grown and seconds is not None and min(grown) < 300:
         trees = f"{min(grown)}-{max(grown)}" if min(grown) != max(grown) else str(min(grown))
         note = f"{trees} trees, grown until the time share was used" + (note[note.index(" on "):] if " on " in note else "")
+    stopped = [r for r in rounds if r is not None]
+    if stopped:
+        span = f"{min(stopped)}-{max(stopped)}" if min(stopped) != max(stopped) else str(min(stopped))
+        note = "; ".join(x for x in (f"boosting stopped by its time share after {span} rounds", note) if x)
     if note:
         info["note"] = "; ".join(x for x in (info.get("note"), note) if x)
     return finish(name, problem, folds, oof, test, time.monotonic() - start, info=info)
+
+
+def _with_cuts(name: str, problem: Problem, folds: list[Fold], seed: int, on_fold, seconds: float | None) -> CVResult:
+    """Regress the class code (classes in sorted order), then cut it into classes.
+
+    Each fold's cut points are chosen on the other folds' out-of-fold predictions, so its
+    score is not flattered; the test's on all of them. Predictions are one-hot class
+    probabilities, the form every classifier hands on, so blending and submission need
+    nothing new: in a blend the cut class is a vote of the member's weight.
+    """
+    codes = replace(problem, y=problem.y.astype(np.float64), classes=None, metric=get_metric("rmse"))
+    values = cross_validate(name, codes, folds, seed, on_fold, seconds)
+    start, k = time.monotonic(), problem.n_classes
+    classes, cuts = cross_fitted(problem.y, values.oof, folds, k)
+    oof = np.zeros((len(problem.y), k))
+    rows = predicted_rows(folds)
+    oof[rows, classes[rows]] = 1.0
+    note = "cut points cross-fitted: chosen on the other folds"
+    # JSON has no infinity: None is a cut beyond every prediction (a class that is never predicted)
+    info = values.info | {"cuts": [round(float(c), 4) if np.isfinite(c) else None for c in cuts],
+                          "note": "; ".join(x for x in (note, values.info.get("note")) if x)}
+    return finish(name, problem, folds, oof, np.eye(k)[apply_cuts(values.test, cuts)],
+                  values.seconds + time.monotonic() - start, info=info)
 
 
 PROBE_ROWS = 5000
@@ -177,12 +223,11 @@ PROBE_ROWS = 5000
 def plan_size(baseline: Baseline, problem: Problem, fold: Fold, seed: int, per_fold: float) -> Size:
     """Estimate one fold's cost from a timed fit on a row sample, and size the model to `per_fold` seconds."""
     n = len(fold.train_rows)
-    m = min(n, max(PROBE_ROWS, n // 20))
+    if n <= PROBE_ROWS:  # small tables: a fold costs little more than a probe; folds after an overrun shrink
+        return Size()
+    m = min(n, max(PROBE_ROWS, min(50_000, n // 10)))  # large enough that fixed costs do not dominate
     probe_units = {"dense": 8, "native": 10}.get(baseline.inputs) if baseline.name != "dummy" else None
-    probe = Size(units=probe_units, rows=m)
-    started = time.monotonic()
-    _fit_one(baseline, problem, fold, seed, probe, np.random.default_rng(seed), None, probe=True)
-    took = time.monotonic() - started
+    took = _timed_probe(baseline, problem, fold, seed, Size(units=probe_units, rows=m))
     scale = (n / m) ** (1.1 if probe_units else 1.0)
     if probe_units and baseline.inputs == "dense":  # forests: cost per tree, at every row
         per_unit = took / probe_units * scale
@@ -193,28 +238,31 @@ def plan_size(baseline: Baseline, problem: Problem, fold: Fold, seed: int, per_f
             return Size(units=trees // 10 * 10)
         rows = int(n * (per_fold / (30 * per_unit)) ** (1 / 1.1))
         return _sampled(baseline, Size(units=30, rows=rows), n, per_fold)
-    if baseline.inputs == "native":  # hist_gb: cost per round, at every row
-        per_unit = took / probe_units * scale
-        rounds = int(min(1000, per_fold / per_unit))
-        if rounds >= 1000:
+    if baseline.inputs == "native":  # hist_gb: binning and set-up, then a cost per round, at every row
+        more = _timed_probe(baseline, problem, fold, seed, Size(units=5 * probe_units, rows=m))
+        per_round = max(more - took, 1e-6) / (4 * probe_units) * scale
+        fixed = max(took - probe_units * per_round / scale, 0.0) * scale
+        if per_fold >= fixed + 100 * per_round:  # rounds are then added against the clock (_boost)
             return Size()
-        if rounds >= 150:
-            return Size(units=rounds)
-        if rounds >= 60:
-            return Size(units=rounds, learning_rate=0.15)
-        rows = int(n * per_fold / (60 * per_unit))
-        return _sampled(baseline, Size(units=60, rows=rows, learning_rate=0.15), n, per_fold)
+        rows = int(n * per_fold / (fixed + 100 * per_round))
+        return _sampled(baseline, Size(rows=rows, learning_rate=0.15), n, per_fold)
     full = took * scale
     if full <= per_fold:
         return Size()
     return _sampled(baseline, Size(rows=int(n * per_fold / full)), n, per_fold)
 
 
+def _timed_probe(baseline: Baseline, problem: Problem, fold: Fold, seed: int, size: Size) -> float:
+    started = time.monotonic()
+    _fit_one(baseline, problem, fold, seed, size, np.random.default_rng(seed), None, probe=True)
+    return time.monotonic() - started
+
+
 def _sampled(baseline: Baseline, size: Size, n: int, per_fold: float) -> Size:
     if size.rows is None or size.rows >= n:
         return replace(size, rows=None)
     if size.rows < 1000:
-        raise Skipped(f"skipped: even a 1,000-row sample would not fit its {per_fold:.1f}s per fold; "
+        raise Skipped(f"skipped: a fold would take longer than its {per_fold:.1f}s share even on a 1,000-row sample; "
                       "give more time with --timeout")
     return size
 
@@ -239,9 +287,13 @@ def _fit_one(baseline: Baseline, problem: Problem, fold: Fold, seed: int, size: 
         rows = np.sort(rng.choice(len(y), size.rows, replace=False))
         x_train, y = x_train[rows], y[rows]
     k = problem.n_classes
-    model = baseline.classifier(seed) if k else baseline.regressor(seed)
+    absolute = not k and problem.metric.objective == "absolute" and baseline.absolute is not None
+    model = baseline.classifier(seed) if k else baseline.absolute(seed) if absolute else baseline.regressor(seed)
     _set_categoricals(model, fold.train)
     info = _cap_rounds(model, baseline, x_train.shape[1], k or 1)
+    if absolute:
+        trained = "Huber loss (robust to outliers)" if isinstance(model, HuberRegressor) else "absolute error"
+        info["note"] = "; ".join(x for x in (f"trained on {trained}", info.get("note")) if x)
     if size.learning_rate is not None:
         model.set_params(learning_rate=size.learning_rate)
     if size.units is not None and hasattr(model, "max_iter") and isinstance(model.max_iter, int):
@@ -252,11 +304,29 @@ def _fit_one(baseline: Baseline, problem: Problem, fold: Fold, seed: int, size: 
         y = np.log1p(y)
     if hasattr(model, "n_estimators"):
         _grow(model, x_train, y, size.units or model.n_estimators, until)
+    elif until is not None and hasattr(model, "n_iter_no_change") and not probe:
+        info["rounds"] = _boost(model, x_train, y, until)
     else:
         model.fit(x_train, y)
     if probe:  # the probe times a prediction too: forests spend seconds predicting
         _predict(model, x_valid[: min(len(y), x_valid.shape[0])], problem)
     return model, x_valid, x_test, info
+
+
+def _boost(model, x, y, until: float) -> int | None:
+    """Boosting rounds in chunks (warm start keeps the early-stopping split and history) until
+    early stopping ends them, max_iter is reached, or the clock says stop. Returns the rounds
+    when the clock stopped it, else None."""
+    total = model.max_iter
+    chunk = max(20, min(100, total // 5))
+    model.set_params(warm_start=True, max_iter=min(total, chunk))
+    model.fit(x, y)
+    while model.n_iter_ == model.max_iter < total:
+        if time.monotonic() >= until:
+            return int(model.n_iter_)
+        model.set_params(max_iter=min(total, model.max_iter + chunk))
+        model.fit(x, y)
+    return None
 
 
 def _grow(model, x, y, trees: int, until: float | None) -> None:
@@ -278,7 +348,8 @@ def _predict(model, x, problem: Problem) -> np.ndarray:
 def finish(name: str, problem: Problem, folds: list[Split], oof: np.ndarray, test: np.ndarray,
            seconds: float, kind: str = "baseline", info: dict | None = None) -> CVResult:
     """Pick the decision threshold on out-of-fold predictions and score every fold."""
-    threshold = best_threshold(problem.metric, problem.y, oof)
+    rows = predicted_rows(folds)  # an expanding time window predicts no row of its first stretch
+    threshold = best_threshold(problem.metric, problem.y[rows], oof[rows])
     scores = [score(problem.metric, problem.y[f.valid_rows], oof[f.valid_rows], threshold) for f in folds]
     return CVResult(name, oof, test, scores, seconds, threshold, kind, info or {})
 

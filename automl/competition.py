@@ -4,6 +4,8 @@ A `Competition` is a small frozen dataclass read from `competitions/SLUG.yaml` w
 exists, or inferred from the data: the sample submission names the id (its first
 column) and the submission columns (the rest); train.csv tells the task from the
 target's dtype and cardinality; the sample's values tell how labels must be written.
+When every test.csv value of a date column is later than train.csv's, the test is a
+forecast: the folds become an expanding window in time on that column.
 
 The metric is, first to last: `--metric`, the YAML's, the one Kaggle's record of the
 competition names (saved by fetch beside the data), and last a guess from the data,
@@ -257,15 +259,54 @@ def infer(slug: str, folder: Path, record: dict | None = None, metric: str | Non
     k = _labels_per_row(sample[columns[0]]) if task in CLASSIFICATION and not classes else 1
     probabilities = labels in ("proba", "float") and task != "regression"
     guess = f"map@{k}" if k > 1 else "auc" if task == "binary" and labels == "float" else None
+    time_column = _forecast_column(train, folder / files["test"], test_columns)
     comp = validate(Competition(
         slug=slug, id=id_column, target=target, task=task,
         metric=guess or _default_metric(task, probabilities), labels=labels,
         submission_columns=tuple(columns), classes=tuple(classes), **files,
-        title=(record or {}).get("title") or "", inferred=("task", "metric", "labels"),
+        folds="time" if time_column else "auto", time_column=time_column,
+        title=(record or {}).get("title") or "", inferred=("task", "metric", "labels") + (("folds",) if time_column else ()),
     ), where)
     if metric is not None:
         return with_metric(comp, metric)
     return _metric_from_kaggle(comp, (record or {}).get("evaluation_metric"), k)
+
+
+def first_present(values: pd.Series, n: int) -> pd.Series:
+    """values.dropna().head(n) without scanning the whole column when its head has enough."""
+    head = values.iloc[: 4 * n].dropna()
+    return head.head(n) if len(head) >= n or len(values) <= 4 * n else values.dropna().head(n)
+
+
+def looks_like_date(values: pd.Series) -> bool:
+    """Strings shaped like dates (2020-01-31, 31/01/2020 12:00) that parse as dates, judged on a sample."""
+    sample = first_present(values, 500).astype(str)
+    shaped = sample.str.fullmatch(r"\s*\d{1,4}[-/.]\d{1,2}[-/.]\d{1,4}([ T]\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?)?\s*")
+    if shaped.mean() < 0.95:
+        return False
+    return pd.to_datetime(sample, errors="coerce", format="mixed").notna().mean() >= 0.95
+
+
+def _time_range(values: pd.Series) -> tuple[pd.Timestamp, pd.Timestamp]:
+    """The earliest and latest time in a date column (each distinct value parsed once: dates repeat)."""
+    distinct = pd.Series(values.dropna().unique())
+    stamps = pd.to_datetime(distinct, errors="coerce", format="mixed").dropna()
+    return (stamps.min(), stamps.max()) if len(stamps) else (pd.NaT, pd.NaT)
+
+
+def _forecast_column(train: pd.DataFrame, test_path: Path, test_columns) -> str:
+    """The date column whose every test value is later than every train value ('' when none):
+    then the test is a forecast, and only folds that validate on later rows than they train on
+    score a model as the leaderboard will."""
+    dates = [c for c in train.columns if c in test_columns and pd.api.types.is_string_dtype(train[c]) and looks_like_date(train[c])]
+    if not dates:
+        return ""
+    test = read_csv(test_path, usecols=dates, dtype=str)
+    for column in dates:
+        latest_train, earliest_test = _time_range(train[column])[1], _time_range(test[column])[0]
+        if pd.notna(latest_train) and pd.notna(earliest_test) and earliest_test > latest_train:
+            return column
+    return ""
 
 
 def _labels_per_row(values: pd.Series) -> int:

@@ -2,8 +2,11 @@
 
 Stratified K-fold for classification, K-fold for regression, grouped K-fold when the
 competition names a group column (rows of one group never straddle train and
-validation), and time-ordered blocks when it names a time column (fold k holds the
-k-th stretch of time, so validation is never scored on rows shuffled among its past).
+validation), and an expanding window in time when the folds are "time" (the rows are
+cut into k + 1 stretches of time; the first only trains, marked -1, and fold f validates
+stretch f + 1 with a model trained on every earlier row, as a forecast is made: its
+validation rows are all later than its training rows, and the first stretch's rows get
+no out-of-fold prediction).
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from automl.problem import Problem
 
 
 def make_folds(problem: Problem, k: int = 5, seed: int = 0) -> np.ndarray:
-    """Return the validation fold (0..k-1) of each labelled train row."""
+    """Return the validation fold (0..k-1) of each labelled train row; -1 for rows that only train."""
     n = len(problem.y)
     if k < 2 or k > n:
         raise AutomlError(f"--folds {k}: expected a number from 2 to the {n} training rows")
@@ -38,15 +41,29 @@ def make_folds(problem: Problem, k: int = 5, seed: int = 0) -> np.ndarray:
     elif strategy == "group":
         groups = train[comp.group_column].to_numpy()
         splitter = GroupKFold(k, shuffle=True, random_state=seed).split(np.zeros(n), groups=groups)
-    else:  # time: contiguous stretches of time
-        order = np.argsort(pd.to_datetime(train[comp.time_column], errors="coerce", format="mixed").to_numpy(), kind="stable")
-        folds = np.empty(n, dtype=np.int64)
-        for fold, rows in enumerate(np.array_split(order, k)):
-            folds[rows] = fold
-        return folds
+    else:
+        times = pd.to_datetime(train[comp.time_column], errors="coerce", format="mixed").to_numpy()
+        return _expanding(times, k, comp.time_column)
     folds = np.empty(n, dtype=np.int64)
     for fold, (_, valid) in enumerate(splitter):
         folds[valid] = fold
+    return folds
+
+
+def _expanding(times: np.ndarray, k: int, column: str) -> np.ndarray:
+    """k + 1 stretches of time with about as many rows each, the first marked -1 (it only trains).
+
+    Rows of one time stay in one stretch, so every validation row is later than every row
+    its fold trains on; rows without a time only train.
+    """
+    known = ~pd.isna(times)
+    stamps, inverse, counts = np.unique(times[known], return_inverse=True, return_counts=True)
+    stretch = np.minimum((np.cumsum(counts) - counts) * (k + 1) // known.sum(), k)  # by the rows at earlier times
+    if len(np.unique(stretch)) < k + 1:
+        raise AutomlError(f"--folds {k}: time column {column!r} cannot be cut into {k + 1} stretches of time "
+                          f"({len(stamps)} distinct times); use fewer folds")
+    folds = np.full(len(times), -1, dtype=np.int64)
+    folds[known] = stretch[inverse] - 1
     return folds
 
 
@@ -59,7 +76,23 @@ class Split:
 
 
 def splits(folds: np.ndarray) -> list[Split]:
+    """Each fold's rows; with rows marked -1 (an expanding window in time) a fold trains only on earlier folds' rows."""
+    if (folds < 0).any():
+        return [Split(np.flatnonzero(folds < f), np.flatnonzero(folds == f)) for f in range(int(folds.max()) + 1)]
     return [Split(np.flatnonzero(folds != f), np.flatnonzero(folds == f)) for f in range(int(folds.max()) + 1)]
+
+
+def predicted_rows(folds: list[Split]) -> np.ndarray:
+    """The rows some fold validates: every row, but for those an expanding window only trains on."""
+    return np.unique(np.concatenate([f.valid_rows for f in folds]))
+
+
+def weights_for_test(folds: list[Split]) -> np.ndarray:
+    """How the fold models' test predictions are averaged: equally; but for an expanding window
+    in time only the last fold's model counts, since it trained on the latest rows and a forecast
+    from a model that stopped earlier misses the trend since (a tree cannot extrapolate it)."""
+    expanding = np.setdiff1d(folds[0].train_rows, predicted_rows(folds)).size > 0
+    return np.eye(len(folds))[-1] if expanding else np.full(len(folds), 1 / len(folds))
 
 
 @dataclass(frozen=True)

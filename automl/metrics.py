@@ -39,6 +39,12 @@ class Metric:
     # on out-of-fold predictions, argmax for multiclass), "argmax", "rank" (the top k classes
     # by probability) or "none" (probabilities or values are scored as they are).
     decision: str = ""
+    # The classes are ordered (by their sorted value) and a miss by two costs more than a miss by
+    # one (qwk): a regression on the class code, cut into classes, competes with the classifiers.
+    ordinal: bool = False
+    # The score depends on the probabilities' scale, not only their order (log loss): the blend
+    # clips them and fits a temperature when that helps out of fold.
+    calibrated: bool = False
 
     def __post_init__(self) -> None:
         if not self.objective:
@@ -117,9 +123,9 @@ METRICS: dict[str, Metric] = {
                description="area under the ROC curve (one-vs-rest for multiclass)"),
         Metric("gini", lambda y, p: 2 * _auc(y, p) - 1, True, "proba", CLASSIFICATION,
                description="normalized Gini: 2 AUC - 1"),
-        Metric("logloss", _logloss, False, "proba", CLASSIFICATION,
+        Metric("logloss", _logloss, False, "proba", CLASSIFICATION, calibrated=True,
                description="cross-entropy of the predicted probabilities"),
-        Metric("balanced_logloss", _balanced_logloss, False, "proba", CLASSIFICATION,
+        Metric("balanced_logloss", _balanced_logloss, False, "proba", CLASSIFICATION, calibrated=True,
                description="cross-entropy with every class weighing the same"),
         Metric("f1", lambda y, p: float(skm.f1_score(y, p)), True, "label", ("binary",),
                description="F1 of the positive class"),
@@ -128,7 +134,7 @@ METRICS: dict[str, Metric] = {
         Metric("f1_micro", lambda y, p: float(skm.f1_score(y, p, average="micro")), True,
                "label", CLASSIFICATION, description="F1 over all rows' labels (accuracy for one label a row)"),
         Metric("qwk", lambda y, p: float(skm.cohen_kappa_score(y, p, weights="quadratic")),
-               True, "label", CLASSIFICATION, description="quadratic weighted kappa"),
+               True, "label", CLASSIFICATION, ordinal=True, description="quadratic weighted kappa"),
         Metric("mcc", lambda y, p: float(skm.matthews_corrcoef(y, p)), True, "label",
                CLASSIFICATION, description="Matthews correlation coefficient"),
         Metric("rmse", _rmse, False, "value", REGRESSION, description="root mean squared error"),

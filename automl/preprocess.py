@@ -7,7 +7,11 @@ codes with their cardinalities, free text and pixel grids handed on for the netw
 
 Roles: numeric (median-imputed, with a missing indicator, then standardized or mapped
 to normal quantiles), categorical (codes: 0 missing, 1 rare or unseen, 2.. levels by
-frequency), date (year, month, day, weekday, hour), text (free text: handed on, plus
+frequency), date (days elapsed, for a trend, and the parts that recur: day of the month,
+weekday, hour, and the place in the year as a sine and cosine; not the year, whose values a
+later test period never shows in training, nor the month, a number that climbs with the
+trend through each year and then drops: a linear model fitted on one year mistakes one for
+the other), text (free text: handed on, plus
 its length), tokens (high-cardinality strings such as names, tickets and cabins: their
 frequent words, leading letters, trailing number, length and how often the value
 repeats), image (pixel0..pixelN columns forming a square grid), dropped (constant or
@@ -28,10 +32,12 @@ import scipy.sparse as sp
 from scipy.special import ndtri
 from sklearn.feature_extraction.text import CountVectorizer
 
+from automl.competition import first_present as _first_present
+from automl.competition import looks_like_date as _looks_like_date
 from automl.errors import AutomlError
 
 NUMERIC_SCALINGS = ("standard", "quantile")
-DATE_PARTS = ("year", "month", "day", "weekday", "hour")
+DATE_PARTS = ("elapsed", "day", "weekday", "hour", "year_sin", "year_cos")
 TOKEN = r"[a-z]+"
 WORD = re.compile(r"[#@]?\w+|[!?]")  # words, hashtags and mentions, and ! ? as tokens of their own
 URL = re.compile(r"(?:https?://|www\.)\S+")  # every link becomes the one word "url": links never repeat
@@ -348,12 +354,6 @@ def _word_counts(text: pd.Series) -> np.ndarray:
     return np.array([len(s.split()) if isinstance(s, str) else np.nan for s in text.to_numpy(dtype=object)])
 
 
-def _first_present(values: pd.Series, n: int) -> pd.Series:
-    """values.dropna().head(n) without scanning the whole column when its head has enough."""
-    head = values.iloc[: 4 * n].dropna()
-    return head.head(n) if len(head) >= n or len(values) <= 4 * n else values.dropna().head(n)
-
-
 def _encode(values: pd.Series, levels: pd.Index) -> np.ndarray:
     if not pd.api.types.is_dtype_equal(values.dtype, levels.dtype) and pd.api.types.is_numeric_dtype(values):
         values = values.astype("string")
@@ -394,18 +394,14 @@ def _prefix(values: pd.Series) -> pd.Series:
 
 def _date_parts(values: pd.Series) -> pd.DataFrame:
     stamps = values if pd.api.types.is_datetime64_any_dtype(values) else pd.to_datetime(values, errors="coerce", format="mixed")
+    if stamps.dt.tz is not None:
+        stamps = stamps.dt.tz_localize(None)
+    year = 2 * np.pi * (stamps.dt.day_of_year - 1 + stamps.dt.hour / 24) / 365.25  # the place in the year, in radians
     return pd.DataFrame({
-        "year": stamps.dt.year, "month": stamps.dt.month, "day": stamps.dt.day,
-        "weekday": stamps.dt.weekday, "hour": stamps.dt.hour,
+        "elapsed": (stamps - pd.Timestamp("1970-01-01")) / pd.Timedelta(days=1),  # days, so a trend carries on
+        "day": stamps.dt.day, "weekday": stamps.dt.day_of_week, "hour": stamps.dt.hour,
+        "year_sin": np.sin(year), "year_cos": np.cos(year),
     })
-
-
-def _looks_like_date(values: pd.Series) -> bool:
-    sample = _first_present(values, 500).astype(str)
-    shaped = sample.str.fullmatch(r"\s*\d{1,4}[-/.]\d{1,2}[-/.]\d{1,4}([ T]\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?)?\s*")
-    if shaped.mean() < 0.95:
-        return False
-    return pd.to_datetime(sample, errors="coerce", format="mixed").notna().mean() >= 0.95
 
 
 def _looks_like_text(values: pd.Series) -> bool:

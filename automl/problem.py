@@ -13,10 +13,9 @@ from dataclasses import dataclass, replace
 import numpy as np
 import pandas as pd
 
-from automl.competition import Competition
+from automl.competition import Competition, looks_like_date
 from automl.errors import AutomlError
 from automl.metrics import Metric, get_metric
-from automl.preprocess import _looks_like_date
 
 
 @dataclass(frozen=True)
@@ -42,7 +41,7 @@ def make_problem(comp: Competition, train: pd.DataFrame, test: pd.DataFrame) -> 
     if dropped == len(train):
         raise AutomlError(f"{comp.train}: target column {comp.target!r} is empty")
     exclude = {comp.target, *comp.submission_columns}
-    if comp.id in test.columns and not _looks_like_date(test[comp.id]):
+    if comp.id in test.columns and not looks_like_date(test[comp.id]):
         exclude.add(comp.id)
     columns = [c for c in labelled.columns if c in test.columns and c not in exclude]
     if not columns:

@@ -155,7 +155,8 @@ def _baselines(names: list[str], networks: bool, problem: Problem, fold_data, ru
     usable = baselines.applicable(problem, fold_data)
     unusable = [m for m in pending if m not in usable]
     if unusable and len(unusable) == len(names) and not networks:
-        raise AutomlError(f"--models: {', '.join(unusable)} does not apply to {problem.comp.slug} (no free-text column); "
+        needs = "; ".join(f"{m} needs {baselines.BASELINES[m].needs}" for m in unusable)
+        raise AutomlError(f"--models: {', '.join(unusable)} does not apply to {problem.comp.slug} ({needs}); "
                           f"choose from {', '.join(usable)}")
     order = [m for m in baselines.CHEAP_FIRST if m in pending and m in usable]
     for i, model in enumerate(order):

@@ -5,13 +5,15 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+import pandas as pd
 import pytest
 from conftest import synthetic_frame
 
 from automl.baselines import BASELINES, applicable, cross_validate
 from automl.competition import Competition
+from automl.ensemble import ensemble
 from automl.errors import AutomlError
-from automl.folds import fold_features, make_folds
+from automl.folds import fold_features, make_folds, splits
 from automl.metrics import score
 from automl.problem import make_problem
 
@@ -54,6 +56,8 @@ def result_of(name: str, task: str):
 @pytest.mark.parametrize("name", list(BASELINES))
 def test_baseline_contract(name, task):
     problem, folds, fold_data = prepared(task)
+    if name not in applicable(problem, fold_data):
+        pytest.skip(f"{name} needs {BASELINES[name].needs}")
     result = result_of(name, task)
     n, k = len(problem.y), problem.n_classes
     assert result.name == name and result.kind == "baseline"
@@ -113,16 +117,16 @@ def test_rmsle_trains_on_log1p():
 
 def test_tfidf_only_applies_to_free_text():
     problem, _, with_text = prepared("binary")
-    assert applicable(problem, with_text) == list(BASELINES)
+    assert applicable(problem, with_text) == [n for n in BASELINES if n != "hist_gb_cuts"]
     problem = synthetic_problem("binary", text=False)
     without = fold_features(problem, make_folds(problem, K, seed=0))
-    assert applicable(problem, without) == [n for n in BASELINES if n != "tfidf_linear"]
+    assert applicable(problem, without) == [n for n in BASELINES if n not in ("tfidf_linear", "hist_gb_cuts")]
 
 
 def test_unknown_baseline_lists_the_known_ones():
     problem, _, fold_data = prepared("binary")
     with pytest.raises(AutomlError, match=r"^--models: unknown baseline 'xgboost'; expected one of dummy, linear, "
-                                          r"random_forest, extra_trees, hist_gb, tfidf_linear$"):
+                                          r"random_forest, extra_trees, hist_gb, hist_gb_cuts, tfidf_linear$"):
         cross_validate("xgboost", problem, fold_data)
 
 
@@ -158,3 +162,57 @@ def test_fold_count_errors():
     rare = dataclasses.replace(synthetic_problem("multiclass"), y=y)
     with pytest.raises(AutomlError, match=r"^--folds 5: the rarest class has only 2 rows; use --folds 2 or fewer$"):
         make_folds(rare, 5)
+
+
+def heavy_tailed_problem(metric: str, n: int = 800):
+    """y = a smooth function of two columns + Student-t noise with 1.5 degrees of freedom (infinite variance)."""
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"id": np.arange(n), "a": rng.normal(size=n), "b": rng.uniform(-2, 2, size=n)})
+    frame["target"] = 3 * np.sin(frame["a"]) + frame["b"] ** 2 + rng.standard_t(1.5, size=n)
+    comp = Competition(slug="heavy-tails", id="id", target="target", task="regression", metric=metric, labels="float")
+    return make_problem(comp, frame, frame.drop(columns="target").head(50))
+
+
+def test_absolute_error_metrics_train_on_absolute_error():
+    problem = heavy_tailed_problem("mae")
+    assert problem.metric.objective == "absolute"
+    fold_data = fold_features(problem, make_folds(problem, K, seed=0))
+    absolute = cross_validate("hist_gb", problem, fold_data)
+    squared = cross_validate("hist_gb", dataclasses.replace(
+        problem, metric=dataclasses.replace(problem.metric, objective="squared")), fold_data)
+    assert absolute.info["note"] == "trained on absolute error" and "note" not in squared.info
+    assert absolute.mean < squared.mean  # both are mae on the same folds; lower is better
+    linear = cross_validate("linear", problem, fold_data)
+    assert linear.info["note"] == "trained on Huber loss (robust to outliers)"
+    dummy = cross_validate("dummy", problem, fold_data)
+    np.testing.assert_allclose(dummy.oof[fold_data[0].valid_rows], np.median(problem.y[fold_data[0].train_rows]))
+
+
+def ordinal_problem(n: int = 900):
+    """Ratings 1..5 cut from a latent score of the columns: classes ordered by value, scored by qwk."""
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"id": np.arange(n), "a": rng.normal(size=n), "b": rng.normal(size=n)})
+    latent = frame["a"] + 0.5 * frame["b"] + rng.normal(scale=0.5, size=n)
+    frame["target"] = 1 + np.digitize(latent, np.quantile(latent, [0.15, 0.4, 0.7, 0.9]))
+    comp = Competition(slug="ratings", id="id", target="target", task="multiclass", metric="qwk", labels="int")
+    return make_problem(comp, frame, frame.drop(columns="target").head(60))
+
+
+def test_cut_points_regress_the_class_code_for_qwk():
+    problem = ordinal_problem()
+    folds = make_folds(problem, K, seed=0)
+    fold_data = fold_features(problem, folds)
+    assert "hist_gb_cuts" in applicable(problem, fold_data)
+    cuts = cross_validate("hist_gb_cuts", problem, fold_data)
+    for predictions in (cuts.oof, cuts.test):  # one-hot class probabilities: blends and submissions take them
+        assert predictions.shape[1] == 5 and set(np.unique(predictions)) == {0.0, 1.0}
+        np.testing.assert_array_equal(predictions.sum(axis=1), 1.0)
+    for fold, got in zip(range(K), cuts.fold_scores, strict=True):
+        assert got == pytest.approx(score(problem.metric, problem.y[folds == fold], cuts.oof[folds == fold]))
+    assert len(cuts.info["cuts"]) == 4 and cuts.info["note"].startswith("cut points cross-fitted")
+    classifier = cross_validate("hist_gb", problem, fold_data)
+    assert cuts.mean > classifier.mean
+    # In a blend the cut class is a vote of the member's weight beside the classifiers' probabilities.
+    blended = ensemble(problem, splits(folds), [cuts, classifier])
+    np.testing.assert_allclose(blended.test.sum(axis=1), 1.0)
+    assert blended.info["calibration"] is None and blended.mean >= classifier.mean

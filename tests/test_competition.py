@@ -442,7 +442,7 @@ def test_inspect_real_bundle(slug, bundles_dir):
         assert comp.classes == ("C", "CL", "D")
         assert roles["Status"] == "target (multiclass, 3 classes)"
     if slug == "bike-sharing-demand":
-        assert roles["datetime"] == "date (year, month, day, weekday, hour) (also the id)"
+        assert roles["datetime"] == "date (elapsed, day, weekday, hour, year_sin, year_cos) (also the id)"
         assert roles["casual"] == roles["registered"] == "dropped: not in test.csv"
     if slug == "mercedes-benz-greener-manufacturing":
         assert roles["X11"] == "dropped: constant"

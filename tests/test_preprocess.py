@@ -41,8 +41,9 @@ def test_roles():
     names = features.numeric_names
     assert "constant" not in names and "x2__missing" in names and "x1__missing" not in names
     # A date is expanded to its parts; the hour is always 0 here, so it is left out.
-    assert pre.date_parts_ == {"when": ["year", "month", "day", "weekday"]}
-    assert [n for n in names if n.startswith("when__")] == ["when__year", "when__month", "when__day", "when__weekday"]
+    assert pre.date_parts_ == {"when": ["elapsed", "day", "weekday", "year_sin", "year_cos"]}
+    assert [n for n in names if n.startswith("when__")] == ["when__elapsed", "when__day", "when__weekday",
+                                                            "when__year_sin", "when__year_cos"]
     # The high-cardinality name column gives its frequent words, its trailing number and its prefix.
     assert {"mr", "mrs", "dr", "smith"} <= set(pre.tokens_["name"]["tokens"])
     assert {"name__has_mr", "name__has_mrs", "name__length", "name__number"} <= set(names)
@@ -66,10 +67,17 @@ def test_date_parts_match_the_dates():
     frame = features_of("regression")
     pre = Preprocessor(numeric="standard").fit(frame)
     features = pre.transform(frame)
-    month = features.numeric[:, list(features.numeric_names).index("when__month")]
-    stats_ = pre.numeric_stats_["when__month"]
-    restored = month * stats_["scale"] + stats_["center"]
-    np.testing.assert_allclose(restored, pd.to_datetime(frame["when"]).dt.month, atol=1e-4)
+    stamps = pd.to_datetime(frame["when"])
+
+    def restored(part):
+        stats_ = pre.numeric_stats_[f"when__{part}"]
+        return features.numeric[:, list(features.numeric_names).index(f"when__{part}")] * stats_["scale"] + stats_["center"]
+
+    np.testing.assert_allclose(restored("day"), stamps.dt.day, atol=1e-4)
+    # Days since 1970, so a trend continues into a later test period; the year's place as an angle.
+    np.testing.assert_allclose(restored("elapsed"), (stamps - pd.Timestamp("1970-01-01")).dt.days, rtol=1e-6)
+    angle = np.arctan2(restored("year_sin"), restored("year_cos")) % (2 * np.pi)
+    np.testing.assert_allclose(angle, 2 * np.pi * (stamps.dt.day_of_year - 1) / 365.25, atol=1e-4)
 
 
 def test_statistics_come_from_the_fitted_rows_only():

@@ -123,7 +123,7 @@ def test_unknown_model_is_refused(titanic_run):
                     "--runs-dir", root / "runs", "--data-dir", root / "data")
     assert result.exit_code == 1
     assert re.match(r"error: --models: unknown model 'xgboost'; expected (.*, )?baselines,? .*or any of dummy, linear, "
-                    r"random_forest, extra_trees, hist_gb, tfidf_linear\n$", result.output), result.output
+                    r"random_forest, extra_trees, hist_gb, hist_gb_cuts, tfidf_linear\n$", result.output), result.output
 
 
 @pytest.mark.e2e

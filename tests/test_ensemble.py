@@ -1,0 +1,77 @@
+"""The blend: cross-fitted weights, calibration for log loss, and rows no fold predicts."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from automl.baselines import CVResult, finish
+from automl.competition import Competition
+from automl.ensemble import calibrate, ensemble
+from automl.folds import splits
+from automl.metrics import score
+from automl.problem import make_problem
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    e = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def problem_and_members(metric: str, n: int = 3000, sharpness: float = 3.0, noise: float = 0.7):
+    """Three classes drawn from softmax(signal), and two members that see the signal through
+    noise, over-confident by `sharpness` (1 and no noise: both are the true probabilities)."""
+    rng = np.random.default_rng(0)
+    signal = rng.normal(size=(n, 3))
+    y = (softmax(signal).cumsum(axis=1) < rng.random((n, 1))).sum(axis=1)
+    frame = pd.DataFrame({"id": np.arange(n), "x": rng.normal(size=n), "target": y})
+    comp = Competition(slug="blend", id="id", target="target", task="multiclass", metric=metric, labels="int")
+    problem = make_problem(comp, frame, frame.drop(columns="target").head(20))
+    folds = splits(np.arange(n) % 5)
+    members = []
+    for i in range(2):
+        proba = softmax(sharpness * (signal + rng.normal(scale=noise, size=(n, 3))))
+        members.append(finish(f"m{i}", problem, folds, proba, proba[:20], 1.0))
+    return problem, folds, members
+
+
+def test_log_loss_blend_is_calibrated_out_of_fold():
+    problem, folds, members = problem_and_members("logloss")
+    blended = ensemble(problem, folds, members)
+    temperature, clip = blended.info["calibration"]
+    assert temperature > 1.2  # the members are over-confident: the blend is softened
+    assert f"temperature {temperature:.3g}" in blended.info["note"]
+    plain = np.mean([m.oof for m in members], axis=0)
+    assert blended.mean < np.mean([score(problem.metric, problem.y[f.valid_rows], plain[f.valid_rows]) for f in folds])
+    np.testing.assert_allclose(blended.test.sum(axis=1), 1.0)
+    assert blended.test.min() >= clip * 0.99
+
+
+def test_calibration_is_left_out_when_it_does_not_help():
+    problem, folds, members = problem_and_members("logloss", sharpness=1.0, noise=0.0)  # the true probabilities
+    how = ensemble(problem, folds, members).info["calibration"]
+    assert how is None or (abs(np.log(how[0])) < np.log(1.1) and how[1] <= 1e-4)
+    problem, folds, members = problem_and_members("accuracy")  # labels ignore the probabilities' scale
+    assert ensemble(problem, folds, members).info["calibration"] is None
+
+
+def test_calibrate_keeps_the_ranking_and_sums_to_one():
+    p = np.array([[0.7, 0.2, 0.1], [0.05, 0.05, 0.9]])
+    for how in [(0.5, 1e-15), (2.0, 1e-2)]:
+        q = calibrate(p, how)
+        np.testing.assert_allclose(q.sum(axis=1), 1.0)
+        np.testing.assert_array_equal(q.argsort(axis=1), p.argsort(axis=1))
+    assert calibrate(p, (2.0, 1e-15))[0, 0] < 0.7 < calibrate(p, (0.5, 1e-15))[0, 0]
+    assert calibrate(p, None) is p
+
+
+def test_rows_no_fold_predicts_take_no_part_in_the_blend():
+    problem, _, members = problem_and_members("logloss")
+    assignment = np.repeat([-1, 0, 1, 2, 3, 4], 500)  # an expanding window: the first stretch only trains
+    folds = splits(assignment)
+    members = [finish(m.name, problem, folds, m.oof, m.test, 1.0) for m in members]
+    first = ensemble(problem, folds, members)
+    spoiled = [CVResult(m.name, m.oof.copy(), m.test, m.fold_scores, 1.0) for m in members]
+    spoiled[0].oof[:500] = np.eye(3)[(problem.y[:500] + 1) % 3]  # certain and wrong, where nothing was predicted
+    second = ensemble(problem, folds, spoiled)
+    assert second.info == first.info and second.fold_scores == first.fold_scores
