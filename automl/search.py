@@ -30,7 +30,7 @@ from optuna_integration import PyTorchLightningPruningCallback
 
 from automl.baselines import CVResult, finish
 from automl.errors import AutomlError
-from automl.folds import Fold, Split, take
+from automl.folds import Fold, Split, take, weights_for_test
 from automl.io import write_npy, write_npz
 from automl.metrics import score
 from automl.parallel import fit_folds
@@ -120,9 +120,15 @@ class Surplus(Exception):
 SEARCH_ROWS = 100_000  # above this many training rows, the one-fold search trains on a row sample
 
 
+def search_index(folds: list[Split]) -> int:
+    """The fold the search trains on: the first; for an expanding window in time, the last (the most
+    rows, the latest, the one whose model forecasts the test)."""
+    return int(np.argmax(weights_for_test(folds)))
+
+
 def search_fold(folds: list[Fold], seed: int = 0) -> tuple[Fold, bool]:
-    """The fold the search trains on (the first), row-sampled on large tables; and whether it was sampled."""
-    fold = folds[0]
+    """The fold the search trains on, row-sampled on large tables; and whether it was sampled."""
+    fold = folds[search_index(folds)]
     if len(fold.train_rows) <= SEARCH_ROWS:
         return fold, False
     rng = np.random.default_rng(seed)
@@ -184,7 +190,7 @@ class Objective:
         trial.set_user_attr("rows", len(fold.train_rows))
         trial.set_user_attr("seconds", time.perf_counter() - start)
         if not self.sampled:  # the first fold's predictions are reused when the trial is completed
-            write_npz(self.run_dir / "trials" / str(trial.number) / "fold0.npz", valid=fit.valid, test=fit.test)
+            write_npz(self.run_dir / "trials" / str(trial.number) / "searched.npz", valid=fit.valid, test=fit.test)
         return value
 
 
@@ -202,48 +208,56 @@ def complete(study: optuna.Study, problem: Problem, folds: list[Fold], pipeline:
     candidates = best_trials(study, n)
     for rank, trial in enumerate(candidates):
         folder = run_dir / "trials" / str(trial.number)
+        seconds = study.user_attrs.get(f"cv:{trial.number}", {}).get("completion_seconds", 0.0)
         if not (folder / "oof.npy").is_file():
             if on_trial:
                 on_trial(trial.number)
             share = None if deadline is None else (deadline - time.monotonic()) / (len(candidates) - rank)
             if share is not None and share <= 0:
                 break
-            if not _complete_one(trial, problem, folds, pipeline, folder, share, device, precision, seed):
+            seconds = _complete_one(trial, problem, folds, pipeline, folder, share, device, precision, seed)
+            if seconds is None:
                 continue
         result = _cv_result(trial, problem, folds, folder)
-        study.set_user_attr(f"cv:{trial.number}", {"fold_scores": result.fold_scores, "mean": result.mean})
+        result.seconds += seconds  # the search's fold, then the others
+        study.set_user_attr(f"cv:{trial.number}", {"fold_scores": result.fold_scores, "mean": result.mean,
+                                                   "completion_seconds": seconds})
         results.append(result)
     reverse = problem.metric.greater_is_better
     return sorted(results, key=lambda r: r.mean, reverse=reverse)
 
 
 def _complete_one(trial, problem: Problem, folds: list[Fold], pipeline: Pipeline, folder: Path, share: float | None,
-                  device: str, precision: str, seed: int) -> bool:
+                  device: str, precision: str, seed: int) -> float | None:
+    """Seconds it took to train the trial's missing folds, or None when one got no epoch in time."""
     k = problem.n_classes
     oof = np.zeros((len(problem.y), k) if k else len(problem.y))
     test = np.zeros((len(problem.test), k) if k else len(problem.test))
-    todo = list(range(len(folds)))
+    todo, weights = list(range(len(folds))), weights_for_test(folds)
     start = time.monotonic()
-    if (folder / "fold0.npz").is_file():
-        first = np.load(folder / "fold0.npz")
-        if len(first["valid"]) == len(folds[0].valid_rows):
-            oof[folds[0].valid_rows], test, todo = first["valid"], test + first["test"] / len(folds), todo[1:]
-    # the remaining folds in one call: trained together as one batched model where that is faster;
-    # fold i still trains with seed + i (todo is folds[k - len(todo):])
+    searched, index = folder / "searched.npz", search_index(folds)
+    if searched.is_file():  # the search's fold, trained on all its rows: reused
+        first = np.load(searched)
+        if len(first["valid"]) == len(folds[index].valid_rows) and len(first["test"]) == len(problem.test):
+            oof[folds[index].valid_rows], test = first["valid"], test + weights[index] * first["test"]
+            todo.remove(index)
+    # the remaining folds in one call: trained together as one batched model where that is faster
     fits = fit_folds(problem, [folds[i] for i in todo], trial.params, device=device, max_epochs=pipeline.max_epochs,
                      patience=pipeline.patience, precision=precision, deadline=None if share is None else start + share,
                      seed=seed + len(folds) - len(todo))
     for i, fit in zip(todo, fits, strict=True):
         if not fit.curve:
             log.info("trial %d: fold %d got no epoch within its time; left one-fold", trial.number, i + 1)
-            return False
-        oof[folds[i].valid_rows], test = fit.valid, test + fit.test / len(folds)
+            return None
+        oof[folds[i].valid_rows] = fit.valid
+        if weights[i]:
+            test = test + weights[i] * fit.test
     epochs = [fit.epochs for fit in fits]
     write_npy(folder / "test.npy", test)
     write_npy(folder / "oof.npy", oof)  # written last: its presence means completed
-    log.info("trial %d: completed on %d more folds in %.1fs (epochs %s)", trial.number, len(todo),
-             time.monotonic() - start, epochs)
-    return True
+    seconds = time.monotonic() - start
+    log.info("trial %d: completed on %d more folds in %.1fs (epochs %s)", trial.number, len(todo), seconds, epochs)
+    return seconds
 
 
 def _cv_result(trial, problem: Problem, folds: list[Split], folder: Path) -> CVResult:

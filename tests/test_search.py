@@ -85,7 +85,10 @@ def test_the_deadline_stops_the_trial_in_flight(tmp_path):
 def test_pruning_happens_on_a_search_built_to_prune(tmp_path):
     problem, folds = small_problem("binary", n=400)
     space = {**tiny().space, "lr": {"choice": [1e-6, 1e-2]}, "optimizer": {"choice": ["adam"]}}
-    recipe = tiny(space=space, max_epochs=6, patience=6)
+    # Five good trials first (the median pruner's start-up), then the sampler's random start-up
+    # trials, about half of them with a learning rate too small to learn in six epochs.
+    good = [{"family": "mlp", "optimizer": "adam", "lr": 1e-2, "width": width} for width in (8, 12, 16, 24, 32)]
+    recipe = tiny(space=space, max_epochs=6, patience=6, defaults=good)
     study = search(problem, folds, recipe, tmp_path, trials=16, deadline=None)
     pruned = [t for t in study.trials if t.state == TrialState.PRUNED]
     assert pruned, [(t.state, t.params["lr"]) for t in study.trials]

@@ -1,0 +1,310 @@
+"""Train one trial's networks on several folds at once: one batched model, a member per fold.
+
+After the one-fold search, `search.complete` trains a chosen trial on the remaining folds.
+`fit_folds` does that one `train.fit_fold` per fold, or together: PyTorch's model-ensembling
+pattern (`torch.func.stack_module_state` + `functional_call` + `vmap`), where each member's
+parameters, BatchNorm statistics and optimizer state are slices of stacked (members, ...)
+tensors and one optimizer step trains every member on a mini-batch of its own.
+
+No member sees its validation rows. Member m's tensors hold fold m's training rows only
+(its `Fold.train` features, from a Preprocessor fitted on them); each step samples
+positions below that member's own row count; vmap keeps losses and BatchNorm's batch
+statistics per member. Each member early-stops (patience in epochs) and keeps its best
+weights on its own validation rows, scored with the competition metric as fit_fold does,
+and leaves the stack when it stops, so the others' steps get cheaper.
+
+Layouts. Each fold's Preprocessor picks its own columns (a column constant in one fold's
+training rows is dropped there; rare levels differ), but stacked members need one shape.
+`common_layout` takes the union of the numeric columns (a fold lacking one reads zeros
+there: no signal, and an un-embedded network's weights on it get no gradient) and each
+categorical column's largest cardinality (a fold's codes never reach its table's extra
+rows; a fold lacking the column reads code 0, missing). Statistics stay per fold.
+
+BatchNorm. The running statistics are stacked buffers as well: under vmap a batched
+buffer takes a batched in-place update, so a member normalizes with its own batch when
+training and its own running statistics when predicting, exactly as in fit_fold
+(`replace_all_batch_norm_modules_` would make prediction use batch statistics instead).
+
+Families. mlp and resnet (any norm, any numeric embedding) train together. The rest fall
+back to sequential fits: tabm (`column_stack` has no batching rule), ft_transformer (its
+fused encoder layer has no batching rule either; vmap runs it member by member, slower
+than fit_fold), the text and image families, and any table with pixels or tokens.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections import defaultdict
+from contextlib import nullcontext
+from dataclasses import dataclass, replace
+
+import numpy as np
+import torch
+from torch.func import functional_call, stack_module_state
+
+from automl.folds import Fold
+from automl.metrics import score
+from automl.preprocess import Features
+from automl.problem import Problem
+from automl.train import MAX_STEPS_PER_EPOCH, FoldFit, Target, batch_size_for, build_module, fit_fold, tensors
+
+TOGETHER_FAMILIES = ("mlp", "resnet")
+CHECK_EVERY = 8  # steps between looks at the deadline
+# together / sequential seconds on a 2-core CPU, by batch size and training rows per member
+# (benchmarks/fold_parallel.py: 4 members, mlp 256 x 2 and resnet 2 blocks of 192). Below 1
+# means together is faster; between measured row counts the nearer one's figure is used.
+CPU_RATIOS = {128: {16_000: 0.70, 160_000: 0.75}, 256: {16_000: 0.80, 160_000: 0.85},
+              512: {16_000: 0.90, 160_000: 0.95}}
+
+
+@dataclass(frozen=True)
+class Layout:
+    """The columns every member reads: numeric names in first-seen order, categorical names with their largest cardinality."""
+
+    numeric_names: tuple[str, ...]
+    categorical_names: tuple[str, ...]
+    cardinalities: tuple[int, ...]
+
+
+def common_layout(features: list[Features]) -> Layout:
+    numeric = tuple(dict.fromkeys(name for f in features for name in f.numeric_names))
+    widest: dict[str, int] = {}
+    for f in features:
+        for name, cardinality in zip(f.categorical_names, f.cardinalities, strict=True):
+            widest[name] = max(widest.get(name, 0), cardinality)
+    return Layout(numeric, tuple(widest), tuple(widest.values()))
+
+
+def align(features: Features, layout: Layout) -> Features:
+    """The same rows in the common layout: zeros for a numeric column this fold dropped, code 0 for a categorical one."""
+    n = len(features)
+    numeric = np.zeros((n, len(layout.numeric_names)), np.float32)  # (n, p_union)
+    at = {name: i for i, name in enumerate(layout.numeric_names)}
+    numeric[:, [at[name] for name in features.numeric_names]] = features.numeric
+    categorical = np.zeros((n, len(layout.categorical_names)), np.int64)  # (n, c_union)
+    at = {name: i for i, name in enumerate(layout.categorical_names)}
+    categorical[:, [at[name] for name in features.categorical_names]] = features.categorical
+    return replace(features, numeric=numeric, numeric_names=layout.numeric_names, categorical=categorical,
+                   categorical_names=layout.categorical_names, cardinalities=layout.cardinalities)
+
+
+def aligned(fold: Fold, layout: Layout) -> Fold:
+    return replace(fold, train=align(fold.train, layout), valid=align(fold.valid, layout), test=align(fold.test, layout))
+
+
+def batchable(folds: list[Fold], params: dict) -> bool:
+    """Whether these members can be one vmapped model (see the module docstring)."""
+    plain = all(f.train.images is None and f.train.tokens is None for f in folds)
+    return bool(folds) and plain and params.get("family", "mlp") in TOGETHER_FAMILIES
+
+
+def choose(device: str, folds: list[Fold], params: dict) -> bool:
+    """Together on a GPU (small networks wait on kernel launches there); on a CPU where
+    benchmarks/fold_parallel.py measured it faster at this batch size and row count.
+    Members whose training rows differ by more than a quarter (expanding windows in time)
+    train apart: together they share one epoch length."""
+    rows = [len(f.train_rows) for f in folds]
+    if len(folds) < 2 or max(rows) > 1.25 * min(rows):
+        return False
+    if device == "cuda":
+        return True
+    batch = batch_size_for(params, max(rows))
+    table = CPU_RATIOS[min(CPU_RATIOS, key=lambda b: abs(math.log2(b / batch)))]
+    return table[min(table, key=lambda r: abs(math.log(r / max(rows))))] < 1.0
+
+
+def fit_folds(problem: Problem, folds: list[Fold], params: dict, *, device: str = "cpu", max_epochs: int = 30,
+              patience: int = 5, precision: str = "32-true", deadline: float | None = None, seed: int = 0,
+              together: bool | None = None) -> list[FoldFit]:
+    """One FoldFit per fold, in order; fold j trains with seed + j. `together=None` lets
+    `choose` decide; a family or table that cannot be batched trains sequentially anyway."""
+    together = choose(device, folds, params) if together is None else together
+    if together and batchable(folds, params):
+        return Together(problem, folds, params, device, max_epochs, seed).fit(patience, precision, deadline)
+    fits, start = [], time.monotonic()
+    for j, fold in enumerate(folds):  # each fold gets its part of the time, as the sequential loop always did
+        until = None if deadline is None else start + (deadline - start) * (j + 1) / len(folds)
+        fits.append(fit_fold(problem, fold, params, device=device, max_epochs=max_epochs, patience=patience,
+                             precision=precision, deadline=until, seed=seed + j))
+    return fits
+
+
+class Rows:
+    """One member's training positions, reshuffled whenever all were served (as TensorBatches, same seed)."""
+
+    def __init__(self, n: int, seed: int):
+        self.n, self.generator = n, torch.Generator(device="cpu").manual_seed(seed)
+        self.order, self.position = torch.zeros(0, dtype=torch.int64), n
+
+    def take(self, count: int) -> torch.Tensor:
+        parts = []
+        while count > 0:
+            if self.position >= self.n:
+                self.order, self.position = torch.randperm(self.n, generator=self.generator), 0
+            part = self.order[self.position:self.position + count]
+            parts.append(part)
+            self.position, count = self.position + len(part), count - len(part)
+        return torch.cat(parts)
+
+
+def _stack(arrays: list[torch.Tensor]) -> torch.Tensor:
+    """Members' (n_m, ...) tensors as one (members, max n_m, ...), zero-padded; padding is never sampled."""
+    out = arrays[0].new_zeros((len(arrays), max(len(a) for a in arrays), *arrays[0].shape[1:]))
+    for m, a in enumerate(arrays):
+        out[m, :len(a)] = a
+    return out
+
+
+def _clip(grads: list[torch.Tensor], max_norm: float) -> None:
+    """clip_grad_norm_ per member: each member's norm over all its parameters' (members, ...) gradients."""
+    norms = torch.stack([g.flatten(1).pow(2).sum(1) for g in grads]).sum(0).sqrt()  # (members,)
+    coef = (max_norm / (norms + 1e-6)).clamp(max=1.0)
+    for g in grads:
+        g.mul_(coef.view(-1, *[1] * (g.ndim - 1)))
+
+
+class Together:
+    """Members trained as one vmapped model; `active` holds the members still training, in stack order."""
+
+    def __init__(self, problem: Problem, folds: list[Fold], params: dict, device: str, max_epochs: int, seed: int):
+        layout = common_layout([f.train for f in folds])
+        self.problem, self.folds, self.device, self.max_epochs = problem, [aligned(f, layout) for f in folds], device, max_epochs
+        self.targets = [Target(problem, f.train_rows) for f in self.folds]
+        rows = [len(f.train_rows) for f in self.folds]
+        self.batch = batch_size_for(params, max(rows))  # one batch size for all: rows differ by a few at most
+        self.steps = max(math.ceil(min(n, MAX_STEPS_PER_EPOCH * self.batch) / self.batch) for n in rows)
+        params = {**params, "batch_size": self.batch}
+        modules = []
+        for j, fold in enumerate(self.folds):  # member j starts from fit_fold's initial weights for seed + j
+            torch.manual_seed(seed + j)
+            modules.append(build_module(problem, fold, params, self.max_epochs * self.steps).to(device))
+        self.module, self.rows = modules[0], [Rows(n, seed + j) for j, n in enumerate(rows)]
+        self.params, self.buffers = stack_module_state(modules)  # name -> (members, ...)
+        self.optimizer, self.scheduler = self._optimizer(modules[0])
+        self.base = copy.deepcopy(modules[0]).to("meta")  # the architecture; weights come from the stacks
+        self.data = {part: tuple(_stack([tensors(getattr(f, part), device)[i] for f in self.folds]) for i in (0, 1))
+                     for part in ("train", "valid", "test")}  # part -> numeric (members, n, p), categorical (members, n, c)
+        self.y = _stack([torch.as_tensor(t.encode(f.train_rows), device=device) for t, f in zip(self.targets, self.folds, strict=True)])
+        self.active = list(range(len(folds)))
+        torch.manual_seed(seed)
+
+    def _optimizer(self, module):
+        """TabularModule.configure_optimizers on member 0, its parameters then swapped for the stacks: the same
+        optimizer, groups (weight decay on >= 2-D weights only), settings and schedule, each member's slice
+        updated as its own (every optimizer we offer works element by element)."""
+        configured = module.configure_optimizers()
+        optimizer = configured["optimizer"] if isinstance(configured, dict) else configured
+        scheduler = configured["lr_scheduler"]["scheduler"] if isinstance(configured, dict) else None
+        name = {id(p): n for n, p in module.named_parameters()}
+        for group in optimizer.param_groups:
+            group["params"] = [self.params[name[id(p)]] for p in group["params"]]
+        return optimizer, scheduler
+
+    def _call(self, params, buffers, numeric, categorical):
+        """One member: numeric (batch, p), categorical (batch, c) -> (batch, out); no pixels or tokens."""
+        return functional_call(self.base, (params, buffers), (numeric, categorical, numeric[:, :0], categorical[:, :0]))
+
+    def _loss(self, params, buffers, numeric, categorical, y):
+        return self.module.loss(self._call(params, buffers, numeric, categorical), y)
+
+    def fit(self, patience: int, precision: str, deadline: float | None) -> list[FoldFit]:
+        sign = 1.0 if self.problem.metric.greater_is_better else -1.0
+        self.curves = [[] for _ in self.folds]
+        self.best = [(-math.inf, None, 0) for _ in self.folds]  # (sign * score, state, epoch) per member
+        self.epochs = [0] * len(self.folds)
+        autocast = torch.autocast(self.device, torch.bfloat16) if precision == "bf16-mixed" else nullcontext()
+        loss = torch.vmap(self._loss, randomness="different")
+        for epoch in range(self.max_epochs):
+            finished = self._epoch(loss, autocast, deadline)
+            for m in self.active:
+                self.epochs[m] = epoch + 1
+            stopped = self._validate(sign, patience, epoch, autocast)
+            remaining = [m for m in self.active if m not in stopped]
+            if finished or not remaining:
+                break
+            self._keep(remaining)
+        return self._results(sign, autocast)
+
+    def _epoch(self, loss, autocast, deadline: float | None) -> bool:
+        """One epoch of `steps` steps for the active members; True when the deadline passed."""
+        self.base.train()
+        members = torch.as_tensor(self.active, device=self.device)
+        plan = torch.stack([self.rows[m].take(self.steps * self.batch) for m in self.active])  # (active, steps * batch)
+        plan = plan.to(self.device).view(len(self.active), self.steps, self.batch)
+        numeric, categorical = self.data["train"]
+        clip = self.module.hparams.grad_clip
+        for step in range(self.steps):
+            at = (members[:, None], plan[:, step])  # each member's own rows: (active, batch) positions below its n
+            with autocast:
+                losses = loss(self.params, self.buffers, numeric[at], categorical[at], self.y[at])  # (active,)
+            self.optimizer.zero_grad(set_to_none=True)
+            losses.sum().backward()  # a member's gradient is its own loss's: the others' do not depend on it
+            if clip:
+                _clip([p.grad for p in self.params.values() if p.grad is not None], clip)
+            self.optimizer.step()
+            if self.scheduler is not None:
+                self.scheduler.step()
+            if deadline is not None and step % CHECK_EVERY == CHECK_EVERY - 1 and time.monotonic() >= deadline:
+                return True
+        return deadline is not None and time.monotonic() >= deadline
+
+    def _predict(self, part: str, autocast) -> list[np.ndarray]:
+        """Active members' decoded predictions on their own "valid" or "test" rows."""
+        self.base.eval()
+        members = torch.as_tensor(self.active, device=self.device)
+        numeric, categorical = (t[members] for t in self.data[part])  # (active, n, p), (active, n, c)
+        forward, chunks = torch.vmap(self._call), []
+        with torch.no_grad(), autocast:
+            for start in range(0, numeric.shape[1], 4096):
+                chunks.append(forward(self.params, self.buffers, numeric[:, start:start + 4096],
+                                      categorical[:, start:start + 4096]).float())  # (active, chunk, out)
+        out = torch.cat(chunks, 1)
+        out = out.squeeze(-1) if self.problem.n_classes == 0 else out.softmax(-1)
+        out = out.cpu().numpy().astype(np.float64)
+        rows = [len(getattr(f, part)) for f in self.folds]
+        return [self.targets[m].decode(out[a, :rows[m]]) for a, m in enumerate(self.active)]
+
+    def _validate(self, sign: float, patience: int, epoch: int, autocast) -> set[int]:
+        """Score each active member on its validation rows; keep improved weights; return those that stop."""
+        stopped = set()
+        for a, (m, pred) in enumerate(zip(self.active, self._predict("valid", autocast), strict=True)):
+            if not np.isfinite(pred).all():
+                raise FloatingPointError("the network diverged: its predictions became NaN or infinite")
+            value = score(self.problem.metric, self.problem.y[self.folds[m].valid_rows], pred)
+            self.curves[m].append(value)
+            best, state, at = self.best[m]
+            if sign * value > best:  # strictly better, as KeepBest and EarlyStopping
+                state = {n: t[a].detach().clone() for n, t in (*self.params.items(), *self.buffers.items())}
+                best, at = sign * value, epoch
+            self.best[m] = (best, state, at)
+            if epoch - at >= patience or epoch + 1 >= self.max_epochs:
+                stopped.add(m)
+        return stopped
+
+    def _keep(self, keep: list[int]) -> None:
+        """Drop stopped members from the stacks and from the optimizer's state."""
+        if keep == self.active:
+            return
+        at = torch.as_tensor([self.active.index(m) for m in keep], device=self.device)
+        old = {id(p): n for n, p in self.params.items()}
+        params = {n: p.detach()[at].requires_grad_() for n, p in self.params.items()}
+        state = defaultdict(dict)
+        for p, values in self.optimizer.state.items():  # moments are shaped like their parameter; step counts are shared
+            state[params[old[id(p)]]] = {k: v[at] if torch.is_tensor(v) and v.shape == p.shape else v for k, v in values.items()}
+        for group in self.optimizer.param_groups:
+            group["params"] = [params[old[id(p)]] for p in group["params"]]
+        self.optimizer.state = state
+        self.params, self.buffers = params, {n: b[at] for n, b in self.buffers.items()}
+        self.active = keep
+
+    def _results(self, sign: float, autocast) -> list[FoldFit]:
+        """Every member back at its best weights; their valid and test predictions."""
+        self.active = list(range(len(self.folds)))
+        states = [state for _, state, _ in self.best]
+        self.params = {n: torch.stack([s[n] for s in states]) for n in self.params}
+        self.buffers = {n: torch.stack([s[n] for s in states]) for n in self.buffers}
+        valid, test = self._predict("valid", autocast), self._predict("test", autocast)
+        return [FoldFit(valid[m], test[m], self.epochs[m], sign * self.best[m][0], self.curves[m])
+                for m in range(len(self.folds))]
