@@ -1,6 +1,7 @@
 """One fold assignment per run, shared by every model, saved in the run directory.
 
-Stratified K-fold for classification, K-fold for regression, grouped K-fold when the
+Stratified K-fold for classification, K-fold for regression and multitarget, stratified
+on the rarest label for multilabel (so every fold sees its positives), grouped K-fold when the
 competition names a group column (rows of one group never straddle train and
 validation), and an expanding window in time when the folds are "time" (the rows are
 cut into k + 1 stretches of time; the first only trains, marked -1, and fold f validates
@@ -29,13 +30,17 @@ def make_folds(problem: Problem, k: int = 5, seed: int = 0) -> np.ndarray:
         raise AutomlError(f"--folds {k}: expected a number from 2 to the {n} training rows")
     comp, train = problem.comp, problem.labelled
     strategy = comp.folds
+    strata = _strata(problem, k)
     if strategy == "auto":
-        strategy = "stratified" if comp.is_classification else "kfold"
+        strategy = "stratified" if strata is not None else "kfold"
     if strategy == "stratified":
-        smallest = np.bincount(problem.y).min()
+        if strata is None:
+            raise AutomlError(f"{comp.slug}: folds 'stratified' needs classes to balance, and this {comp.task} target "
+                              f"has none with {k} rows or more of each; use folds: kfold")
+        smallest = np.bincount(strata).min()
         if smallest < k:
             raise AutomlError(f"--folds {k}: the rarest class has only {smallest} rows; use --folds {max(2, smallest)} or fewer")
-        splitter = StratifiedKFold(k, shuffle=True, random_state=seed).split(np.zeros(n), problem.y)
+        splitter = StratifiedKFold(k, shuffle=True, random_state=seed).split(np.zeros(n), strata)
     elif strategy == "kfold":
         splitter = KFold(k, shuffle=True, random_state=seed).split(np.zeros(n))
     elif strategy == "group":
@@ -48,6 +53,18 @@ def make_folds(problem: Problem, k: int = 5, seed: int = 0) -> np.ndarray:
     for fold, (_, valid) in enumerate(splitter):
         folds[valid] = fold
     return folds
+
+
+def _strata(problem: Problem, k: int) -> np.ndarray | None:
+    """What stratified folds balance: the class codes; for multilabel the rarest label among those with
+    at least k rows of each value (None when no label has: K-fold then); None for values."""
+    if problem.comp.is_classification:
+        return problem.y
+    if not problem.multilabel:
+        return None
+    rarer = np.minimum(problem.y.sum(axis=0), len(problem.y) - problem.y.sum(axis=0))  # (t,) rows of each label's rarer value
+    usable = np.flatnonzero(rarer >= k)
+    return problem.y[:, usable[np.argmin(rarer[usable])]] if len(usable) else None
 
 
 def _expanding(times: np.ndarray, k: int, column: str) -> np.ndarray:
@@ -104,14 +121,20 @@ class Fold(Split):
     test: Features
 
 
+FIT_ROWS = 200_000  # medians, quantiles, levels and vocabularies are learned from at most this many rows
+
+
 def fold_features(problem: Problem, folds: np.ndarray, **options) -> list[Fold]:
     """Fit one Preprocessor per fold (no model sees its validation rows' statistics)."""
     comp = problem.comp
     settings = {"text_columns": comp.text_columns, "date_columns": comp.date_columns,
                 "image_shape": comp.image_shape, **options}
     result = []
-    for split in splits(folds):
-        pre = Preprocessor(**settings).fit(problem.train.iloc[split.train_rows])
+    for i, split in enumerate(splits(folds)):
+        fit_rows = split.train_rows
+        if len(fit_rows) > FIT_ROWS:  # statistics from a sample of the fold's training rows: fitting stays seconds
+            fit_rows = np.sort(np.random.default_rng(i).choice(fit_rows, FIT_ROWS, replace=False))
+        pre = Preprocessor(**settings).fit(problem.train.iloc[fit_rows])
         result.append(Fold(split.train_rows, split.valid_rows, pre.transform(problem.train.iloc[split.train_rows]),
                            pre.transform(problem.train.iloc[split.valid_rows]), pre.transform(problem.test)))
     return result

@@ -297,8 +297,12 @@ class Preprocessor:
             q = stats["quantiles"]
             ranks = np.linspace(0, 1, len(q))
             # Average of forward and backward interpolation, as scikit-learn's
-            # QuantileTransformer does, so tied quantiles map to their middle rank.
-            u = 0.5 * (np.interp(values, q, ranks) - np.interp(-values, -q[::-1], -ranks[::-1]))
+            # QuantileTransformer does, so tied quantiles map to their middle rank. Without
+            # ties the two agree: one interpolation (the costliest step at a million rows).
+            if np.all(np.diff(q) > 0):
+                u = np.interp(values, q, ranks)
+            else:
+                u = 0.5 * (np.interp(values, q, ranks) - np.interp(-values, -q[::-1], -ranks[::-1]))
             return ndtri(np.clip(u, 1e-4, 1 - 1e-4))
         return (values - stats["center"]) / stats["scale"]
 

@@ -215,24 +215,25 @@ def complete(study: optuna.Study, problem: Problem, folds: list[Fold], pipeline:
             share = None if deadline is None else (deadline - time.monotonic()) / (len(candidates) - rank)
             if share is not None and share <= 0:
                 break
-            seconds = _complete_one(trial, problem, folds, pipeline, folder, share, device, precision, seed)
-            if seconds is None:
+            done = _complete_one(trial, problem, folds, pipeline, folder, share, device, precision, seed)
+            if done is None:
                 continue
-        result = _cv_result(trial, problem, folds, folder)
+            seconds, sampled = done
+            study.set_user_attr(f"cv:{trial.number}", {"completion_seconds": seconds, "rows": sampled})
+        attrs = study.user_attrs.get(f"cv:{trial.number}", {})
+        result = _cv_result(trial, problem, folds, folder, attrs.get("rows"))
         result.seconds += seconds  # the search's fold, then the others
-        study.set_user_attr(f"cv:{trial.number}", {"fold_scores": result.fold_scores, "mean": result.mean,
-                                                   "completion_seconds": seconds})
+        study.set_user_attr(f"cv:{trial.number}", attrs | {"fold_scores": result.fold_scores, "mean": result.mean})
         results.append(result)
     reverse = problem.metric.greater_is_better
     return sorted(results, key=lambda r: r.mean, reverse=reverse)
 
 
 def _complete_one(trial, problem: Problem, folds: list[Fold], pipeline: Pipeline, folder: Path, share: float | None,
-                  device: str, precision: str, seed: int) -> float | None:
-    """Seconds it took to train the trial's missing folds, or None when one got no epoch in time."""
-    k = problem.n_classes
-    oof = np.zeros((len(problem.y), k) if k else len(problem.y))
-    test = np.zeros((len(problem.test), k) if k else len(problem.test))
+                  device: str, precision: str, seed: int) -> tuple[float, int | None] | None:
+    """Seconds it took to train the trial's missing folds and the training row sample (None: every row),
+    or None when a fold got no epoch in time."""
+    oof, test = np.zeros(problem.pred_shape(len(problem.y))), np.zeros(problem.pred_shape(len(problem.test)))
     todo, weights = list(range(len(folds))), weights_for_test(folds)
     start = time.monotonic()
     searched, index = folder / "searched.npz", search_index(folds)
@@ -241,8 +242,10 @@ def _complete_one(trial, problem: Problem, folds: list[Fold], pipeline: Pipeline
         if len(first["valid"]) == len(folds[index].valid_rows) and len(first["test"]) == len(problem.test):
             oof[folds[index].valid_rows], test = first["valid"], test + weights[index] * first["test"]
             todo.remove(index)
+    rows = _completion_rows(trial, folds, len(todo), share)
+    chosen = [folds[i] if len(folds[i].train_rows) <= rows else _train_sample(folds[i], rows, seed + i) for i in todo]
     # the remaining folds in one call: trained together as one batched model where that is faster
-    fits = fit_folds(problem, [folds[i] for i in todo], trial.params, device=device, max_epochs=pipeline.max_epochs,
+    fits = fit_folds(problem, chosen, trial.params, device=device, max_epochs=pipeline.max_epochs,
                      patience=pipeline.patience, precision=precision, deadline=None if share is None else start + share,
                      seed=seed + len(folds) - len(todo))
     for i, fit in zip(todo, fits, strict=True):
@@ -256,14 +259,33 @@ def _complete_one(trial, problem: Problem, folds: list[Fold], pipeline: Pipeline
     write_npy(folder / "test.npy", test)
     write_npy(folder / "oof.npy", oof)  # written last: its presence means completed
     seconds = time.monotonic() - start
-    log.info("trial %d: completed on %d more folds in %.1fs (epochs %s)", trial.number, len(todo), seconds, epochs)
-    return seconds
+    log.info("trial %d: completed on %d more folds in %.1fs (epochs %s, %d training rows)", trial.number, len(todo),
+             seconds, epochs, rows)
+    return seconds, (rows if rows < max(len(f.train_rows) for f in folds) else None)
 
 
-def _cv_result(trial, problem: Problem, folds: list[Split], folder: Path) -> CVResult:
+def _completion_rows(trial, folds: list[Fold], n_folds: int, share: float | None) -> int:
+    """Training rows per fold for a completion: as many as the search trained on (SEARCH_ROWS at
+    most), fewer when the search's time for this trial says the folds would not fit the share."""
+    rows = min(max(len(f.train_rows) for f in folds), SEARCH_ROWS)
+    searched, seconds = trial.user_attrs.get("rows"), trial.user_attrs.get("seconds")
+    if share is None or not searched or not seconds:
+        return rows
+    estimate = seconds * rows / searched * n_folds
+    return rows if estimate <= share else max(2_000, int(rows * share / estimate))
+
+
+def _train_sample(fold: Fold, rows: int, seed: int) -> Fold:
+    """The fold with a row sample of its training rows; its validation and test rows all kept."""
+    keep = np.sort(np.random.default_rng(seed).choice(len(fold.train_rows), rows, replace=False))
+    return Fold(fold.train_rows[keep], fold.valid_rows, take(fold.train, keep), fold.valid, fold.test)
+
+
+def _cv_result(trial, problem: Problem, folds: list[Split], folder: Path, rows: int | None = None) -> CVResult:
     info = {"trial": trial.number, "params": trial.params, "worker": trial.user_attrs.get("worker"),
             "search_score": trial.value,
-            "note": f"{len(folds)}-fold CV; searched on one fold: {trial.value:.5g}; "
+            "note": f"{len(folds)}-fold CV" + (f" (trained on {rows:,}-row samples)" if rows else "")
+                    + f"; searched on one fold: {trial.value:.5g}; "
                     + ", ".join(f"{k}={_short(v)}" for k, v in trial.params.items() if k != "family")}
     return finish(f"{trial.params['family']} #{trial.number}", problem, folds, np.load(folder / "oof.npy"),
                   np.load(folder / "test.npy"), trial.user_attrs.get("seconds", 0.0), "network", info)

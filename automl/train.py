@@ -84,30 +84,33 @@ class KeepBest(Callback):
 
 
 class Target:
-    """The training target of one fold: log1p for rmsle, standardized for regression."""
+    """The training target of one fold: log1p for rmsle, standardized for regression (each
+    column on its own for multitarget); class codes as they are, 0/1 labels as floats (multilabel)."""
 
     def __init__(self, problem: Problem, train_rows: np.ndarray):
         self.problem = problem
+        self.labels = problem.n_classes > 0 or problem.multilabel
         self.log = problem.metric.target_transform == "log1p"
         y = problem.y[train_rows]
-        if problem.n_classes:
+        if self.labels:
             self.mean, self.std = 0.0, 1.0
         else:
             y = np.log1p(y) if self.log else y
-            self.mean, self.std = float(y.mean()), float(y.std() or 1.0)
+            std = y.std(axis=0)
+            self.mean, self.std = y.mean(axis=0), np.where(std > 0, std, 1.0)  # scalars, or (t,) per target
 
     def encode(self, rows: np.ndarray) -> np.ndarray:
         y = self.problem.y[rows]
-        if self.problem.n_classes:
-            return y
+        if self.labels:
+            return y.astype(np.float32) if self.problem.multilabel else y
         return (((np.log1p(y) if self.log else y) - self.mean) / self.std).astype(np.float32)
 
     def decode(self, output: np.ndarray) -> np.ndarray:
-        if self.problem.n_classes:
+        if self.labels:
             return output
         values = output * self.std + self.mean
         values = np.expm1(values) if self.log else values
-        return np.clip(values, 0, None) if self.problem.y.min() >= 0 else values
+        return np.maximum(values, np.where(self.problem.y.min(axis=0) >= 0, 0.0, -np.inf))  # a count is never negative
 
 
 def tensors(features, device: str) -> tuple[torch.Tensor, ...]:
@@ -119,7 +122,7 @@ def tensors(features, device: str) -> tuple[torch.Tensor, ...]:
 
 
 def build_module(problem: Problem, fold: Fold, params: dict, total_steps: int) -> TabularModule:
-    out = problem.n_classes or 1
+    out = problem.n_classes or problem.n_targets
     features = fold.train
     image_shape = features.images.shape[1:] if features.images is not None else ()
     return TabularModule(features.numeric.shape[1], features.cardinalities, out, problem.comp.task,
@@ -137,6 +140,7 @@ def make_trainer(device: str, precision: str, max_epochs: int, callbacks: list) 
     )
 
 
+VALID_ROWS = 20_000  # validation rows scored after each epoch (all of them are predicted at the end)
 MAX_STEPS_PER_EPOCH = 256  # an "epoch" on a large table is this many steps: validation, early stopping and pruning keep pace
 
 
@@ -150,7 +154,7 @@ def batch_size_for(params: dict, rows: int) -> int:
 def objective_for(problem: Problem) -> str:
     """The network's loss, from the competition metric's row of the metric table."""
     objective = getattr(problem.metric, "objective", "")
-    if problem.n_classes:
+    if problem.n_classes or problem.multilabel:  # multilabel: binary cross-entropy per label
         return "cross_entropy"
     return "absolute" if objective == "absolute" else "squared"
 
@@ -166,7 +170,12 @@ def fit_fold(problem: Problem, fold: Fold, params: dict, *, device: str = "cpu",
     batches = TensorBatches(*tensors(fold.train, device), y, batch_size=params["batch_size"], seed=seed,
                             max_steps=MAX_STEPS_PER_EPOCH)
     module = build_module(problem, fold, params, total_steps=max_epochs * batches.steps)
-    y_valid = problem.y[fold.valid_rows]
+    # Each epoch is scored on at most VALID_ROWS validation rows (a fixed sample): on a large
+    # table, predicting every validation row after every epoch would cost as much as training.
+    watch = np.arange(len(fold.valid_rows))
+    if len(watch) > VALID_ROWS:
+        watch = np.sort(np.random.default_rng(seed).choice(watch, VALID_ROWS, replace=False))
+    y_valid = problem.y[fold.valid_rows[watch]]
     module.scorer = lambda pred: _score(problem, y_valid, target.decode(pred))
     keep = KeepBest(problem.metric.greater_is_better)
     stop = Deadline(deadline)
@@ -174,7 +183,9 @@ def fit_fold(problem: Problem, fold: Fold, params: dict, *, device: str = "cpu",
     trainer = make_trainer(device, precision, max_epochs, [
         EarlyStopping("val_score", mode=mode, patience=patience, check_finite=False), keep, stop, *callbacks])
     valid_inputs = tensors(fold.valid, device)  # moved to the device once: validation and the final prediction
-    trainer.fit(module, train_dataloaders=batches, val_dataloaders=OneBatch(*valid_inputs))
+    watched = valid_inputs if len(watch) == len(fold.valid_rows) else tuple(t[torch.as_tensor(watch, device=device)]
+                                                                               for t in valid_inputs)
+    trainer.fit(module, train_dataloaders=batches, val_dataloaders=OneBatch(*watched))
     if keep.state is not None:
         module.load_state_dict(keep.state)
     module.eval()
