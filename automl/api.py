@@ -46,7 +46,9 @@ def inspect(slug: str, *, data_dir="data", source=None, save: bool = False, metr
     raw = problem.labelled
     rows = []
     for column in raw.columns:
-        if column == comp.target:
+        if column in comp.targets:  # several targets: each one's place and the task
+            role = f"target {comp.targets.index(column) + 1} of {len(comp.targets)} ({comp.task})"
+        elif column == comp.target:
             role = f"target ({comp.task}, {len(problem.classes)} classes)" if problem.classes is not None else "target (regression)"
         elif column in roles:
             role = roles[column] + (" (also the id)" if column == comp.id else "")

@@ -5,7 +5,9 @@ takes (dense codes for trees, one-hot for linear models, native categoricals for
 histogram boosting, TF-IDF for free text). `cross_validate` fits it once per fold and
 returns out-of-fold predictions, test predictions averaged over the folds, the score
 of every fold and the seconds it took. Networks return the same `CVResult`, so every
-model lands on one leaderboard.
+model lands on one leaderboard. With several targets (multitarget, multilabel) a model
+that takes a 2-D y (dummy, ridge, forests) fits them at once; the others fit one model
+per target column (`PerColumn`).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 import scipy.sparse as sp
+from sklearn.base import clone, is_classifier
 from sklearn.dummy import DummyClassifier, DummyRegressor
 from sklearn.ensemble import (
     ExtraTreesClassifier,
@@ -28,6 +31,7 @@ from sklearn.ensemble import (
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import HuberRegressor, LogisticRegression, Ridge, RidgeCV
 from sklearn.pipeline import make_union
+from sklearn.utils import get_tags
 
 from automl.cuts import apply_cuts, cross_fitted
 from automl.errors import AutomlError
@@ -157,9 +161,8 @@ def cross_validate(name: str, problem: Problem, folds: list[Fold], seed: int = 0
     baseline = BASELINES[name]
     if baseline.cuts and problem.n_classes:
         return _with_cuts(name, problem, folds, seed, on_fold, seconds)
-    k = problem.n_classes
-    oof = np.zeros((len(problem.y), k) if k else len(problem.y))
-    test, weights = np.zeros((len(problem.test), k) if k else len(problem.test)), weights_for_test(folds)
+    oof = np.zeros(problem.pred_shape(len(problem.y)))
+    test, weights = np.zeros(problem.pred_shape(len(problem.test))), weights_for_test(folds)
     start = time.monotonic()
     info, notes = {}, []
     size = Size() if seconds is None or name == "dummy" else plan_size(baseline, problem, folds[0], seed, seconds / len(folds))
@@ -286,9 +289,9 @@ def _fit_one(baseline: Baseline, problem: Problem, fold: Fold, seed: int, size: 
     if size.rows is not None and size.rows < len(y):
         rows = np.sort(rng.choice(len(y), size.rows, replace=False))
         x_train, y = x_train[rows], y[rows]
-    k = problem.n_classes
-    absolute = not k and problem.metric.objective == "absolute" and baseline.absolute is not None
-    model = baseline.classifier(seed) if k else baseline.absolute(seed) if absolute else baseline.regressor(seed)
+    k, classify = problem.n_classes, problem.n_classes > 0 or problem.multilabel
+    absolute = not classify and problem.metric.objective == "absolute" and baseline.absolute is not None
+    model = baseline.classifier(seed) if classify else baseline.absolute(seed) if absolute else baseline.regressor(seed)
     _set_categoricals(model, fold.train)
     info = _cap_rounds(model, baseline, x_train.shape[1], k or 1)
     if absolute:
@@ -300,17 +303,59 @@ def _fit_one(baseline: Baseline, problem: Problem, fold: Fold, seed: int, size: 
         model.set_params(max_iter=min(model.max_iter, size.units))
         if probe:
             model.set_params(early_stopping=False)
-    if not k and problem.metric.target_transform == "log1p":
+    if not classify and problem.metric.target_transform == "log1p":
         y = np.log1p(y)
-    if hasattr(model, "n_estimators"):
-        _grow(model, x_train, y, size.units or model.n_estimators, until)
-    elif until is not None and hasattr(model, "n_iter_no_change") and not probe:
-        info["rounds"] = _boost(model, x_train, y, until)
+    if y.ndim == 2 and not get_tags(model).target_tags.multi_output:
+        model, info["rounds"] = _fit_each(model, x_train, y, size, until, probe)
     else:
-        model.fit(x_train, y)
+        info["rounds"] = _fit(model, x_train, y, size, until, probe)
     if probe:  # the probe times a prediction too: forests spend seconds predicting
         _predict(model, x_valid[: min(len(y), x_valid.shape[0])], problem)
     return model, x_valid, x_test, info
+
+
+def _fit(model, x, y, size: Size, until: float | None, probe: bool) -> int | None:
+    """Forests grow trees and boosting adds rounds until the clock says stop; the rest fit once.
+    Returns the boosting rounds when the clock stopped them, else None."""
+    if hasattr(model, "n_estimators"):
+        _grow(model, x, y, size.units or model.n_estimators, until)
+    elif until is not None and hasattr(model, "n_iter_no_change") and not probe:
+        return _boost(model, x, y, until)
+    else:
+        model.fit(x, y)
+    return None
+
+
+class PerColumn:
+    """One fitted model per target column, predicting in scikit-learn's multi-output form:
+    (n, t) values, or a list of each label's (n, classes) probabilities."""
+
+    def __init__(self, models: list):
+        self.models_ = models
+
+    @property
+    def classes_(self) -> list[np.ndarray]:
+        return [m.classes_ for m in self.models_]
+
+    def predict(self, x) -> np.ndarray:
+        return np.column_stack([m.predict(x) for m in self.models_])
+
+    def predict_proba(self, x) -> list[np.ndarray]:
+        return [m.predict_proba(x) for m in self.models_]
+
+
+def _fit_each(model, x, y: np.ndarray, size: Size, until: float | None, probe: bool) -> tuple[PerColumn, int | None]:
+    """A copy of `model` per target column of y (n, t), each fitted as one target is (boosting against the
+    clock, each column given an equal part of the time left). A label that is constant in these rows gets
+    its prior: a classifier cannot learn from one class."""
+    start, models, stopped = time.monotonic(), [], []
+    for j in range(y.shape[1]):
+        one = DummyClassifier(strategy="prior") if is_classifier(model) and len(np.unique(y[:, j])) < 2 else clone(model)
+        end = None if until is None else start + (until - start) * (j + 1) / y.shape[1]
+        stopped.append(_fit(one, x, y[:, j], size, end, probe))
+        models.append(one)
+    rounds = [r for r in stopped if r is not None]
+    return PerColumn(models), min(rounds) if rounds else None
 
 
 def _boost(model, x, y, until: float) -> int | None:
@@ -342,6 +387,8 @@ def _grow(model, x, y, trees: int, until: float | None) -> None:
 def _predict(model, x, problem: Problem) -> np.ndarray:
     if problem.n_classes:
         return _proba(model, x, problem.n_classes)
+    if problem.multilabel:
+        return _label_proba(model, x)
     return _values(model.predict(x), problem.metric.target_transform == "log1p", problem.y)
 
 
@@ -370,9 +417,16 @@ def _proba(model, x, k: int) -> np.ndarray:
     return proba
 
 
+def _label_proba(model, x) -> np.ndarray:
+    """Each label's probability of 1, (n, t), from scikit-learn's multi-output list of (n, classes) arrays."""
+    probas = model.predict_proba(x)
+    return np.column_stack([p[:, list(c).index(1)] if 1 in c else np.zeros(len(p))
+                            for p, c in zip(probas, model.classes_, strict=True)])
+
+
 def _values(pred: np.ndarray, transform: bool, y: np.ndarray) -> np.ndarray:
     pred = np.expm1(pred) if transform else pred
-    return np.clip(pred, 0, None) if y.min() >= 0 else pred  # a count is never negative
+    return np.maximum(pred, np.where(y.min(axis=0) >= 0, 0.0, -np.inf))  # a count is never negative (per target)
 
 
 def _set_categoricals(model, features: Features) -> None:

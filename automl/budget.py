@@ -37,6 +37,13 @@ def process_started() -> float:
         return time.monotonic()
 
 
+def peak_mib() -> float:
+    """The process's peak resident memory so far, in MiB (Linux reports KiB)."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def check_timeout(timeout: float | None) -> None:
     """Refuse a budget that cannot be a budget (zero or below), before any work."""
     if timeout is not None and not timeout > 0:
@@ -56,6 +63,7 @@ class Budget:
     final_reserve: float = 0.0  # kept for the blend and the writing of outputs
     network_reserve: float = 0.0  # kept for the networks
     network_start: float | None = None  # the moment the baselines must have ended
+    peaks: dict[str, float] = field(default_factory=dict)  # stage -> the process's peak memory (MiB) when it ended
 
     @classmethod
     def start(cls, total: float | None, started: float | None = None) -> Budget:
@@ -116,6 +124,7 @@ class Budget:
             yield
         finally:
             self.record(name, time.monotonic() - start)
+            self.peaks[name] = peak_mib()
 
     def breakdown(self) -> str:
         """'read 1.2s, baselines 40.3s, ...' and the total against the budget."""
@@ -127,4 +136,5 @@ class Budget:
 
     def as_dict(self) -> dict:
         return {"timeout": self.total, "elapsed": round(self.elapsed(), 2),
-                "stages": {k: round(v, 2) for k, v in self.stages.items()}}
+                "stages": {k: round(v, 2) for k, v in self.stages.items()},
+                "peak_mib": {k: round(v) for k, v in self.peaks.items()}}

@@ -82,7 +82,8 @@ def inspect(slug: str = typer.Argument(..., help="Competition slug."), data_dir:
     comp = result.competition
     origin = ("[yellow]a guess: pass --metric NAME[/]" if result.metric_source == "guess"
               else f"from {result.metric_source}")
-    out.print(f"[bold]{comp.title or slug}[/]: id [cyan]{comp.id}[/], target [cyan]{comp.target}[/], "
+    targets = f"targets [cyan]{', '.join(comp.targets)}[/]" if comp.targets else f"target [cyan]{comp.target}[/]"
+    out.print(f"[bold]{comp.title or slug}[/]: id [cyan]{comp.id}[/], {targets}, "
               f"task [cyan]{comp.task}[/], metric [cyan]{comp.metric}[/] ({origin}), labels [cyan]{comp.labels}[/]",
               highlight=False)
     if comp.folds == "time":

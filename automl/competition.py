@@ -4,6 +4,8 @@ A `Competition` is a small frozen dataclass read from `competitions/SLUG.yaml` w
 exists, or inferred from the data: the sample submission names the id (its first
 column) and the submission columns (the rest); train.csv tells the task from the
 target's dtype and cardinality; the sample's values tell how labels must be written.
+When the submission columns are several train columns, the task is multitarget (values)
+or multilabel (every column 0/1), and `targets` names them.
 When every test.csv value of a date column is later than train.csv's, the test is a
 forecast: the folds become an expanding window in time on that column.
 
@@ -23,9 +25,9 @@ import pandas as pd
 import yaml
 
 from automl.errors import AutomlError
-from automl.metrics import CLASSIFICATION, for_task, get_metric, kaggle_metric
+from automl.metrics import CLASSIFICATION, MULTI, default_metric, for_task, get_metric, kaggle_metric
 
-TASKS = ("binary", "multiclass", "regression", "multilabel")
+TASKS = ("binary", "multiclass", "regression", "multilabel", "multitarget")
 # How the submission writes predictions: class values as integers, True/False,
 # class names, floats (regression values or the positive class's probability), or one
 # probability column per class.
@@ -41,11 +43,12 @@ log = logging.getLogger("automl")
 class Competition:
     slug: str
     id: str  # id column of the submission (and of test.csv when test has it)
-    target: str  # the train.csv column the models learn
+    target: str  # the train.csv column the models learn (the first of `targets` when there are several)
     task: str
     metric: str
     labels: str
-    submission_columns: tuple[str, ...] = ()  # defaults to (target,)
+    submission_columns: tuple[str, ...] = ()  # defaults to (target,), or to targets
+    targets: tuple[str, ...] = ()  # multitarget/multilabel: the train columns, one per submission column
     classes: tuple[str, ...] = ()  # for labels=proba: class per submission column
     train: str = "train.csv"
     test: str = "test.csv"
@@ -61,11 +64,16 @@ class Competition:
 
     def __post_init__(self) -> None:
         if not self.submission_columns:
-            object.__setattr__(self, "submission_columns", (self.target,))
+            object.__setattr__(self, "submission_columns", self.targets or (self.target,))
 
     @property
     def is_classification(self) -> bool:
         return self.task in ("binary", "multiclass")
+
+    @property
+    def target_columns(self) -> tuple[str, ...]:
+        """Every train column the models learn: `targets`, or the one `target`."""
+        return self.targets or (self.target,)
 
 
 KEYS = [f.name for f in fields(Competition) if f.name != "inferred"]
@@ -83,6 +91,10 @@ def from_yaml(path: str | Path) -> Competition:
     unknown = sorted(set(raw) - set(KEYS))
     if unknown:
         raise AutomlError(f"{path}: unknown key {unknown[0]!r}; expected one of {', '.join(KEYS)}")
+    if "targets" in raw and not (isinstance(raw["targets"], list) and all(isinstance(t, str) for t in raw["targets"])):
+        raise AutomlError(f"{path}: key 'targets' must be a list of train columns, got {raw['targets']!r}")
+    if "target" not in raw and raw.get("targets"):
+        raw["target"] = raw["targets"][0]  # several targets: `target` is the first
     missing = [k for k in ("slug", "id", "target", "task", "metric", "labels") if k not in raw]
     if missing:
         raise AutomlError(f"{path}: missing key {missing[0]!r}")
@@ -100,7 +112,7 @@ def validate(comp: Competition, where: str) -> Competition:
         if value not in allowed:
             raise AutomlError(f"{where}: unknown {key} {value!r}; expected one of {', '.join(allowed)}")
     metric = get_metric(comp.metric, where)
-    if comp.task not in metric.tasks and comp.task != "multilabel":
+    if comp.task not in metric.tasks:
         raise AutomlError(
             f"{where}: metric {comp.metric!r} does not apply to a {comp.task} task; "
             f"expected one of {', '.join(for_task(comp.task))}"
@@ -110,6 +122,7 @@ def validate(comp: Competition, where: str) -> Competition:
             f"{where}: labels 'proba' needs one entry in 'classes' per submission column "
             f"({len(comp.submission_columns)}), got {len(comp.classes)}"
         )
+    _check_targets(comp, where)
     if comp.folds == "group" and not comp.group_column:
         raise AutomlError(f"{where}: folds 'group' needs 'group_column'")
     if comp.folds == "time" and not comp.time_column:
@@ -117,6 +130,25 @@ def validate(comp: Competition, where: str) -> Competition:
     if comp.image_shape and len(comp.image_shape) != 3:
         raise AutomlError(f"{where}: image_shape must be [channels, height, width], got {list(comp.image_shape)}")
     return comp
+
+
+def _check_targets(comp: Competition, where: str) -> None:
+    """Several targets go with a multitarget or multilabel task, one submission column (a float) each."""
+    multi = comp.task in MULTI
+    if multi and len(comp.targets) < 2:
+        raise AutomlError(f"{where}: task {comp.task!r} needs 'targets', two or more train columns; "
+                          f"got {list(comp.targets)}")
+    if comp.targets and not multi:
+        raise AutomlError(f"{where}: 'targets' names several train columns, which needs task multitarget or "
+                          f"multilabel, not {comp.task!r}")
+    if multi and comp.target != comp.targets[0]:
+        raise AutomlError(f"{where}: 'target' must be the first of 'targets' ({comp.targets[0]!r}), got {comp.target!r}")
+    if multi and len(comp.submission_columns) != len(comp.targets):
+        raise AutomlError(f"{where}: {len(comp.targets)} targets need {len(comp.targets)} 'submission_columns', "
+                          f"one per target in order; got {len(comp.submission_columns)}")
+    if multi and comp.labels != "float":
+        raise AutomlError(f"{where}: task {comp.task!r} writes a value or probability per column: labels must be "
+                          f"'float', got {comp.labels!r}")
 
 
 def spec_path(slug: str) -> Path | None:
@@ -141,7 +173,7 @@ def to_yaml(comp: Competition) -> str:
             "train", "test", "sample_submission"
         ):
             continue
-        if key == "submission_columns" and tuple(value) == (comp.target,):
+        if key == "submission_columns" and tuple(value) == comp.target_columns:
             continue
         value = list(value) if isinstance(value, tuple) else value
         lines.append(yaml.safe_dump({key: value}, sort_keys=False, width=1000).strip())
@@ -219,7 +251,8 @@ def check_columns(comp: Competition, train: pd.DataFrame, test: pd.DataFrame,
             raise AutomlError(f"{where}: {key} column {column!r} is not in {file}{hint}")
 
     need(comp.id, sample, comp.sample_submission, "id")
-    need(comp.target, train, comp.train, "target")
+    for column in comp.target_columns:
+        need(column, train, comp.train, "target")
     for column in comp.submission_columns:
         need(column, sample, comp.sample_submission, "submission")
     for key in ("text_columns", "date_columns"):
@@ -245,25 +278,25 @@ def infer(slug: str, folder: Path, record: dict | None = None, metric: str | Non
     if sample.shape[1] < 2:
         raise AutomlError(f"{where}: a sample submission needs an id column and at least one prediction column")
     id_column, *columns = list(sample.columns)
-    target, classes = _match_target(columns, train, test_columns, where, slug)
-    y = train[target].dropna()
-    if classes:
+    targets, classes = _match_target(columns, train, test_columns, where, slug)
+    y = train[targets[0]].dropna()
+    if len(targets) > 1:  # several train columns: values, or 0/1 labels, a column each
+        task, labels = _multi_task(train[list(targets)], where), "float"
+    elif classes:
         task, labels = ("binary" if len(classes) == 2 else "multiclass"), "proba"
     else:
         task = _task_of(y)
         labels = _labels_of(sample[columns[0]], task)
         if labels == "int" and not pd.api.types.is_numeric_dtype(y):
             labels = "class"  # the sample's 0s were placeholders: the classes are names
-    if task == "multilabel":
-        labels = "float"
     k = _labels_per_row(sample[columns[0]]) if task in CLASSIFICATION and not classes else 1
     probabilities = labels in ("proba", "float") and task != "regression"
     guess = f"map@{k}" if k > 1 else "auc" if task == "binary" and labels == "float" else None
     time_column = _forecast_column(train, folder / files["test"], test_columns)
     comp = validate(Competition(
-        slug=slug, id=id_column, target=target, task=task,
-        metric=guess or _default_metric(task, probabilities), labels=labels,
-        submission_columns=tuple(columns), classes=tuple(classes), **files,
+        slug=slug, id=id_column, target=targets[0], task=task,
+        metric=guess or default_metric(task, probabilities), labels=labels,
+        submission_columns=tuple(columns), targets=targets if len(targets) > 1 else (), classes=tuple(classes), **files,
         folds="time" if time_column else "auto", time_column=time_column,
         title=(record or {}).get("title") or "", inferred=("task", "metric", "labels") + (("folds",) if time_column else ()),
     ), where)
@@ -350,18 +383,12 @@ def _compare_with_kaggle(comp: Competition, display: str | None, path: Path) -> 
                     "(--metric %s uses Kaggle's)", path, comp.metric, display, theirs, theirs)
 
 
-def _default_metric(task: str, probabilities: bool) -> str:
-    from automl.metrics import default_metric
-
-    return default_metric("binary" if task == "multilabel" else task, probabilities)
-
-
 def _match_target(columns: list[str], train: pd.DataFrame, test_columns, where: str,
-                  slug: str) -> tuple[str, list[str]]:
-    """Find the train column behind the submission columns (and its classes, if any)."""
+                  slug: str) -> tuple[tuple[str, ...], list[str]]:
+    """Find the train column(s) behind the submission columns (and the classes of one, if any)."""
     lower = {c.lower(): c for c in train.columns}
     if len(columns) == 1 and columns[0].lower() in lower:
-        return lower[columns[0].lower()], []
+        return (lower[columns[0].lower()],), []
     # One probability column per class of a single train column: Status -> Status_C, ...
     for candidate in train.columns:
         if candidate in test_columns:
@@ -371,16 +398,23 @@ def _match_target(columns: list[str], train: pd.DataFrame, test_columns, where: 
             continue
         by_name = {f"{candidate}_{v}".lower(): v for v in values} | {str(v).lower(): v for v in values}
         if all(c.lower() in by_name for c in columns):
-            return candidate, [str(by_name[c.lower()]) for c in columns]
-    if all(c in train.columns for c in columns):
-        raise AutomlError(
-            f"{where}: several target columns ({', '.join(columns)}) are not supported yet; "
-            f"write competitions/{slug}.yaml naming one target"
-        )
+            return (candidate,), [str(by_name[c.lower()]) for c in columns]
+    if all(c.lower() in lower and lower[c.lower()] not in test_columns for c in columns):
+        return tuple(lower[c.lower()] for c in columns), []  # several targets, a submission column each
     raise AutomlError(
         f"{where}: cannot tell which train column the submission column(s) "
         f"{', '.join(columns)} predict; run `automl inspect {slug} --save` and set 'target'"
     )
+
+
+def _multi_task(frame: pd.DataFrame, where: str) -> str:
+    """multilabel when every target column holds only 0 and 1 (or True/False), else multitarget (numbers)."""
+    for column in frame.columns:
+        if not pd.api.types.is_numeric_dtype(frame[column]):
+            raise AutomlError(f"{where}: target column {column!r} holds text; several target columns must hold "
+                              "numbers (multitarget) or 0/1 labels (multilabel)")
+    values = frame.astype(float).stack()  # without the missing values
+    return "multilabel" if values.isin([0.0, 1.0]).all() else "multitarget"
 
 
 def _task_of(y: pd.Series) -> str:

@@ -73,7 +73,7 @@ def calibrate(pred: np.ndarray, how: tuple[float, float] | None) -> np.ndarray:
 def calibration(problem: Problem, pred: np.ndarray, rows: np.ndarray) -> tuple[float, float] | None:
     """The (temperature, clip) that scores best on `rows`, or None when the metric ignores the
     probabilities' scale or nothing beats the predictions as they are."""
-    if not problem.metric.calibrated:
+    if not problem.metric.calibrated or problem.multilabel:  # a softmax temperature mixes labels that are each 0/1
         return None
     rows = _sample(rows)
     y, p = problem.y[rows], pred[rows]

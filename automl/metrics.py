@@ -1,7 +1,9 @@
 """Kaggle metrics by name: the function, its direction, and what predictions it needs.
 
 Every model hands over the same kind of prediction: class probabilities of shape
-(n, n_classes) for classification, values of shape (n,) for regression. A metric turns
+(n, n_classes) for classification, values of shape (n,) for regression, and with several
+target columns (n, t): values (multitarget) or each label's probability (multilabel,
+scored per column and averaged, as Kaggle's "mean columnwise" metrics are). A metric turns
 those into what it scores: labels (argmax, or a threshold picked on out-of-fold
 predictions for binary tasks), the top k classes (map@k), probabilities, or values.
 Metrics also say how to train for them (`objective`): rmsle trains on log1p(target) and
@@ -21,6 +23,7 @@ from sklearn import metrics as skm
 
 CLASSIFICATION = ("binary", "multiclass")
 REGRESSION = ("regression",)
+MULTI = ("multitarget", "multilabel")  # several target columns: y and predictions are (n, t)
 
 
 @dataclass(frozen=True)
@@ -69,12 +72,28 @@ def _rmsle(y, p):
 
 
 def _auc(y, p):
+    if y.ndim == 2:  # multilabel: the mean of each label's AUC
+        return _per_label(lambda yj, pj: skm.roc_auc_score(yj, pj), y, p)
     if p.ndim == 2 and p.shape[1] == 2:
         return float(skm.roc_auc_score(y, p[:, 1]))
     return float(skm.roc_auc_score(y, p, multi_class="ovr", labels=np.arange(p.shape[1])))
 
 
+def _per_label(fn, y, p) -> float:
+    """The mean of fn over the label columns that hold both 0 and 1 (AUC is undefined on one class); NaN when none does."""
+    both = [j for j in range(y.shape[1]) if 0 < y[:, j].sum() < len(y)]
+    return float(np.mean([fn(y[:, j], p[:, j]) for j in both])) if both else float("nan")
+
+
+def _mcrmse(y, p):
+    """Mean columnwise RMSE: each target column's RMSE, averaged (one column: plain RMSE)."""
+    return float(np.mean(np.sqrt(np.mean((np.asarray(y) - p) ** 2, axis=0))))
+
+
 def _logloss(y, p):
+    if y.ndim == 2:  # multilabel: each label's binary log loss, averaged over the labels
+        p = np.clip(p, 1e-15, 1 - 1e-15)
+        return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
     p = np.clip(p, 1e-15, 1)
     return float(skm.log_loss(y, p / p.sum(axis=1, keepdims=True), labels=np.arange(p.shape[1])))
 
@@ -119,12 +138,12 @@ METRICS: dict[str, Metric] = {
                CLASSIFICATION, description="share of correct labels"),
         Metric("balanced_accuracy", lambda y, p: float(skm.balanced_accuracy_score(y, p)),
                True, "label", CLASSIFICATION, description="mean recall over classes"),
-        Metric("auc", _auc, True, "proba", CLASSIFICATION,
-               description="area under the ROC curve (one-vs-rest for multiclass)"),
+        Metric("auc", _auc, True, "proba", (*CLASSIFICATION, "multilabel"),
+               description="area under the ROC curve (one-vs-rest for multiclass, mean over labels for multilabel)"),
         Metric("gini", lambda y, p: 2 * _auc(y, p) - 1, True, "proba", CLASSIFICATION,
                description="normalized Gini: 2 AUC - 1"),
-        Metric("logloss", _logloss, False, "proba", CLASSIFICATION, calibrated=True,
-               description="cross-entropy of the predicted probabilities"),
+        Metric("logloss", _logloss, False, "proba", (*CLASSIFICATION, "multilabel"), calibrated=True,
+               description="cross-entropy of the predicted probabilities (mean over labels for multilabel)"),
         Metric("balanced_logloss", _balanced_logloss, False, "proba", CLASSIFICATION, calibrated=True,
                description="cross-entropy with every class weighing the same"),
         Metric("f1", lambda y, p: float(skm.f1_score(y, p)), True, "label", ("binary",),
@@ -153,6 +172,8 @@ METRICS: dict[str, Metric] = {
                description="symmetric mean absolute percentage error, in percent (trained on log1p target when y >= 0)"),
         Metric("r2", lambda y, p: float(skm.r2_score(y, p)), True, "value", REGRESSION,
                description="coefficient of determination"),
+        Metric("mcrmse", _mcrmse, False, "value", ("multitarget",),
+               description="mean columnwise root mean squared error over several targets"),
     ]
 }
 MAP_AT = re.compile(r"map@([1-9][0-9]*)")
@@ -191,10 +212,12 @@ KAGGLE_NAMES: dict[str, str | dict[str, str]] = {
     "Balanced Accuracy Score": "balanced_accuracy",  # unconfirmed
     "Area Under Receiver Operating Characteristic Curve": "auc",
     "Roc Auc Score": "auc",
-    "Mean Columnwise Area Under Receiver Operating Characteristic Curve": "auc",  # for one target column
+    "Mean Columnwise Area Under Receiver Operating Characteristic Curve": "auc",  # one column, or the mean over labels
+    "Mean Column-wise ROC AUC": "auc",  # unconfirmed
     "Normalized Gini Index": "gini",
     "Gini Index": "gini",  # assumed normalized, as in the competitions seen with it
     "Log Loss": "logloss",
+    "Mean Columnwise Log Loss": "logloss",  # unconfirmed; multilabel: the mean over labels
     "Multiclass Loss": "logloss",
     "Balanced Log Loss": "balanced_logloss",  # unconfirmed
     "Weighted Multiclass Loss": "balanced_logloss",  # assumes ICR's weights: 1 / the class's row count
@@ -206,7 +229,8 @@ KAGGLE_NAMES: dict[str, str | dict[str, str]] = {
     "Cohen Kappa Score": "qwk",  # assumes quadratic weights, as in the competitions seen with it
     "Matthews Correlation Coefficient": "mcc",
     "Root Mean Squared Error": "rmse",
-    "Mean Columnwise Root Mean Squared Error": "rmse",  # for one target column
+    "Mean Columnwise Root Mean Squared Error": {"regression": "rmse", "multitarget": "mcrmse"},
+    "MCRMSE": "mcrmse",  # unconfirmed
     "Mean Squared Error": "rmse",  # competitions seen with it report the root; the ranking is the same
     "Root Mean Squared Logarithmic Error": "rmsle",
     "Mean Columnwise Root Mean Squared Logarithmic Error": "rmsle",  # for one target column
@@ -254,6 +278,8 @@ def default_metric(task: str, probabilities: bool) -> str:
     """The metric to assume when a competition's metric is not known."""
     if task == "regression":
         return "rmse"
+    if task in MULTI:  # multilabel: the mean column AUC, as most multilabel competitions score
+        return "mcrmse" if task == "multitarget" else "auc"
     return "logloss" if probabilities else "accuracy"
 
 

@@ -46,17 +46,22 @@ from torch.func import functional_call, stack_module_state
 
 from automl.folds import Fold
 from automl.metrics import score
+from automl.models.module import activate
 from automl.preprocess import Features
 from automl.problem import Problem
-from automl.train import MAX_STEPS_PER_EPOCH, FoldFit, Target, batch_size_for, build_module, fit_fold, tensors
+from automl.train import MAX_STEPS_PER_EPOCH, VALID_ROWS, FoldFit, Target, batch_size_for, build_module, fit_fold, tensors
 
 TOGETHER_FAMILIES = ("mlp", "resnet")
 CHECK_EVERY = 8  # steps between looks at the deadline
-# together / sequential seconds on a 2-core CPU, by batch size and training rows per member
-# (benchmarks/fold_parallel.py: 4 members, mlp 256 x 2 and resnet 2 blocks of 192). Below 1
-# means together is faster; between measured row counts the nearer one's figure is used.
-CPU_RATIOS = {128: {16_000: 0.70, 160_000: 0.75}, 256: {16_000: 0.80, 160_000: 0.85},
-              512: {16_000: 0.90, 160_000: 0.95}}
+# Together / sequential seconds on a 2-core CPU by batch size and training rows per member:
+# benchmarks/fold_parallel.py, 4 members, the mean of its mlp (256 x 2) and resnet (2 blocks
+# of 128) medians, measured on a shared, busy machine. The nearest batch size and row count
+# decide. On a CPU the members' arithmetic is the cost either way, and together saves only the
+# fixed cost per step (about 4 ms for 4 members against 7.5 ms), so it must win clearly:
+# a ratio under CPU_GAIN. On a GPU, where small steps wait on kernel launches, it always trains together.
+CPU_RATIOS = {128: {16_000: 0.92, 160_000: 0.92}, 256: {16_000: 1.01, 160_000: 0.96},
+              512: {16_000: 1.06, 160_000: 1.05}}
+CPU_GAIN = 0.95
 
 
 @dataclass(frozen=True)
@@ -91,6 +96,9 @@ def align(features: Features, layout: Layout) -> Features:
 
 
 def aligned(fold: Fold, layout: Layout) -> Fold:
+    own = fold.train
+    if (own.numeric_names, own.categorical_names, own.cardinalities) == tuple(vars(layout).values()):
+        return fold  # already in the common layout: nothing to copy
     return replace(fold, train=align(fold.train, layout), valid=align(fold.valid, layout), test=align(fold.test, layout))
 
 
@@ -112,7 +120,7 @@ def choose(device: str, folds: list[Fold], params: dict) -> bool:
         return True
     batch = batch_size_for(params, max(rows))
     table = CPU_RATIOS[min(CPU_RATIOS, key=lambda b: abs(math.log2(b / batch)))]
-    return table[min(table, key=lambda r: abs(math.log(r / max(rows))))] < 1.0
+    return table[min(table, key=lambda r: abs(math.log(r / max(rows))))] < CPU_GAIN
 
 
 def fit_folds(problem: Problem, folds: list[Fold], params: dict, *, device: str = "cpu", max_epochs: int = 30,
@@ -157,6 +165,12 @@ def _stack(arrays: list[torch.Tensor]) -> torch.Tensor:
     return out
 
 
+def _watch(n: int, seed: int) -> np.ndarray:
+    """Positions of the validation rows scored after each epoch: all, or fit_fold's sample of VALID_ROWS."""
+    watch = np.arange(n)
+    return watch if n <= VALID_ROWS else np.sort(np.random.default_rng(seed).choice(watch, VALID_ROWS, replace=False))
+
+
 def _clip(grads: list[torch.Tensor], max_norm: float) -> None:
     """clip_grad_norm_ per member: each member's norm over all its parameters' (members, ...) gradients."""
     norms = torch.stack([g.flatten(1).pow(2).sum(1) for g in grads]).sum(0).sqrt()  # (members,)
@@ -184,8 +198,12 @@ class Together:
         self.params, self.buffers = stack_module_state(modules)  # name -> (members, ...)
         self.optimizer, self.scheduler = self._optimizer(modules[0])
         self.base = copy.deepcopy(modules[0]).to("meta")  # the architecture; weights come from the stacks
-        self.data = {part: tuple(_stack([tensors(getattr(f, part), device)[i] for f in self.folds]) for i in (0, 1))
-                     for part in ("train", "valid", "test")}  # part -> numeric (members, n, p), categorical (members, n, c)
+        self.train = tuple(_stack([tensors(f.train, device)[i] for f in self.folds]) for i in (0, 1))  # (members, n, p), (.., c)
+        self.inputs = {part: [tensors(getattr(f, part), device)[:2] for f in self.folds] for part in ("valid", "test")}
+        # each epoch scores at most VALID_ROWS validation rows, the same sample fit_fold takes for seed + j
+        self.watch = [_watch(len(f.valid_rows), seed + j) for j, f in enumerate(self.folds)]
+        self.inputs["watch"] = [tuple(t[torch.as_tensor(w, device=device)] for t in inputs)
+                                for w, inputs in zip(self.watch, self.inputs["valid"], strict=True)]
         self.y = _stack([torch.as_tensor(t.encode(f.train_rows), device=device) for t, f in zip(self.targets, self.folds, strict=True)])
         self.active = list(range(len(folds)))
         torch.manual_seed(seed)
@@ -233,7 +251,7 @@ class Together:
         members = torch.as_tensor(self.active, device=self.device)
         plan = torch.stack([self.rows[m].take(self.steps * self.batch) for m in self.active])  # (active, steps * batch)
         plan = plan.to(self.device).view(len(self.active), self.steps, self.batch)
-        numeric, categorical = self.data["train"]
+        numeric, categorical = self.train
         clip = self.module.hparams.grad_clip
         for step in range(self.steps):
             at = (members[:, None], plan[:, step])  # each member's own rows: (active, batch) positions below its n
@@ -251,28 +269,30 @@ class Together:
         return deadline is not None and time.monotonic() >= deadline
 
     def _predict(self, part: str, autocast) -> list[np.ndarray]:
-        """Active members' decoded predictions on their own "valid" or "test" rows."""
+        """Active members' decoded predictions on their own "valid", "watch" (the validation rows
+        scored per epoch) or "test" rows. Member by member, each on a view of its slice of the
+        stacks: vmap would make these long forwards batched matmuls and BatchNorm a chain of
+        elementwise ops, 1.6x slower on a CPU than the plain forward."""
         self.base.eval()
-        members = torch.as_tensor(self.active, device=self.device)
-        numeric, categorical = (t[members] for t in self.data[part])  # (active, n, p), (active, n, c)
-        forward, chunks = torch.vmap(self._call), []
+        task, predictions = self.problem.comp.task, []
         with torch.no_grad(), autocast:
-            for start in range(0, numeric.shape[1], 4096):
-                chunks.append(forward(self.params, self.buffers, numeric[:, start:start + 4096],
-                                      categorical[:, start:start + 4096]).float())  # (active, chunk, out)
-        out = torch.cat(chunks, 1)
-        out = out.squeeze(-1) if self.problem.n_classes == 0 else out.softmax(-1)
-        out = out.cpu().numpy().astype(np.float64)
-        rows = [len(getattr(f, part)) for f in self.folds]
-        return [self.targets[m].decode(out[a, :rows[m]]) for a, m in enumerate(self.active)]
+            for a, m in enumerate(self.active):
+                state = {n: t[a] for n, t in self.params.items()}, {n: t[a] for n, t in self.buffers.items()}
+                numeric, categorical = self.inputs[part][m]  # (n, p), (n, c)
+                out = torch.cat([self._call(*state, numeric[i:i + 4096], categorical[i:i + 4096]).float()
+                                 for i in range(0, len(numeric), 4096)])  # (n, out)
+                out = activate(task, out)  # values, each label's or each class's probability
+                out = out.squeeze(-1) if task == "regression" else out
+                predictions.append(self.targets[m].decode(out.cpu().numpy().astype(np.float64)))
+        return predictions
 
     def _validate(self, sign: float, patience: int, epoch: int, autocast) -> set[int]:
         """Score each active member on its validation rows; keep improved weights; return those that stop."""
         stopped = set()
-        for a, (m, pred) in enumerate(zip(self.active, self._predict("valid", autocast), strict=True)):
+        for a, (m, pred) in enumerate(zip(self.active, self._predict("watch", autocast), strict=True)):
             if not np.isfinite(pred).all():
                 raise FloatingPointError("the network diverged: its predictions became NaN or infinite")
-            value = score(self.problem.metric, self.problem.y[self.folds[m].valid_rows], pred)
+            value = score(self.problem.metric, self.problem.y[self.folds[m].valid_rows[self.watch[m]]], pred)
             self.curves[m].append(value)
             best, state, at = self.best[m]
             if sign * value > best:  # strictly better, as KeepBest and EarlyStopping

@@ -1,6 +1,8 @@
 """The learning problem of one run: feature frames, encoded target and classes.
 
 Built once from the competition spec and its tables, then handed to every model.
+With several targets, y is (n, t): float64 values (multitarget) or int64 0/1 labels
+(multilabel), and every model predicts (n, t): values, or each label's probability.
 Feature columns are those train and test share, minus the id and the target(s): a
 column only train has (bike-sharing's casual/registered) would leak the answer. An id
 that holds dates is kept as a feature, since it says when a row happened.
@@ -24,7 +26,7 @@ class Problem:
     metric: Metric
     train: pd.DataFrame  # feature columns only
     test: pd.DataFrame
-    y: np.ndarray  # int64 class codes, or float64 values
+    y: np.ndarray  # int64 class codes, or float64 values; (n, t) with several targets
     classes: np.ndarray | None  # class value per code, in sorted order
     labelled: pd.DataFrame  # every column of the labelled train rows (groups, times)
 
@@ -32,21 +34,37 @@ class Problem:
     def n_classes(self) -> int:
         return 0 if self.classes is None else len(self.classes)
 
+    @property
+    def n_targets(self) -> int:
+        """Columns of y: several for multitarget and multilabel, else 1."""
+        return 1 if self.y.ndim == 1 else self.y.shape[1]
+
+    @property
+    def multilabel(self) -> bool:
+        return self.comp.task == "multilabel"
+
+    def pred_shape(self, n: int) -> tuple[int, ...]:
+        """The shape of n rows' predictions: (n, classes), (n, targets) or (n,)."""
+        return (n, self.n_classes) if self.n_classes else (n, self.n_targets) if self.y.ndim == 2 else (n,)
+
 
 def make_problem(comp: Competition, train: pd.DataFrame, test: pd.DataFrame) -> Problem:
-    if comp.task == "multilabel":
-        raise AutomlError(f"{comp.slug}: multilabel tasks are not supported yet; set one target in its YAML")
-    labelled = train[train[comp.target].notna()]
+    targets = list(comp.target_columns)
+    labelled = train[train[targets].notna().all(axis=1)]  # a row missing any target cannot train
     dropped = len(train) - len(labelled)
     if dropped == len(train):
-        raise AutomlError(f"{comp.train}: target column {comp.target!r} is empty")
-    exclude = {comp.target, *comp.submission_columns}
+        raise AutomlError(f"{comp.train}: target column {comp.target!r} is empty" if len(targets) == 1 else
+                          f"{comp.train}: no row has every target column ({', '.join(targets)}) filled")
+    exclude = {*targets, *comp.submission_columns}
     if comp.id in test.columns and not looks_like_date(test[comp.id]):
         exclude.add(comp.id)
     columns = [c for c in labelled.columns if c in test.columns and c not in exclude]
     if not columns:
         raise AutomlError(f"{comp.train}: no feature columns are shared with {comp.test}")
-    y, classes, metric = _encode_target(comp, labelled[comp.target])
+    if len(targets) > 1:
+        y, classes, metric = _encode_targets(comp, labelled[targets]), None, get_metric(comp.metric)
+    else:
+        y, classes, metric = _encode_target(comp, labelled[comp.target])
     return Problem(comp, metric, labelled[columns].reset_index(drop=True),
                    test[columns].reset_index(drop=True), y, classes, labelled.reset_index(drop=True))
 
@@ -72,3 +90,19 @@ def _encode_target(comp: Competition, target: pd.Series) -> tuple[np.ndarray, np
             raise AutomlError(f"{comp.slug}: metric {comp.metric} needs a target >= 0, but {comp.target!r} has negative values")
         metric = replace(metric, target_transform=None, objective="squared")
     return y, None, metric
+
+
+def _encode_targets(comp: Competition, frame: pd.DataFrame) -> np.ndarray:
+    """(n, t) float64 values (multitarget), or int64 0/1 labels (multilabel; True/False count as 1/0)."""
+    values = frame.apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float64)
+    bad = np.isnan(values).any(axis=0)
+    if bad.any():
+        raise AutomlError(f"{comp.train}: target column {frame.columns[int(bad.argmax())]!r} has non-numeric values")
+    if comp.task != "multilabel":
+        return values
+    bad = ~np.isin(values, (0.0, 1.0)).all(axis=0)
+    if bad.any():
+        column = frame.columns[int(bad.argmax())]
+        raise AutomlError(f"{comp.train}: multilabel target column {column!r} holds values other than 0 and 1; "
+                          f"set task: multitarget in competitions/{comp.slug}.yaml if they are values")
+    return values.astype(np.int64)

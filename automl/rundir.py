@@ -15,6 +15,7 @@ import logging
 import os
 import pickle
 from contextlib import contextmanager
+from dataclasses import MISSING, fields
 from pathlib import Path
 
 import numpy as np
@@ -43,11 +44,16 @@ def prepare(slug: str, data_dir="data", source=None,
     return comp, make_problem(comp, train, test), sample, test_ids
 
 
+SPEC_DEFAULTS = {f.name: f.default for f in fields(Competition) if f.default is not MISSING}
+
+
 def claim(run_dir: Path, config: dict, name: str) -> None:
     """Create the run directory, or check that an existing one was made the same way."""
     path = run_dir / "config.json"
     if path.is_file():
         before = json.loads(path.read_text())
+        if isinstance(before.get("competition"), dict):  # a spec key added since the run began had its default
+            before["competition"] = {**SPEC_DEFAULTS, **before["competition"]}
         for key in ("competition", "folds", "seed", "rows"):
             if json.dumps(before.get(key), sort_keys=True) != json.dumps(config[key], sort_keys=True, default=list):
                 raise AutomlError(

@@ -36,7 +36,7 @@ from automl.metrics import score
 from automl.parallel import fit_folds
 from automl.pipeline import Pipeline, suggest
 from automl.problem import Problem
-from automl.train import fit_fold
+from automl.train import VALID_ROWS, fit_fold
 
 log = logging.getLogger("automl")
 optuna.logging.set_verbosity(optuna.logging.ERROR)  # failures are counted and stored with their reason
@@ -133,7 +133,7 @@ def search_fold(folds: list[Fold], seed: int = 0) -> tuple[Fold, bool]:
         return fold, False
     rng = np.random.default_rng(seed)
     train = np.sort(rng.choice(len(fold.train_rows), SEARCH_ROWS, replace=False))
-    valid = np.sort(rng.choice(len(fold.valid_rows), min(len(fold.valid_rows), SEARCH_ROWS // 2), replace=False))
+    valid = np.sort(rng.choice(len(fold.valid_rows), min(len(fold.valid_rows), VALID_ROWS), replace=False))
     return Fold(fold.train_rows[train], fold.valid_rows[valid], take(fold.train, train), take(fold.valid, valid),
                 take(fold.test, np.arange(0))), True
 
@@ -188,6 +188,7 @@ class Objective:
         trial.set_user_attr("curve", fit.curve)
         trial.set_user_attr("epochs", [fit.epochs])
         trial.set_user_attr("rows", len(fold.train_rows))
+        trial.set_user_attr("predict_per_row", fit.predict_per_row)
         trial.set_user_attr("seconds", time.perf_counter() - start)
         if not self.sampled:  # the first fold's predictions are reused when the trial is completed
             write_npz(self.run_dir / "trials" / str(trial.number) / "searched.npz", valid=fit.valid, test=fit.test)
@@ -212,7 +213,8 @@ def complete(study: optuna.Study, problem: Problem, folds: list[Fold], pipeline:
         if not (folder / "oof.npy").is_file():
             if on_trial:
                 on_trial(trial.number)
-            share = None if deadline is None else (deadline - time.monotonic()) / (len(candidates) - rank)
+            # The best gets half of what is left (all of it when it is the last); time unused rolls over.
+            share = None if deadline is None else (deadline - time.monotonic()) / min(2, len(candidates) - rank)
             if share is not None and share <= 0:
                 break
             done = _complete_one(trial, problem, folds, pipeline, folder, share, device, precision, seed)
@@ -242,7 +244,9 @@ def _complete_one(trial, problem: Problem, folds: list[Fold], pipeline: Pipeline
         if len(first["valid"]) == len(folds[index].valid_rows) and len(first["test"]) == len(problem.test):
             oof[folds[index].valid_rows], test = first["valid"], test + weights[index] * first["test"]
             todo.remove(index)
-    rows = _completion_rows(trial, folds, len(todo), share)
+    rows = _completion_rows(trial, problem, [folds[i] for i in todo], share)
+    if not rows:
+        return None
     chosen = [folds[i] if len(folds[i].train_rows) <= rows else _train_sample(folds[i], rows, seed + i) for i in todo]
     # the remaining folds in one call: trained together as one batched model where that is faster
     fits = fit_folds(problem, chosen, trial.params, device=device, max_epochs=pipeline.max_epochs,
@@ -264,15 +268,21 @@ def _complete_one(trial, problem: Problem, folds: list[Fold], pipeline: Pipeline
     return seconds, (rows if rows < max(len(f.train_rows) for f in folds) else None)
 
 
-def _completion_rows(trial, folds: list[Fold], n_folds: int, share: float | None) -> int:
+def _completion_rows(trial, problem: Problem, folds: list[Fold], share: float | None) -> int:
     """Training rows per fold for a completion: as many as the search trained on (SEARCH_ROWS at
-    most), fewer when the search's time for this trial says the folds would not fit the share."""
+    most), fewer when the search's time for this trial says the folds would not fit the share;
+    0 when predicting every fold's validation and test rows alone would take most of it."""
     rows = min(max(len(f.train_rows) for f in folds), SEARCH_ROWS)
     searched, seconds = trial.user_attrs.get("rows"), trial.user_attrs.get("seconds")
     if share is None or not searched or not seconds:
         return rows
-    estimate = seconds * rows / searched * n_folds
-    return rows if estimate <= share else max(2_000, int(rows * share / estimate))
+    predicting = trial.user_attrs.get("predict_per_row", 0.0) * sum(len(f.valid_rows) + len(problem.test) for f in folds)
+    if predicting > 0.6 * share:
+        log.info("trial %d: predicting every fold would take about %.0fs of its %.0fs; left one-fold",
+                 trial.number, predicting, share)
+        return 0
+    estimate = seconds * rows / searched * len(folds)
+    return rows if estimate + predicting <= share else max(2_000, int(rows * (share - predicting) / estimate))
 
 
 def _train_sample(fold: Fold, rows: int, seed: int) -> Fold:

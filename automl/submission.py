@@ -2,8 +2,8 @@
 
 The writer copies the sample's ids (as text, in its order) and column names, and turns
 model predictions into what the competition reads: class values (0/1 or names),
-True/False, floats, one probability column per class, or for map@k the k most probable
-classes, space-separated. `validate` checks any file
+True/False, floats, one probability column per class, one column per target (values, or
+each label's probability), or for map@k the k most probable classes, space-separated. `validate` checks any file
 the way Kaggle would before scoring it and lists every problem it finds.
 """
 
@@ -27,7 +27,10 @@ def make_submission(comp: Competition, sample: pd.DataFrame, test_ids: pd.Series
     pred = pred[order]
     out = pd.DataFrame({comp.id: sample[comp.id].astype(str).to_numpy()})
     column = comp.submission_columns[0]
-    if comp.labels == "proba":
+    if comp.targets:  # multitarget or multilabel: (n, t) values or label probabilities, a column each
+        for j, name in enumerate(comp.submission_columns):
+            out[name] = pred[:, j]
+    elif comp.labels == "proba":
         index = {str(c): i for i, c in enumerate(classes)}
         proba = pred / pred.sum(axis=1, keepdims=True)
         for name, cls in zip(comp.submission_columns, comp.classes, strict=True):
@@ -132,7 +135,7 @@ def _check_values(values: pd.Series, comp: Competition, classes: list[str] | Non
             return ["holds infinite values"]
         if comp.labels == "int" and not (numbers == numbers.round()).all():
             return ["holds fractional values where class labels are expected"]
-        if comp.labels == "proba" and ((numbers < 0) | (numbers > 1)).any():
+        if (comp.labels == "proba" or comp.task == "multilabel") and ((numbers < 0) | (numbers > 1)).any():
             return ["holds probabilities outside [0, 1]"]
     if classes is not None and comp.labels in ("int", "class"):
         allowed = _allowed(classes)

@@ -51,6 +51,7 @@ class FoldFit:
     epochs: int
     best_score: float
     curve: list[float]  # validation score after each epoch
+    predict_per_row: float = 0.0  # seconds to predict one row (the final valid and test predictions)
 
 
 class Deadline(Callback):
@@ -189,9 +190,11 @@ def fit_fold(problem: Problem, fold: Fold, params: dict, *, device: str = "cpu",
     if keep.state is not None:
         module.load_state_dict(keep.state)
     module.eval()
+    predicting = time.monotonic()
     valid = target.decode(module.predict_arrays(*valid_inputs))
     test = target.decode(module.predict_arrays(*tensors(fold.test, device))) if predict_test else np.zeros(0)
-    return FoldFit(valid, test, trainer.current_epoch, keep.sign * keep.best, keep.curve)
+    per_row = (time.monotonic() - predicting) / max(1, len(valid) + len(test))
+    return FoldFit(valid, test, trainer.current_epoch, keep.sign * keep.best, keep.curve, per_row)
 
 
 def _score(problem: Problem, y: np.ndarray, pred: np.ndarray) -> float:

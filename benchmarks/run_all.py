@@ -1,7 +1,8 @@
 """`make bench`: run every benchmark and write benchmarks/RESULTS.md with the machine they ran on.
 
 1. benchmarks/preprocess.py: our Preprocessor vs a scikit-learn ColumnTransformer.
-2. benchmarks/train_loop.py: our Lightning training path vs a plain PyTorch loop.
+2. benchmarks/train_loop.py: our Lightning training path vs a plain PyTorch loop;
+   benchmarks/fold_parallel.py: completing a trial's folds one by one vs together.
 3. benchmarks/workers.py, when present: search trials per minute with 1 and 2 workers.
 4. Every bundle in the mirror (../shared/kaggle/competitions): the time to a first
    submission (`automl run SLUG --models baselines`), then a full run within a budget
@@ -102,6 +103,7 @@ def main() -> None:
                 "measured within one process.\n"]
     for name, extra in (("preprocess", ["--rows", "100000"] if args.quick else []),
                         ("train_loop", ["--rows", "20000", "--repeats", "2"] if args.quick else []),
+                        ("fold_parallel", ["--rows", "20000", "--epochs", "2"] if args.quick else []),
                         ("workers", ["--trials", "4"] if args.quick else [])):
         if not (HERE / f"{name}.py").is_file():
             continue

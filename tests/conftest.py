@@ -91,6 +91,19 @@ def synthetic_frame(task: str, n: int = 300, seed: int = 0) -> pd.DataFrame:
     return frame
 
 
+def synthetic_multi(task: str, n: int = 240, seed: int = 0) -> pd.DataFrame:
+    """synthetic_frame with three target columns a, b, c instead of one: values (multitarget) or 0/1
+    labels (multilabel), each depending on the features in its own way."""
+    frame = synthetic_frame("regression", n, seed).drop(columns="target")
+    rng = np.random.default_rng(seed + 100)
+    x1, x2, red = frame["x1"].to_numpy(), np.nan_to_num(frame["x2"].to_numpy()), (frame["colour"] == "red").to_numpy()
+    signals = {"a": x1 + red, "b": x2 - x1, "c": red * 2.0 - x2}
+    for i, (name, signal) in enumerate(signals.items()):
+        noisy = signal + rng.normal(scale=0.3, size=n)
+        frame[name] = noisy * 10 + 50 * (i + 1) if task == "multitarget" else (noisy > np.median(noisy)).astype(int)
+    return frame
+
+
 @pytest.fixture(params=["binary", "multiclass", "regression"])
 def task(request) -> str:
     return request.param

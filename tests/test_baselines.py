@@ -7,7 +7,7 @@ import dataclasses
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import synthetic_frame
+from conftest import synthetic_frame, synthetic_multi
 
 from automl.baselines import BASELINES, applicable, cross_validate
 from automl.competition import Competition
@@ -162,6 +162,38 @@ def test_fold_count_errors():
     rare = dataclasses.replace(synthetic_problem("multiclass"), y=y)
     with pytest.raises(AutomlError, match=r"^--folds 5: the rarest class has only 2 rows; use --folds 2 or fewer$"):
         make_folds(rare, 5)
+
+
+def multi_problem(task: str, folds: str = "auto", c=None):
+    """synthetic_multi's three targets a, b, c; `c` replaces label c's values."""
+    train = synthetic_multi(task, 240)
+    if c is not None:
+        train["c"] = c
+    comp = Competition(slug=f"synthetic-{task}", id="id", target="a", targets=("a", "b", "c"), task=task,
+                       metric="mcrmse" if task == "multitarget" else "auc", labels="float", folds=folds)
+    return make_problem(comp, train, synthetic_multi(task, 30, seed=1).drop(columns=["a", "b", "c"]))
+
+
+def test_multilabel_folds_stratify_on_the_rarest_label_and_multitarget_takes_kfold():
+    rare = np.zeros(240, dtype=int)
+    rare[::20] = 1  # 12 positives: 4 in each of 3 folds
+    folds = make_folds(multi_problem("multilabel", c=rare), K)
+    assert np.bincount(folds[rare == 1], minlength=K).tolist() == [4, 4, 4]
+    assert np.bincount(make_folds(multi_problem("multitarget"), K)).tolist() == [80, 80, 80]
+    with pytest.raises(AutomlError, match=r"^synthetic-multitarget: folds 'stratified' needs classes to balance, and "
+                                          r"this multitarget target has none with 3 rows or more of each; use folds: kfold$"):
+        make_folds(multi_problem("multitarget", folds="stratified"), K)
+
+
+def test_a_label_constant_in_a_folds_rows_gets_its_prior():
+    # linear and hist_gb fit one model per label; label c is 0 in every training row: its model is the prior, 0.
+    problem = multi_problem("multilabel", c=0)
+    fold_data = fold_features(problem, make_folds(problem, K))
+    for name in ("linear", "hist_gb"):
+        result = cross_validate(name, problem, fold_data, seed=0)
+        assert result.oof.shape == (240, 3) and result.test.shape == (30, 3)
+        assert (result.oof[:, 2] == 0).all() and 0 < result.oof[:, :2].min() and result.oof[:, :2].max() < 1
+        assert result.mean > 0.8 and result.threshold is None  # the mean AUC of labels a and b (c has none)
 
 
 def heavy_tailed_problem(metric: str, n: int = 800):

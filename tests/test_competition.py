@@ -30,6 +30,14 @@ task: binary
 metric: accuracy
 labels: int
 """
+MULTI_YAML = """\
+slug: several
+id: id
+targets: [a, b, c]
+task: multitarget
+metric: mcrmse
+labels: float
+"""
 
 
 # ------------------------------------------------------------------------------ YAML
@@ -60,9 +68,9 @@ def _yaml(tmp_path: Path, text: str) -> Path:
      r"unknown key 'label'; expected one of slug, id, target, task, metric, labels, submission_columns, "),
     ({"metric": "acc"},
      r"unknown metric 'acc'; expected one of accuracy, balanced_accuracy, auc, gini, logloss, .*, rmse, rmsle, .*, "
-     r"smape, r2, map@K$"),
+     r"smape, r2, mcrmse, map@K$"),
     ({"task": "classification"},
-     r"unknown task 'classification'; expected one of binary, multiclass, regression, multilabel$"),
+     r"unknown task 'classification'; expected one of binary, multiclass, regression, multilabel, multitarget$"),
     ({"metric": "rmse"},
      r"metric 'rmse' does not apply to a binary task; expected one of accuracy, balanced_accuracy, auc, gini, "
      r"logloss, balanced_logloss, f1, f1_macro, f1_micro, qwk, mcc, map@K$"),
@@ -94,12 +102,30 @@ def test_metric_unsuited_to_regression(tmp_path):
     (TITANIC_YAML + "folds: group\n", r"folds 'group' needs 'group_column'$"),
     (TITANIC_YAML + "folds: time\n", r"folds 'time' needs 'time_column'$"),
     (TITANIC_YAML + "image_shape: [28, 28]\n", r"image_shape must be \[channels, height, width\], got \[28, 28\]$"),
+    (MULTI_YAML.replace("targets: [a, b, c]", "target: a"), r"task 'multitarget' needs 'targets', two or more train columns; got \[\]$"),
+    (TITANIC_YAML + "targets: [a, b]\n",
+     r"'targets' names several train columns, which needs task multitarget or multilabel, not 'binary'$"),
+    (MULTI_YAML.replace("[a, b, c]", "a"), r"key 'targets' must be a list of train columns, got 'a'$"),
+    (MULTI_YAML + "target: b\n", r"'target' must be the first of 'targets' \('a'\), got 'b'$"),
+    (MULTI_YAML + "submission_columns: [a, b]\n",
+     r"3 targets need 3 'submission_columns', one per target in order; got 2$"),
+    (MULTI_YAML.replace("multitarget", "multilabel").replace("mcrmse", "auc").replace("float", "int"),
+     r"task 'multilabel' writes a value or probability per column: labels must be 'float', got 'int'$"),
+    (MULTI_YAML.replace("mcrmse", "rmse"), r"metric 'rmse' does not apply to a multitarget task; expected one of mcrmse$"),
 ])
 def test_other_yaml_mistakes(tmp_path, text, message):
     path = _yaml(tmp_path, text)
     with pytest.raises(AutomlError, match="^" + re.escape(str(path)) + ": " + message) as error:
         from_yaml(path)
     assert "\n" not in str(error.value)
+
+
+def test_a_yaml_may_name_several_targets(tmp_path):
+    comp = from_yaml(_yaml(tmp_path, MULTI_YAML))
+    assert (comp.target, comp.targets, comp.target_columns, comp.submission_columns) == (
+        "a", ("a", "b", "c"), ("a", "b", "c"), ("a", "b", "c"))
+    assert from_yaml(_yaml(tmp_path, competition.to_yaml(comp))) == comp
+    assert from_yaml(_yaml(tmp_path, TITANIC_YAML)).target_columns == ("Survived",)
 
 
 def test_yaml_lists_become_tuples(tmp_path):
@@ -236,12 +262,47 @@ def test_infer_cannot_tell_the_target(tmp_path):
         infer("mine", folder)
 
 
-def test_infer_refuses_several_targets(tmp_path):
-    folder = _write(tmp_path, {"id": IDS, "a": FEATURE, "b": FEATURE, "x": FEATURE},
+def test_infer_several_value_columns_is_multitarget(tmp_path):
+    folder = _write(tmp_path, {"id": IDS, "A": FEATURE, "b": [2.5 * i for i in range(N)], "x": FEATURE},
                     {"id": TEST_IDS, "x": TEST_FEATURE}, {"id": TEST_IDS, "a": [0.0] * 20, "b": [0.0] * 20})
-    with pytest.raises(AutomlError, match=r"several target columns \(a, b\) are not supported yet; "
-                                          r"write competitions/mine\.yaml naming one target$"):
+    comp = infer("mine", folder)
+    assert (comp.target, comp.targets, comp.task, comp.labels, comp.metric) == ("A", ("A", "b"), "multitarget", "float",
+                                                                              "mcrmse")
+    assert comp.submission_columns == ("a", "b")  # as the sample spells them
+    named = infer("mine", folder, {"evaluation_metric": "Mean Columnwise Root Mean Squared Error"})
+    assert named.metric == "mcrmse" and "metric" not in named.inferred
+
+
+def test_infer_several_zero_one_columns_is_multilabel(tmp_path):
+    # Each label a column of 0/1 (or True/False); the sample's placeholders say nothing about the task.
+    folder = _write(tmp_path, {"id": IDS, "x": FEATURE, "toxic": [i % 2 for i in range(N)],
+                               "insult": [i % 3 == 0 for i in range(N)], "threat": [int(i % 5 == 0) for i in range(N)]},
+                    {"id": TEST_IDS, "x": TEST_FEATURE},
+                    {"id": TEST_IDS, "toxic": [0.5] * 20, "insult": [0.5] * 20, "threat": [0.5] * 20})
+    comp = infer("toxic", folder)
+    assert (comp.target, comp.targets, comp.task, comp.labels, comp.metric) == (
+        "toxic", ("toxic", "insult", "threat"), "multilabel", "float", "auc")
+    problem = make_problem(comp, *read_tables(comp, folder, "here")[:2])
+    assert problem.y.shape == (N, 3) and problem.y.dtype == "int64" and problem.y[:6, 1].tolist() == [1, 0, 0, 1, 0, 0]
+    assert list(problem.train.columns) == ["x"]
+    assert infer("toxic", folder, {"evaluation_metric": "Mean Column-wise ROC AUC"}).metric == "auc"
+
+
+def test_infer_several_columns_refuses_text_targets(tmp_path):
+    folder = _write(tmp_path, {"id": IDS, "a": FEATURE, "b": ["x", "y"] * (N // 2), "x": FEATURE},
+                    {"id": TEST_IDS, "x": TEST_FEATURE}, {"id": TEST_IDS, "a": [0.0] * 20, "b": [0.0] * 20})
+    with pytest.raises(AutomlError, match=r"sample_submission\.csv: target column 'b' holds text; several target "
+                                          r"columns must hold numbers \(multitarget\) or 0/1 labels \(multilabel\)$"):
         infer("mine", folder)
+
+
+def test_inspect_shows_several_targets(tmp_path):
+    folder = _write(tmp_path / "download", {"id": IDS, "a": FEATURE, "b": [2.5 * i for i in range(N)], "x": FEATURE},
+                    {"id": TEST_IDS, "x": TEST_FEATURE}, {"id": TEST_IDS, "a": [0.0] * 20, "b": [0.0] * 20})
+    result = CliRunner().invoke(app, ["inspect", "mine", "--from", str(folder), "--data-dir", str(tmp_path / "data")])
+    assert result.exit_code == 0, result.output
+    assert "targets a, b, task multitarget, metric mcrmse" in " ".join(result.output.split())
+    assert "target 1 of 2 (multitarget)" in result.output and "target 2 of 2 (multitarget)" in result.output
 
 
 def test_infer_without_a_sample_submission(tmp_path):

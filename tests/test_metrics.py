@@ -95,13 +95,21 @@ BY_HAND = [
     # With k = 2 the last row's class (3rd) counts nothing: (1 + 1/2 + 1 + 0) / 4.
     ("map@2", np.array([0, 1, 2, 0]), np.array([[0.5, 0.3, 0.2], [0.5, 0.3, 0.2], [0.1, 0.2, 0.7], [0.1, 0.6, 0.3]]),
      2.5 / 4),
+    # Column RMSEs sqrt((9 + 16) / 2) and 1, then their mean (not the RMSE of all four errors).
+    ("mcrmse", np.array([[0.0, 0.0], [0.0, 0.0]]), np.array([[3.0, 1.0], [4.0, 1.0]]), (np.sqrt(12.5) + 1) / 2),
+    # Multilabel: label a's positives 0.8, 0.4 against negatives 0.1, 0.5 order 3 of 4 pairs; label b's
+    # 0.9, 0.6 against 0.3, 0.2 all 4; label c is never 1 (no AUC), so it is left out: (3/4 + 1) / 2.
+    ("auc", np.array([[0, 1, 0], [1, 0, 0], [1, 1, 0], [0, 0, 0]]),
+     np.array([[0.1, 0.9, 0.5], [0.8, 0.3, 0.5], [0.4, 0.6, 0.5], [0.5, 0.2, 0.5]]), 0.875),
+    # Multilabel: -log of each label's probability of its true value, 0.8, 0.5, 0.5, 0.25, averaged.
+    ("logloss", np.array([[1, 0], [0, 1]]), np.array([[0.8, 0.5], [0.5, 0.25]]), (np.log(1.25) + 4 * np.log(2)) / 4),
 ]
 
 
 def test_every_metric_has_a_case():
-    assert {name for name, *_ in CASES} | {"smape"} == set(METRICS)  # scikit-learn has no SMAPE
+    assert {name for name, *_ in CASES} | {"smape", "mcrmse"} == set(METRICS)  # scikit-learn has neither
     assert {name for name, *_ in BY_HAND} >= {"smape", "mape", "msle", "medae", "balanced_logloss", "f1_micro",
-                                              "gini", "map@3"}
+                                              "gini", "map@3", "mcrmse", "auc", "logloss"}
 
 
 @pytest.mark.parametrize(("name", "y", "pred", "expected"), BY_HAND, ids=[c[0] for c in BY_HAND])
@@ -140,7 +148,7 @@ def test_logloss_renormalizes_and_clips():
 
 def test_directions_and_needs():
     assert [n for n, m in METRICS.items() if not m.greater_is_better] == [
-        "logloss", "balanced_logloss", "rmse", "rmsle", "msle", "mae", "medae", "mape", "smape"]
+        "logloss", "balanced_logloss", "rmse", "rmsle", "msle", "mae", "medae", "mape", "smape", "mcrmse"]
     assert METRICS["auc"].needs == METRICS["logloss"].needs == METRICS["gini"].needs == "proba"
     assert METRICS["accuracy"].needs == METRICS["f1_micro"].needs == "label"
     assert get_metric("map@3").needs == "proba"
@@ -155,7 +163,7 @@ def test_directions_and_needs():
     ("rmsle", "log1p_squared", "none"), ("msle", "log1p_squared", "none"), ("smape", "log1p_squared", "none"),
     ("logloss", "cross_entropy", "none"), ("auc", "cross_entropy", "none"), ("balanced_logloss", "cross_entropy", "none"),
     ("accuracy", "cross_entropy", "threshold"), ("f1", "cross_entropy", "threshold"), ("qwk", "cross_entropy", "threshold"),
-    ("map@3", "cross_entropy", "rank"), ("map@12", "cross_entropy", "rank"),
+    ("map@3", "cross_entropy", "rank"), ("map@12", "cross_entropy", "rank"), ("mcrmse", "squared", "none"),
 ])
 def test_objective_and_decision(name, objective, decision):
     metric = get_metric(name)
@@ -223,13 +231,14 @@ def test_best_threshold_is_none_for_probability_metrics_and_multiclass():
 
 def test_get_metric_unknown_name_lists_allowed_names():
     with pytest.raises(AutomlError, match=r"^competitions/x\.yaml: unknown metric 'acc'; expected one of accuracy, "
-                                          r"balanced_accuracy, auc, gini, logloss, .*, smape, r2, map@K$") as error:
+                                          r"balanced_accuracy, auc, gini, logloss, .*, smape, r2, mcrmse, map@K$") as error:
         get_metric("acc", "competitions/x.yaml")
     for name in METRICS:
         assert name in str(error.value)
     assert names() == [*METRICS, "map@K"]
     assert for_task("regression") == ["rmse", "rmsle", "msle", "mae", "medae", "mape", "smape", "r2"]
     assert for_task("binary")[-1] == "map@K" and "f1" in for_task("binary") and "f1" not in for_task("multiclass")
+    assert for_task("multitarget") == ["mcrmse"] and for_task("multilabel") == ["auc", "logloss"]
 
 
 def test_get_metric_default_location():
@@ -240,6 +249,7 @@ def test_get_metric_default_location():
 @pytest.mark.parametrize(("task", "probabilities", "expected"), [
     ("regression", False, "rmse"), ("binary", False, "accuracy"), ("binary", True, "logloss"),
     ("multiclass", True, "logloss"), ("multiclass", False, "accuracy"),
+    ("multitarget", False, "mcrmse"), ("multilabel", True, "auc"),
 ])
 def test_default_metric(task, probabilities, expected):
     assert default_metric(task, probabilities) == expected
@@ -279,6 +289,11 @@ def test_every_kaggle_name_maps_to_a_metric(display):
     ("MAP@K", "multiclass", 2, "map@2"),
     ("MAP@3", "multiclass", None, "map@3"),
     ("map@12", "multiclass", 3, "map@12"),  # a K in the name wins over the sample's
+    ("Mean Columnwise Root Mean Squared Error", "multitarget", None, "mcrmse"),
+    ("Mean Columnwise Root Mean Squared Error", "regression", None, "rmse"),
+    ("Mean Column-wise ROC AUC", "multilabel", None, "auc"),
+    ("Mean Columnwise Area Under Receiver Operating Characteristic Curve", "multilabel", None, "auc"),
+    ("Mean Columnwise Log Loss", "multilabel", None, "logloss"),
 ])
 def test_kaggle_metric(display, task, k, expected):
     assert kaggle_metric(display, task, k) == expected

@@ -12,6 +12,7 @@ from net_helpers import small_problem
 from automl.data import TensorBatches
 from automl.models import TabularModule
 from automl.models.tabular import TABULAR, quantile_bins
+from automl.parallel import fit_folds
 from automl.pipeline import load_pipeline, suggest
 from automl.train import Target, build_module, fit_fold, tensors
 
@@ -49,6 +50,49 @@ def test_each_family_trains_a_step_for_each_task(family, num_embeddings, task):
         np.testing.assert_allclose(pred.sum(axis=1), 1, rtol=1e-5)
     else:
         assert pred.shape == (len(fold.valid_rows),)
+
+
+@pytest.mark.parametrize("task", ["multitarget", "multilabel"])
+@pytest.mark.parametrize("family", list(TABULAR))
+def test_each_family_learns_several_targets(family, task):
+    # One output per target: mse on each column standardized on its own, or binary cross-entropy per label.
+    problem, folds = small_problem(task)
+    fold = folds[0]
+    params = {"family": family, "optimizer": "adamw", "lr": 1e-2, "batch_size": 32, **FAMILY_PARAMS[family]}
+    module = build_module(problem, fold, params, total_steps=10)
+    target = Target(problem, fold.train_rows)
+    y = torch.as_tensor(target.encode(fold.train_rows))
+    assert y.shape == (len(fold.train_rows), 3) and y.dtype == torch.float32
+    if task == "multitarget":  # standardized per column: the raw columns sit near 50, 100 and 150
+        np.testing.assert_allclose(y.mean(0).numpy(), 0, atol=1e-5)
+        np.testing.assert_allclose(target.decode(y.numpy().astype(np.float64)), problem.y[fold.train_rows], rtol=1e-5)
+    output = module(*(t[:32] for t in tensors(fold.train, "cpu")))
+    loss = module.loss(output, y[:32])
+    mean = output.mean(1) if output.ndim == 3 else output  # a tabm ensemble: the mean of its members' losses
+    if task == "multilabel" and output.ndim == 2:
+        assert loss.item() == pytest.approx(torch.nn.functional.binary_cross_entropy_with_logits(mean, y[:32]).item())
+    elif output.ndim == 2:
+        assert loss.item() == pytest.approx(((mean - y[:32]) ** 2).mean().item(), rel=1e-5)
+    loss.backward()
+    assert torch.isfinite(loss)
+    pred = module.predict_arrays(*tensors(fold.valid, "cpu"))
+    assert pred.shape == (len(fold.valid_rows), 3)
+    if task == "multilabel":
+        assert ((pred > 0) & (pred < 1)).all()
+
+
+@pytest.mark.parametrize("task", ["multitarget", "multilabel"])
+def test_fit_fold_and_batched_folds_predict_several_targets(task):
+    problem, folds = small_problem(task)
+    params = {"family": "mlp", "optimizer": "adam", "lr": 3e-3, "batch_size": 32, **FAMILY_PARAMS["mlp"]}
+    fit = fit_fold(problem, folds[0], params, max_epochs=2, patience=2)
+    assert fit.valid.shape == (len(folds[0].valid_rows), 3) and fit.test.shape == (len(problem.test), 3)
+    together = fit_folds(problem, folds[:2], params, max_epochs=2, patience=2, together=True)
+    assert [f.valid.shape for f in together] == [(len(f.valid_rows), 3) for f in folds[:2]]
+    if task == "multilabel":
+        assert ((together[0].test > 0) & (together[0].test < 1)).all()
+    else:  # decoded back to each column's scale
+        assert np.abs(together[0].test.mean(0) - problem.y.mean(0)).max() < 25
 
 
 @pytest.mark.parametrize("family", list(TABULAR))

@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import bundle, synthetic_frame
+import yaml
+from conftest import bundle, synthetic_frame, synthetic_multi
 from typer.testing import CliRunner
 
 import automl
@@ -214,3 +215,66 @@ def test_an_interrupted_run_keeps_finished_models(tmp_path, monkeypatch):
     assert (models / "linear" / "result.json").is_file()
     submission = pd.read_csv(tmp_path / "runs" / "grades" / "default" / "submission.csv", dtype=str)
     assert set(submission["target"]) <= {"low", "mid", "high"}
+
+
+# ------------------------------------------------------------ several target columns
+
+def write_multi_folder(folder: Path, task: str) -> Path:
+    """A bundle whose sample submission names three train columns a, b, c: values or 0/1 labels."""
+    folder.mkdir(parents=True)
+    synthetic_multi(task, 240, seed=0).to_csv(folder / "train.csv", index=False)
+    test = synthetic_multi(task, 60, seed=1).drop(columns=["a", "b", "c"])
+    test["id"] = test["id"] + 10_000
+    test.sample(frac=1, random_state=0).to_csv(folder / "test.csv", index=False)
+    pd.DataFrame({"id": test["id"], "a": 0.0, "b": 0.0, "c": 0.0}).to_csv(folder / "sample_submission.csv", index=False)
+    return folder
+
+
+def tiny_recipe(path: Path) -> Path:
+    """pipelines/quick.yaml with 2-epoch, narrow MLPs."""
+    recipe = yaml.safe_load((Path(automl.__file__).parents[1] / "pipelines" / "quick.yaml").read_text())
+    recipe |= {"max_epochs": 2, "patience": 2, "defaults": []}
+    recipe["when"]["mlp"]["width"] = {"int": [8, 16]}
+    path.write_text(yaml.safe_dump(recipe))
+    return path
+
+
+def test_a_multitarget_run_writes_every_target_column(tmp_path):
+    source = write_multi_folder(tmp_path / "download", "multitarget")
+    result = invoke("run", "several", "--from", source, "--models", "baselines,networks", "--timeout", 60, "--folds", 3,
+                    "--trials", 2, "--pipeline", tiny_recipe(tmp_path / "tiny.yaml"),
+                    "--runs-dir", tmp_path / "runs", "--data-dir", tmp_path / "data")
+    assert result.exit_code == 0, result.output
+    run_dir = tmp_path / "runs" / "several" / "default"
+    board = pd.read_csv(run_dir / "leaderboard.csv")
+    assert board.columns[3] == "mcrmse" and board["mcrmse"].is_monotonic_increasing  # lower is better
+    assert {"dummy", "linear", "hist_gb", "ensemble"} <= set(board["model"]) and "network" in set(board["kind"])
+    assert board.set_index("model").loc["linear", "mcrmse"] < 0.7 * board.set_index("model").loc["dummy", "mcrmse"]
+    assert np.load(run_dir / "models" / "hist_gb" / "oof.npy").shape == (240, 3)
+    submission = pd.read_csv(run_dir / "submission.csv")
+    sample = pd.read_csv(source / "sample_submission.csv")
+    assert submission.columns.tolist() == ["id", "a", "b", "c"] and submission["id"].tolist() == sample["id"].tolist()
+    for i, column in enumerate("abc"):  # each column near its own target's scale: 50, 100, 150
+        assert abs(submission[column].mean() - 50 * (i + 1)) < 25 and submission[column].nunique() > 30
+    assert automl.validate(run_dir / "submission.csv", "several", data_dir=tmp_path / "data") == []
+
+
+def test_a_multilabel_run_writes_each_labels_probability(tmp_path):
+    source = write_multi_folder(tmp_path / "download", "multilabel")
+    result = invoke("run", "labels", "--from", source, "--models", "baselines", "--folds", 3,
+                    "--runs-dir", tmp_path / "runs", "--data-dir", tmp_path / "data")
+    assert result.exit_code == 0, result.output
+    run_dir = tmp_path / "runs" / "labels" / "default"
+    config = json.loads((run_dir / "config.json").read_text())["competition"]
+    assert (config["task"], config["targets"], config["metric"]) == ("multilabel", ["a", "b", "c"], "auc")
+    board = pd.read_csv(run_dir / "leaderboard.csv").set_index("model")
+    assert board.loc["dummy", "auc"] == 0.5 and board["auc"].max() > 0.85
+    submission = pd.read_csv(run_dir / "submission.csv")
+    assert submission.columns.tolist() == ["id", "a", "b", "c"] and len(submission) == 60
+    values = submission[["a", "b", "c"]].to_numpy()
+    assert ((values >= 0) & (values <= 1)).all() and len(np.unique(values)) > 30
+    assert automl.validate(run_dir / "submission.csv", "labels", data_dir=tmp_path / "data") == []
+    bad = submission.assign(a=submission["a"] + 1)
+    bad.to_csv(tmp_path / "bad.csv", index=False)
+    assert automl.validate(tmp_path / "bad.csv", "labels", data_dir=tmp_path / "data") == [
+        "column 'a': holds probabilities outside [0, 1]"]

@@ -21,6 +21,8 @@ PROBABILITY = Competition(slug="s", id="id", target="target", task="binary", met
 REGRESSION = Competition(slug="s", id="Id", target="SalePrice", task="regression", metric="rmse", labels="float")
 PROBA = Competition(slug="s", id="id", target="Status", task="multiclass", metric="logloss", labels="proba",
                     submission_columns=("Status_C", "Status_CL", "Status_D"), classes=("C", "CL", "D"))
+LABELS = Competition(slug="s", id="id", target="toxic", targets=("toxic", "insult"), task="multilabel", metric="auc",
+                     labels="float", submission_columns=("Toxic", "Insult"))
 
 
 def sample_of(comp: Competition, ids, fill="0") -> pd.DataFrame:
@@ -128,6 +130,14 @@ def test_regression_values():
     sample = sample_of(REGRESSION, [1461, 1462])
     out = make_submission(REGRESSION, sample, pd.Series(["1461", "1462"]), np.array([125000.5, 98000.25]), None, None)
     assert out["SalePrice"].tolist() == [125000.5, 98000.25]
+
+
+def test_several_targets_write_a_column_each_in_the_samples_order(tmp_path):
+    sample = sample_of(LABELS, [7, 5], fill="0.5")
+    pred = np.array([[0.1, 0.9], [0.8, 0.3]])  # test rows 5 then 7: (n, t), one column per target
+    out = make_submission(LABELS, sample, pd.Series(["5", "7"]), pred, None, None)
+    assert roundtrip(out, tmp_path) == "id,Toxic,Insult\n7,0.8,0.3\n5,0.1,0.9\n"
+    assert validate(tmp_path / "submission.csv", LABELS, sample) == []
 
 
 def test_proba_columns_sum_to_one_and_follow_the_sample_names(tmp_path):

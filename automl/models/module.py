@@ -23,6 +23,15 @@ from automl.models.tabular import InputSpec, fit_bins
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
 SCHEDULES = ("none", "cosine", "onecycle")
 OBJECTIVES = ("auto", "squared", "absolute", "cross_entropy")  # auto: cross_entropy to classify, squared to regress
+VALUE_TASKS = ("regression", "multitarget")  # the network's outputs are the values; otherwise logits
+
+
+def activate(task: str, out: torch.Tensor) -> torch.Tensor:
+    """Outputs (..., out) as predictions: values as they are, each label's probability (sigmoid,
+    multilabel) or class probabilities (softmax)."""
+    if task in VALUE_TASKS:
+        return out
+    return out.sigmoid() if task == "multilabel" else out.softmax(-1)
 
 
 class TabularModule(pl.LightningModule):
@@ -36,7 +45,7 @@ class TabularModule(pl.LightningModule):
                                     ("schedule", schedule, SCHEDULES), ("objective", objective, OBJECTIVES)):
             if value not in allowed:
                 raise ValueError(f"{key} {value!r}: expected one of {', '.join(allowed)}")
-        regression = task == "regression"
+        regression = task in VALUE_TASKS
         self.objective = objective if objective != "auto" else "squared" if regression else "cross_entropy"
         if (self.objective == "cross_entropy") == regression:
             raise ValueError(f"objective {objective!r} does not fit task {task!r}: cross_entropy is for "
@@ -60,10 +69,13 @@ class TabularModule(pl.LightningModule):
         return self
 
     def loss(self, output: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """output (n, out) or an ensemble's (n, k, out); y (n,) class ids or standardized values."""
+        """output (n, out) or an ensemble's (n, k, out); y (n,) class ids or standardized values, or
+        (n, t) standardized values (multitarget) or 0/1 labels as floats (multilabel)."""
         if output.ndim == 3:  # every member learns from every row: (n * k, out) against k copies of y
             k = output.shape[1]
-            output, y = output.flatten(0, 1), y.repeat_interleave(k)
+            output, y = output.flatten(0, 1), y.repeat_interleave(k, dim=0)
+        if self.objective == "cross_entropy" and self.hparams.task == "multilabel":
+            return nn.functional.binary_cross_entropy_with_logits(output, y)  # the mean over rows and labels
         if self.objective == "cross_entropy":
             return nn.functional.cross_entropy(output, y)
         loss = nn.functional.l1_loss if self.objective == "absolute" else nn.functional.mse_loss
@@ -91,16 +103,17 @@ class TabularModule(pl.LightningModule):
         return loss
 
     def predict_arrays(self, *inputs: torch.Tensor, chunk: int = 4096) -> np.ndarray:
-        """Probabilities (classification) or raw outputs (regression) as float64 numpy; an
-        ensemble's members are averaged (probabilities after their softmax)."""
-        regression = self.hparams.task == "regression"
+        """Probabilities (classification, each label's for multilabel) or raw outputs (regression:
+        (n,), or (n, t) for multitarget) as float64 numpy; an ensemble's members are averaged
+        (probabilities after their softmax or sigmoid)."""
+        task = self.hparams.task
         outputs = []
         with torch.no_grad():
             for start in range(0, inputs[0].shape[0], chunk):
                 out = self(*(t[start:start + chunk] for t in inputs)).float()  # (n, out) or (n, k, out)
-                out = out if regression else out.softmax(-1)
+                out = activate(task, out)
                 out = out.mean(1) if out.ndim == 3 else out
-                outputs.append(out.squeeze(-1) if regression else out)
+                outputs.append(out.squeeze(-1) if task == "regression" else out)
         return torch.cat(outputs).cpu().numpy().astype(np.float64)
 
     def validation_step(self, batch, batch_idx):
