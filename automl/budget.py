@@ -44,6 +44,19 @@ def peak_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def release_memory() -> None:
+    """Hand memory a stage freed back to the system (glibc keeps freed heap pages otherwise), so
+    the next stage's peak starts from what is really in use."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: nothing to do
+        pass
+
+
 def check_timeout(timeout: float | None) -> None:
     """Refuse a budget that cannot be a budget (zero or below), before any work."""
     if timeout is not None and not timeout > 0:
@@ -125,6 +138,7 @@ class Budget:
         finally:
             self.record(name, time.monotonic() - start)
             self.peaks[name] = peak_mib()
+            release_memory()
 
     def breakdown(self) -> str:
         """'read 1.2s, baselines 40.3s, ...' and the total against the budget."""

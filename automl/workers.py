@@ -23,7 +23,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from automl import search
 from automl.baselines import CVResult
-from automl.budget import check_timeout
+from automl.budget import check_timeout, peak_mib
 from automl.folds import Fold
 from automl.pipeline import Pipeline, choose, load_pipeline
 from automl.problem import Problem
@@ -75,7 +75,7 @@ def search_networks(problem: Problem, folds: list[Fold], digest: str, recipe: Pi
         for helper in helpers:
             if helper.poll() is None:
                 helper.terminate()
-    searched = time.monotonic() - started
+    searched, peak_after_search = time.monotonic() - started, peak_mib()
     with console.status("completing the best trials on every fold") as status:
         found = search.complete(study, problem, folds, recipe, run_dir, n=recipe.complete_best, deadline=deadline,
                                 device=device, precision=precision, seed=seed,
@@ -84,8 +84,8 @@ def search_networks(problem: Problem, folds: list[Fold], digest: str, recipe: Pi
     if failed:
         console.print(f"  networks: {len(failed)} worker process(es) ended with an error; see {run_dir}/worker-*.log")
     counts = search.summary(study)
-    log.info("search: %s on %s with %d worker(s) in %.1fs; %d completed on every fold in %.1fs", counts, device,
-             workers, searched, len(found), time.monotonic() - started - searched)
+    log.info("search: %s on %s with %d worker(s) in %.1fs (peak %.0f MiB after it); %d completed on every fold in %.1fs",
+             counts, device, workers, searched, peak_after_search, len(found), time.monotonic() - started - searched)
     console.print(f"  networks: {sum(counts.values())} trials searched on one fold ({counts['complete']} finished, "
                   f"{counts['pruned']} pruned, {counts['fail']} failed) on {device}"
                   + (f" with {workers} workers" if workers > 1 else "")

@@ -163,6 +163,15 @@ def test_families_that_cannot_be_batched_train_one_fold_after_another(monkeypatc
     assert calls[-1]["deadline"] == pytest.approx(deadline)
 
 
+def test_members_whose_weights_differ_in_shape_train_one_after_another(monkeypatch):
+    problem, folds = small_problem("binary")
+    real, widths = parallel.build_module, iter([32, 48, 32])  # as piecewise bins can differ per fold
+    monkeypatch.setattr(parallel, "build_module",
+                        lambda problem, fold, params, steps: real(problem, fold, {**params, "width": next(widths)}, steps))
+    monkeypatch.setattr(parallel, "fit_fold", lambda problem, fold, params, **kw: kw["seed"])
+    assert fit_folds(problem, folds, PARAMS, seed=3, together=True) == [3, 4, 5]
+
+
 def test_choose_together_on_a_gpu_and_where_the_cpu_benchmark_says_so():
     even = [SimpleNamespace(train_rows=np.arange(16_000)) for _ in range(4)]
     window = [SimpleNamespace(train_rows=np.arange(n)) for n in (4_000, 8_000, 12_000, 16_000)]  # expanding in time
