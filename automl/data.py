@@ -40,15 +40,16 @@ class TensorBatches:
     def __iter__(self):
         served = 0
         while served < self.epoch_rows:
-            if self.position >= self.n:
+            if self.position >= self.n - (self.n > 1):  # a last single row waits for the next pass (batch norm needs 2)
                 self.position = 0
                 self.order = (torch.randperm(self.n, generator=self.generator).to(self.tensors[0].device)
                               if self.shuffle else None)
                 self.shuffled = self.tensors if self.order is None else tuple(t[self.order] for t in self.tensors)
             size = min(self.batch_size, self.epoch_rows - served, self.n - self.position)
-            yield tuple(t[self.position:self.position + size] for t in self.shuffled)
-            self.position += size
-            served += size
+            start, self.position, served = self.position, self.position + size, served + size
+            # advanced before yielding: Lightning stops at len() without resuming the generator,
+            # and the next epoch must not serve this group again
+            yield tuple(t[start:start + size] for t in self.shuffled)
 
 
 class OneBatch:

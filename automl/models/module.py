@@ -92,6 +92,8 @@ class TabularModule(pl.LightningModule):
         optimizer, scheduler = self.optimizers().optimizer, self.lr_schedulers()
         clip = self.hparams.grad_clip
         for *inputs, y in zip(*(t.split(self.hparams.batch_size) for t in batch), strict=True):
+            if len(y) < 2 and len(batch[-1]) > 1:  # a 1-row remainder of a group: batch norm cannot train on it
+                continue
             optimizer.zero_grad(set_to_none=True)
             loss = self.loss(self(*inputs), y)
             loss.backward()
