@@ -106,7 +106,8 @@ def inspect(slug: str = typer.Argument(..., help="Competition slug."), data_dir:
 
 MODELS = typer.Option("all", "--models", help="Comma-separated: all, baselines, networks, or baseline names such as hist_gb,linear.")
 TRIALS = typer.Option(None, "--trials", help="Network trials to finish in the study (default: the pipeline's).")
-TIMEOUT = typer.Option(None, "--timeout", help="Seconds for the whole run; a trial in flight stops within a few mini-batches.")
+TIMEOUT = typer.Option(None, "--timeout", help="Seconds for the whole command, from its start: reading, preprocessing, "
+                       "baselines (sized to their share), the network search (half of what is left), blend and outputs.")
 PIPELINE = typer.Option("auto", "--pipeline",
                         help="Search recipe: auto (image, text or tabular, from the columns), a name in pipelines/, or a YAML path.")
 STORAGE = typer.Option(None, "--storage", help="Optuna storage URL (default: SQLite in the run directory).")

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import bundle, synthetic_frame
+from conftest import bundle, synthetic_frame, synthetic_multi
 from typer.testing import CliRunner
 
 import automl
@@ -25,7 +25,8 @@ from automl.fetch import RECORD, read_record
 from automl.metrics import KAGGLE_NAMES, get_metric
 from automl.rundir import claim, prepare
 
-PLACEHOLDER = {"binary": 0, "multiclass": "low", "regression": 0.5, "ranked": "low mid high"}
+PLACEHOLDER = {"binary": 0, "multiclass": "low", "regression": 0.5, "ranked": "low mid high", "multitarget": None,
+               "multilabel": None}
 
 
 def invoke(*args):
@@ -43,9 +44,14 @@ def warnings_of(caplog) -> list[str]:
 
 def make_bundle(folder: Path, slug: str, kind: str) -> Path:
     """SLUG.zip with train, test and sample submission of a synthetic `kind` competition."""
-    frame = synthetic_frame("multiclass" if kind == "ranked" else kind, n=120)
-    train, test = frame.iloc[:90], frame.iloc[90:].drop(columns="target")
-    sample = pd.DataFrame({"id": test["id"], "target": PLACEHOLDER[kind]})
+    if kind in ("multitarget", "multilabel"):  # several target columns: a, b and c
+        frame = synthetic_multi(kind, n=120)
+        train, test = frame.iloc[:90], frame.iloc[90:].drop(columns=["a", "b", "c"])
+        sample = pd.DataFrame({"id": test["id"], "a": 0.5, "b": 0.5, "c": 0.5})
+    else:
+        frame = synthetic_frame("multiclass" if kind == "ranked" else kind, n=120)
+        train, test = frame.iloc[:90], frame.iloc[90:].drop(columns="target")
+        sample = pd.DataFrame({"id": test["id"], "target": PLACEHOLDER[kind]})
     folder.mkdir(parents=True, exist_ok=True)
     with zipfile.ZipFile(folder / f"{slug}.zip", "w") as archive:
         for name, table in (("train.csv", train), ("test.csv", test), ("sample_submission.csv", sample)):
@@ -224,7 +230,7 @@ def test_an_unknown_metric_option_is_a_usage_error(command, tmp_path):
     result = invoke(command, "titanic", "--metric", "acc", "--data-dir", tmp_path)
     assert result.exit_code == 2, result.output
     assert result.output.startswith("error: --metric: unknown metric 'acc'; expected one of accuracy, ")
-    assert words(result.output).endswith("smape, r2, map@K")
+    assert words(result.output).strip().endswith("smape, r2, mcrmse, map@K")
     assert result.output.count("\n") == 1
     assert not (tmp_path / "titanic").exists()  # refused before anything was fetched
 
