@@ -89,7 +89,7 @@ BASELINES: dict[str, Baseline] = {b.name: b for b in [
              "native", "hist_gb regression on the class code, cut into classes", max_cost=5e5, weight=3.0,
              cuts=True, needs="an ordinal label metric (qwk) and 3 or more classes"),
     Baseline("tfidf_linear", lambda s: LogisticRegression(C=1.0, max_iter=2000), lambda s: Ridge(alpha=1.0),
-             "tfidf", "TF-IDF of words 1-2 and characters 2-5 + one-hot", needs="a free-text column"),
+             "tfidf", "TF-IDF of words 1-2 and characters 2-5 + one-hot", needs="a free-text column", weight=3.0),
 ]}
 
 
@@ -226,7 +226,9 @@ PROBE_ROWS = 5000
 def plan_size(baseline: Baseline, problem: Problem, fold: Fold, seed: int, per_fold: float) -> Size:
     """Estimate one fold's cost from a timed fit on a row sample, and size the model to `per_fold` seconds."""
     n = len(fold.train_rows)
-    if n <= PROBE_ROWS:  # small tables: a fold costs little more than a probe; folds after an overrun shrink
+    # Small tables: a fold costs little more than a probe; folds after an overrun shrink. TF-IDF's
+    # vocabulary is built on every training row even for a probe: probe text only when large.
+    if n <= PROBE_ROWS or (baseline.inputs == "tfidf" and n <= 50_000):
         return Size()
     m = min(n, max(PROBE_ROWS, min(50_000, n // 10)))  # large enough that fixed costs do not dominate
     probe_units = {"dense": 8, "native": 10}.get(baseline.inputs) if baseline.name != "dummy" else None

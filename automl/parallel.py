@@ -54,14 +54,13 @@ from automl.train import MAX_STEPS_PER_EPOCH, VALID_ROWS, FoldFit, Target, batch
 TOGETHER_FAMILIES = ("mlp", "resnet")
 CHECK_EVERY = 8  # steps between looks at the deadline
 # Together / sequential seconds on a 2-core CPU by batch size and training rows per member:
-# benchmarks/fold_parallel.py, 4 members, the mean of its mlp (256 x 2, 2 runs) and resnet
-# (2 blocks of 128, 1 run) ratios, measured on a shared, busy machine (each figure +-0.05).
-# The nearest batch size and row count decide; smaller batches than 128 count as 128. On a CPU
-# the members' arithmetic costs the same either way and together saves only the fixed cost
-# per step (about 4 ms for 4 members against 7.5 ms), so it must win clearly: a ratio under
-# CPU_GAIN. On a GPU, where small steps wait on kernel launches, it always trains together.
-CPU_RATIOS = {128: {16_000: 0.93, 160_000: 0.94}, 256: {16_000: 1.02, 160_000: 1.00},
-              512: {16_000: 1.08, 160_000: 1.02}}
+# benchmarks/fold_parallel.py (mlp 256 x 2, 4 members) on an otherwise idle machine, in the
+# `make bench` of benchmarks/RESULTS.md. (Measured while other processes loaded both cores, the
+# ratios were 0.9-1.1: together then gains little, so it must win clearly: under CPU_GAIN.)
+# The nearest batch size and row count decide; smaller batches than 128 count as 128. On a GPU,
+# where small steps wait on kernel launches, it always trains together.
+CPU_RATIOS = {128: {16_000: 0.67, 160_000: 0.60}, 256: {16_000: 0.65, 160_000: 0.64},
+              512: {16_000: 0.73, 160_000: 0.80}}
 CPU_GAIN = 0.95
 
 

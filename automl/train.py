@@ -145,11 +145,16 @@ VALID_ROWS = 20_000  # validation rows scored after each epoch (all of them are 
 MAX_STEPS_PER_EPOCH = 256  # an "epoch" on a large table is this many steps: validation, early stopping and pruning keep pace
 
 
-def batch_size_for(params: dict, rows: int) -> int:
+def batch_size_for(params: dict, rows: int, tokens: int = 0) -> int:
     """The searched batch size, raised on large tables: about a thousand steps per pass over
-    the rows at most (800,000 rows in batches of 32 would be 25,000 steps)."""
+    the rows at most (800,000 rows in batches of 32 would be 25,000 steps). Attention over
+    `tokens` column tokens holds (batch, heads, tokens, tokens) scores per layer: the batch is
+    lowered to keep them near 256 MB (378 columns: 58 rows)."""
     floor = 2 ** int(round(np.log2(max(rows / 1000, 1.0))))
-    return max(int(params.get("batch_size", 256)), floor)
+    batch = max(int(params.get("batch_size", 256)), floor)
+    if params.get("family") == "ft_transformer" and tokens:
+        batch = min(batch, max(8, 2**26 // (tokens * tokens * int(params.get("heads", 8)))))
+    return batch
 
 
 def objective_for(problem: Problem) -> str:
@@ -167,10 +172,12 @@ def fit_fold(problem: Problem, fold: Fold, params: dict, *, device: str = "cpu",
     pl.seed_everything(seed, verbose=False)
     target = Target(problem, fold.train_rows)
     y = torch.as_tensor(target.encode(fold.train_rows), device=device)
-    params = {**params, "batch_size": batch_size_for(params, len(fold.train_rows))}
+    tokens = fold.train.numeric.shape[1] + fold.train.categorical.shape[1] + 1
+    params = {**params, "batch_size": batch_size_for(params, len(fold.train_rows), tokens)}
     batches = TensorBatches(*tensors(fold.train, device), y, batch_size=params["batch_size"], seed=seed,
                             max_steps=MAX_STEPS_PER_EPOCH)
     module = build_module(problem, fold, params, total_steps=max_epochs * batches.steps)
+    module.deadline = deadline
     # Each epoch is scored on at most VALID_ROWS validation rows (a fixed sample): on a large
     # table, predicting every validation row after every epoch would cost as much as training.
     watch = np.arange(len(fold.valid_rows))

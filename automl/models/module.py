@@ -10,6 +10,7 @@ per-step cost near a plain PyTorch loop.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 import lightning.pytorch as pl
@@ -53,8 +54,14 @@ class TabularModule(pl.LightningModule):
         self.save_hyperparameters()
         spec = InputSpec(n_numeric, tuple(cardinalities), tuple(image_shape), vocab_size, sequence_length)
         self.net = FAMILIES[family](spec, out, **network)
+        # Rows predicted at once: attention over many column tokens holds (rows, heads, tokens,
+        # tokens) scores; keep them near 128 MB (1,024 rows of 58 tokens x 8 heads is 110 MB,
+        # 378 tokens allow 29 rows).
+        tokens = n_numeric + len(cardinalities) + 1 if family == "ft_transformer" else 0
+        self.chunk = 1024 if not tokens else max(8, min(1024, 2**25 // (tokens * tokens * int(network.get("heads", 8)))))
         self.automatic_optimization = False
         self.scorer: Callable[[np.ndarray], float] | None = None  # set by the search, not a hyperparameter
+        self.deadline: float | None = None  # time.monotonic() when training must stop, set by fit_fold
         self.last_predictions: np.ndarray | None = None
 
     def forward(self, numeric: torch.Tensor, categorical: torch.Tensor, images: torch.Tensor,
@@ -91,9 +98,13 @@ class TabularModule(pl.LightningModule):
         """
         optimizer, scheduler = self.optimizers().optimizer, self.lr_schedulers()
         clip = self.hparams.grad_clip
+        loss = None
         for *inputs, y in zip(*(t.split(self.hparams.batch_size) for t in batch), strict=True):
             if len(y) < 2 and len(batch[-1]) > 1:  # a 1-row remainder of a group: batch norm cannot train on it
                 continue
+            if self.deadline is not None and time.monotonic() >= self.deadline:  # slow steps: look every step
+                self.trainer.should_stop = True
+                break
             optimizer.zero_grad(set_to_none=True)
             loss = self.loss(self(*inputs), y)
             loss.backward()
@@ -104,11 +115,12 @@ class TabularModule(pl.LightningModule):
                 scheduler.step()
         return loss
 
-    def predict_arrays(self, *inputs: torch.Tensor, chunk: int = 1024) -> np.ndarray:
+    def predict_arrays(self, *inputs: torch.Tensor, chunk: int | None = None) -> np.ndarray:
         """Probabilities (classification, each label's for multilabel) or raw outputs (regression:
         (n,), or (n, t) for multitarget) as float64 numpy; an ensemble's members are averaged
         (probabilities after their softmax or sigmoid). Chunks of 1,024 rows: attention over
-        many column tokens holds (chunk, heads, tokens, tokens) scores, 440 MB at 4,096 x 8 x 58 x 58."""
+        many column tokens holds (chunk, heads, tokens, tokens) scores: `self.chunk` rows by default."""
+        chunk = chunk or self.chunk
         task = self.hparams.task
         outputs = []
         with torch.no_grad():
