@@ -9,19 +9,14 @@ The same steps as the `automl` command, as functions for notebooks:
     result.leaderboard
 """
 
-import os
+# OMP_WAIT_POLICY is left to the user: PASSIVE keeps small torch fits fast when other processes
+# load the cores (0.24 s against up to 21 s measured), but makes scikit-learn's histogram
+# boosting 7.5x slower on an idle machine (bike-sharing: 71 s against 9.5 s).
 
-# OpenMP threads (torch, scikit-learn's histogram boosting) that spin while they wait
-# make every fit many times slower the moment another process wants the cores (a
-# worker, a test run, a browser): 0.3 s became 3-20 s for a small network here. Waiting
-# passively costs nothing measurable when the machine is idle. Set before torch or
-# scikit-learn load their OpenMP runtime; a user's own setting wins.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
-from automl.api import inspect, validate  # noqa: E402
-from automl.errors import AutomlError  # noqa: E402
-from automl.fetch import fetch  # noqa: E402
-from automl.runner import run  # noqa: E402
+from automl.api import inspect, validate
+from automl.errors import AutomlError
+from automl.fetch import fetch
+from automl.runner import run
 
 __all__ = ["AutomlError", "fetch", "inspect", "run", "validate"]
 __version__ = "0.1.0"
