@@ -72,7 +72,7 @@ def test_a_diverging_trial_is_recorded_as_failed_and_the_search_goes_on(tmp_path
 
 def test_the_deadline_stops_the_trial_in_flight(tmp_path):
     problem, folds = small_problem("binary", n=400)
-    recipe = tiny(max_epochs=500, patience=500)
+    recipe = tiny(max_epochs=500, patience=500, trial_share=1.0)  # the run's deadline, not a cap, stops it
     start = time.monotonic()
     study = search(problem, folds, recipe, tmp_path, trials=100, deadline=start + 3)
     elapsed = time.monotonic() - start
