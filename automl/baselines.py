@@ -35,7 +35,7 @@ from sklearn.utils import get_tags
 
 from automl.cuts import apply_cuts, cross_fitted
 from automl.errors import AutomlError
-from automl.folds import Fold, Split, predicted_rows, weights_for_test
+from automl.folds import Fold, Split, predicted_rows, take, weights_for_test
 from automl.metrics import best_threshold, get_metric, score
 from automl.preprocess import WORD, Features, clean_text
 from automl.problem import Problem
@@ -226,8 +226,8 @@ PROBE_ROWS = 5000
 def plan_size(baseline: Baseline, problem: Problem, fold: Fold, seed: int, per_fold: float) -> Size:
     """Estimate one fold's cost from a timed fit on a row sample, and size the model to `per_fold` seconds."""
     n = len(fold.train_rows)
-    # Small tables: a fold costs little more than a probe; folds after an overrun shrink. TF-IDF's
-    # vocabulary is built on every training row even for a probe: probe text only when large.
+    # Small tables: a fold costs little more than a probe; folds after an overrun shrink. A TF-IDF
+    # probe's vocabulary from a sample says little of the full one: probe text only when large.
     if n <= PROBE_ROWS or (baseline.inputs == "tfidf" and n <= 50_000):
         return Size()
     m = min(n, max(PROBE_ROWS, min(50_000, n // 10)))  # large enough that fixed costs do not dominate
@@ -286,11 +286,15 @@ def _resize(size: Size, baseline: Baseline, took: float, allowed: float, n: int)
 def _fit_one(baseline: Baseline, problem: Problem, fold: Fold, seed: int, size: Size, rng, until: float | None,
              probe: bool = False):
     """One fold's fitted model and its validation and test inputs."""
-    x_train, x_valid, x_test = _inputs(baseline.inputs, fold)
-    y = problem.y[fold.train_rows]
-    if size.rows is not None and size.rows < len(y):
+    train, y = fold.train, problem.y[fold.train_rows]
+    if size.rows is not None and size.rows < len(y):  # sample the features before building inputs from them
         rows = np.sort(rng.choice(len(y), size.rows, replace=False))
-        x_train, y = x_train[rows], y[rows]
+        train, y = take(train, rows), y[rows]
+    if probe:  # a probe predicts as many validation rows as it trains on, and no test
+        x_train, x_valid = _inputs(baseline.inputs, train, take(fold.valid, np.arange(min(len(y), len(fold.valid)))))
+        x_test = None
+    else:
+        x_train, x_valid, x_test = _inputs(baseline.inputs, train, fold.valid, fold.test)
     k, classify = problem.n_classes, problem.n_classes > 0 or problem.multilabel
     absolute = not classify and problem.metric.objective == "absolute" and baseline.absolute is not None
     model = baseline.classifier(seed) if classify else baseline.absolute(seed) if absolute else baseline.regressor(seed)
@@ -312,7 +316,7 @@ def _fit_one(baseline: Baseline, problem: Problem, fold: Fold, seed: int, size: 
     else:
         info["rounds"] = _fit(model, x_train, y, size, until, probe)
     if probe:  # the probe times a prediction too: forests spend seconds predicting
-        _predict(model, x_valid[: min(len(y), x_valid.shape[0])], problem)
+        _predict(model, x_valid, problem)
     return model, x_valid, x_test, info
 
 
@@ -465,8 +469,8 @@ def one_hot(features: Features) -> sp.csr_matrix:
     return sp.hstack(parts, format="csr")
 
 
-def _inputs(kind: str, fold: Fold) -> tuple:
-    sets = (fold.train, fold.valid, fold.test)
+def _inputs(kind: str, *sets: Features) -> tuple:
+    """Model inputs for each set of rows; TF-IDF's vocabulary is fitted on the first."""
     if kind in ("dense", "native"):
         return tuple(dense(f) for f in sets)
     matrices = [one_hot(f) for f in sets]

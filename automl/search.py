@@ -178,7 +178,7 @@ class Objective:
         prune = [StrictPruning(trial, "val_score")] if isinstance(trial, optuna.Trial) else []
         fit = fit_fold(problem, fold, params, device=self.device, max_epochs=pipeline.max_epochs,
                        patience=pipeline.patience, precision=self.precision, callbacks=prune,
-                       deadline=deadline, seed=self.seed, predict_test=not self.sampled)
+                       deadline=deadline, seed=self.seed, predict_test=not self.sampled, give_up=self.deadline)
         if self.deadline is not None and time.monotonic() >= self.deadline or not fit.curve:
             trial.set_user_attr("stopped", "time budget reached")
             raise optuna.TrialPruned("time budget reached before the trial's fold was trained")

@@ -22,6 +22,7 @@ from automl.data import OneBatch, TensorBatches
 from automl.folds import Fold
 from automl.metrics import score
 from automl.models import TabularModule
+from automl.models.tabular import attention_rows
 from automl.problem import Problem
 
 for _name in ("lightning.pytorch", "lightning.fabric", "lightning"):
@@ -148,12 +149,11 @@ MAX_STEPS_PER_EPOCH = 256  # an "epoch" on a large table is this many steps: val
 def batch_size_for(params: dict, rows: int, tokens: int = 0) -> int:
     """The searched batch size, raised on large tables: about a thousand steps per pass over
     the rows at most (800,000 rows in batches of 32 would be 25,000 steps). Attention over
-    `tokens` column tokens holds (batch, heads, tokens, tokens) scores per layer: the batch is
-    lowered to keep them near 256 MB (378 columns: 58 rows)."""
+    `tokens` column tokens lowers it to keep the activations near 128 MiB (`attention_rows`)."""
     floor = 2 ** int(round(np.log2(max(rows / 1000, 1.0))))
     batch = max(int(params.get("batch_size", 256)), floor)
     if params.get("family") == "ft_transformer" and tokens:
-        batch = min(batch, max(8, 2**26 // (tokens * tokens * int(params.get("heads", 8)))))
+        batch = min(batch, attention_rows(tokens, **{k: int(params[k]) for k in ("layers", "d_token", "heads") if k in params}))
     return batch
 
 
@@ -167,8 +167,12 @@ def objective_for(problem: Problem) -> str:
 
 def fit_fold(problem: Problem, fold: Fold, params: dict, *, device: str = "cpu", max_epochs: int = 30,
              patience: int = 5, precision: str = "32-true", callbacks=(), deadline: float | None = None,
-             seed: int = 0, predict_test: bool = True) -> FoldFit:
-    """Train on the fold's train rows, early-stop on its validation rows, predict test."""
+             seed: int = 0, predict_test: bool = True, give_up: float | None = None) -> FoldFit:
+    """Train on the fold's train rows, early-stop on its validation rows, predict test.
+
+    `give_up`: a time.monotonic() after which the fit is of no use to the caller (the run's
+    deadline for a search trial): when training ends past it, nothing is predicted (predicting
+    a transformer's rows can take as long as an epoch) and the fit has no curve."""
     pl.seed_everything(seed, verbose=False)
     target = Target(problem, fold.train_rows)
     y = torch.as_tensor(target.encode(fold.train_rows), device=device)
@@ -197,6 +201,8 @@ def fit_fold(problem: Problem, fold: Fold, params: dict, *, device: str = "cpu",
     if keep.state is not None:
         module.load_state_dict(keep.state)
     module.eval()
+    if give_up is not None and time.monotonic() >= give_up:
+        return FoldFit(np.zeros(0), np.zeros(0), trainer.current_epoch, keep.sign * keep.best, [], 0.0)
     predicting = time.monotonic()
     valid = target.decode(module.predict_arrays(*valid_inputs))
     test = target.decode(module.predict_arrays(*tensors(fold.test, device))) if predict_test else np.zeros(0)

@@ -100,3 +100,15 @@ def test_a_costly_baseline_is_shrunk_to_its_share_and_says_so():
     assert "trees" in shrunk.info["note"] and "time" in shrunk.info["note"]
     assert np.isfinite(shrunk.fold_scores).all() and shrunk.mean > 0.6  # still a real model
     assert "note" not in full.info  # no budget, no shrinking
+
+
+def test_a_probe_builds_inputs_for_its_row_sample_only(monkeypatch):
+    # At a million rows, building the whole fold's inputs for each timed probe cost more than the probe.
+    import automl.baselines as baselines
+
+    problem, folds = _large_problem()
+    built = []
+    real = baselines.dense
+    monkeypatch.setattr(baselines, "dense", lambda features: built.append(len(features)) or real(features))
+    baselines.plan_size(baselines.BASELINES["hist_gb"], problem, folds[0], 0, per_fold=60.0)
+    assert built and max(built) <= baselines.PROBE_ROWS < len(folds[0].train_rows)

@@ -3,6 +3,8 @@ embeddings; the data path and optimizer groups."""
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import optuna
 import pytest
@@ -11,10 +13,10 @@ from net_helpers import small_problem
 
 from automl.data import TensorBatches
 from automl.models import TabularModule
-from automl.models.tabular import TABULAR, quantile_bins
+from automl.models.tabular import TABULAR, attention_rows, quantile_bins
 from automl.parallel import fit_folds
 from automl.pipeline import load_pipeline, suggest
-from automl.train import Target, build_module, fit_fold, tensors
+from automl.train import Target, batch_size_for, build_module, fit_fold, tensors
 
 FAMILY_PARAMS = {
     "mlp": {"depth": 2, "width": 32, "norm": "batch", "activation": "gelu", "dropout": 0.1},
@@ -184,3 +186,26 @@ def test_tensor_batches_cover_every_row_once_and_reshuffle():
         assert sorted(seen.tolist()) == list(range(100))
     assert not torch.equal(epochs[0], epochs[1])
     assert len(batches) == 7 and batches.steps == 13  # 16-row groups, 8-row optimizer steps
+
+
+def test_attention_batches_shrink_with_the_column_tokens_and_the_network():
+    # A transformer's activations grow with tokens x (width + heads x tokens) per row: 512 rows of
+    # 39 tokens through 3 layers of 64 held 741 MiB, so the batch is lowered to keep them near 128 MiB.
+    big = {"family": "ft_transformer", "batch_size": 512, "layers": 3, "d_token": 64, "heads": 8}
+    assert batch_size_for(big, 10_000, tokens=39) <= 128
+    assert batch_size_for(big | {"layers": 1, "d_token": 32, "heads": 1}, 10_000, tokens=39) > batch_size_for(big, 10_000, 39)
+    assert batch_size_for(big, 10_000, tokens=200) < batch_size_for(big, 10_000, tokens=39)
+    assert batch_size_for({"family": "mlp", "batch_size": 512}, 10_000, tokens=39) == 512  # no attention: as searched
+    problem, folds = small_problem("binary")
+    module = build_module(problem, folds[0], big, total_steps=1)
+    tokens = folds[0].train.numeric.shape[1] + folds[0].train.categorical.shape[1] + 1
+    assert module.chunk == min(1024, attention_rows(tokens, layers=3, d_token=64, heads=8))  # prediction chunks too
+
+
+def test_a_fit_past_its_give_up_time_predicts_nothing():
+    problem, folds = small_problem("binary")
+    params = {"family": "mlp", "optimizer": "adamw", "lr": 1e-2, "batch_size": 32, **FAMILY_PARAMS["mlp"]}
+    fit = fit_fold(problem, folds[0], params, max_epochs=2, give_up=time.monotonic())
+    assert fit.curve == [] and len(fit.valid) == 0 and len(fit.test) == 0
+    kept = fit_fold(problem, folds[0], params, max_epochs=2, give_up=time.monotonic() + 600)
+    assert len(kept.curve) == 2 and len(kept.valid) == len(folds[0].valid_rows) and len(kept.test) == len(problem.test)

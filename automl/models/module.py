@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from automl.models.families import FAMILIES
-from automl.models.tabular import InputSpec, fit_bins
+from automl.models.tabular import InputSpec, attention_rows, fit_bins
 
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
 SCHEDULES = ("none", "cosine", "onecycle")
@@ -54,11 +54,10 @@ class TabularModule(pl.LightningModule):
         self.save_hyperparameters()
         spec = InputSpec(n_numeric, tuple(cardinalities), tuple(image_shape), vocab_size, sequence_length)
         self.net = FAMILIES[family](spec, out, **network)
-        # Rows predicted at once: attention over many column tokens holds (rows, heads, tokens,
-        # tokens) scores; keep them near 128 MB (1,024 rows of 58 tokens x 8 heads is 110 MB,
-        # 378 tokens allow 29 rows).
+        # Rows predicted at once: attention over many column tokens holds (rows, heads, tokens, tokens) scores
         tokens = n_numeric + len(cardinalities) + 1 if family == "ft_transformer" else 0
-        self.chunk = 1024 if not tokens else max(8, min(1024, 2**25 // (tokens * tokens * int(network.get("heads", 8)))))
+        self.chunk = 1024 if not tokens else min(1024, attention_rows(tokens, **{
+            k: int(v) for k, v in network.items() if k in ("layers", "d_token", "heads")}))
         self.automatic_optimization = False
         self.scorer: Callable[[np.ndarray], float] | None = None  # set by the search, not a hyperparameter
         self.deadline: float | None = None  # time.monotonic() when training must stop, set by fit_fold
