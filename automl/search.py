@@ -198,23 +198,26 @@ class Objective:
 def complete(study: optuna.Study, problem: Problem, folds: list[Fold], pipeline: Pipeline, run_dir: Path, *,
              n: int, deadline: float | None, device: str, precision: str, seed: int,
              on_trial: Callable[[int], None] | None = None) -> list[CVResult]:
-    """Train the `n` best one-fold trials on every fold: out-of-fold and test predictions for each.
+    """Train the `n` best one-fold trials on every fold: out-of-fold and test predictions for each
+    (the next best in place of one that cannot be completed in time).
 
     Whatever ran where, the finishing run completes: folds whose predictions are not on
     this machine are trained here (all of them for a trial searched by another worker or
-    on a row sample). Each trial gets an equal part of the time left, split over its
+    on a row sample). The best gets half of the time left (the last all of it), split over its
     folds; a trial that cannot train every fold in time is left one-fold only.
     """
     results = []
-    candidates = best_trials(study, n)
-    for rank, trial in enumerate(candidates):
+    # the best first; one left one-fold (too slow to predict or train in time) makes way for the next
+    for trial in best_trials(study, 3 * n):
+        if len(results) >= n:
+            break
         folder = run_dir / "trials" / str(trial.number)
         seconds = study.user_attrs.get(f"cv:{trial.number}", {}).get("completion_seconds", 0.0)
         if not (folder / "oof.npy").is_file():
             if on_trial:
                 on_trial(trial.number)
             # The best gets half of what is left (all of it when it is the last); time unused rolls over.
-            share = None if deadline is None else (deadline - time.monotonic()) / min(2, len(candidates) - rank)
+            share = None if deadline is None else (deadline - time.monotonic()) / min(2, n - len(results))
             if share is not None and share <= 0:
                 break
             done = _complete_one(trial, problem, folds, pipeline, folder, share, device, precision, seed)
@@ -368,9 +371,10 @@ def best_trials(study: optuna.Study, n: int) -> list[optuna.trial.FrozenTrial]:
 
 
 def network_results(study: optuna.Study, problem: Problem, folds: list[Split], run_dir: Path, n: int) -> list[CVResult]:
-    """The completed trials among the best `n` one-fold trials, as leaderboard entries (cross-validated)."""
-    results = [_cv_result(t, problem, folds, run_dir / "trials" / str(t.number)) for t in best_trials(study, n)
-               if (run_dir / "trials" / str(t.number) / "oof.npy").is_file()]
+    """The `n` best completed trials (by their one-fold score), as leaderboard entries (cross-validated)."""
+    done = [t for t in best_trials(study, len(study.trials)) if (run_dir / "trials" / str(t.number) / "oof.npy").is_file()]
+    results = [_cv_result(t, problem, folds, run_dir / "trials" / str(t.number),
+                          study.user_attrs.get(f"cv:{t.number}", {}).get("rows")) for t in done[:n]]
     return sorted(results, key=lambda r: r.mean, reverse=problem.metric.greater_is_better)
 
 

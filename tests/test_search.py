@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import time
 
@@ -13,7 +14,7 @@ from optuna.trial import TrialState
 
 from automl.errors import AutomlError
 from automl.pipeline import load_pipeline, suggest
-from automl.search import Objective, StrictPruning, complete, network_results, search
+from automl.search import Objective, StrictPruning, best_trials, complete, network_results, search
 from automl.train import build_module, fit_fold
 
 
@@ -55,6 +56,23 @@ def test_resume_does_not_redo_trials(tmp_path):
     assert [r.name for r in results] == [r.name for r in done]
     assert results and results[0].kind == "network" and len(results[0].fold_scores) == len(folds)
     assert more.user_attrs[f"cv:{results[0].info['trial']}"]["fold_scores"] == results[0].fold_scores
+
+
+def test_the_next_best_trial_is_completed_in_place_of_one_too_slow_to_complete(tmp_path, monkeypatch):
+    import automl.search
+
+    problem, folds = small_problem("binary")
+    study = search(problem, folds, tiny(), tmp_path, trials=3, deadline=None)
+    first, second = best_trials(study, 2)
+    # as if the best took a second a row to predict: every fold's rows would take minutes, so it is left one-fold
+    slow = copy.deepcopy(first)
+    slow.user_attrs["predict_per_row"] = 1.0
+    monkeypatch.setattr(automl.search, "best_trials", lambda s, n: [slow] + [t for t in best_trials(s, n) if t.number != first.number])
+    done = complete(study, problem, folds, tiny(), tmp_path, n=1, deadline=time.monotonic() + 60, device="cpu",
+                    precision="32-true", seed=0)
+    assert [r.info["trial"] for r in done] == [second.number]
+    assert not (tmp_path / "trials" / str(first.number) / "oof.npy").is_file()
+    assert [r.info["trial"] for r in network_results(study, problem, folds, tmp_path, 1)] == [second.number]
 
 
 def test_a_diverging_trial_is_recorded_as_failed_and_the_search_goes_on(tmp_path):
