@@ -12,6 +12,8 @@ no out-of-fold prediction).
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -124,20 +126,31 @@ class Fold(Split):
 FIT_ROWS = 200_000  # medians, quantiles, levels and vocabularies are learned from at most this many rows
 
 
+PARALLEL_ROWS = 50_000  # rows from which folds are preprocessed in threads
+
+
 def fold_features(problem: Problem, folds: np.ndarray, **options) -> list[Fold]:
     """Fit one Preprocessor per fold (no model sees its validation rows' statistics)."""
     comp = problem.comp
     settings = {"text_columns": comp.text_columns, "date_columns": comp.date_columns,
                 "image_shape": comp.image_shape, **options}
-    result = []
-    for i, split in enumerate(splits(folds)):
+
+    def one(i: int, split: Split) -> Fold:
         fit_rows = split.train_rows
         if len(fit_rows) > FIT_ROWS:  # statistics from a sample of the fold's training rows: fitting stays seconds
             fit_rows = np.sort(np.random.default_rng(i).choice(fit_rows, FIT_ROWS, replace=False))
         pre = Preprocessor(**settings).fit(problem.train.iloc[fit_rows])
-        result.append(Fold(split.train_rows, split.valid_rows, pre.transform(problem.train.iloc[split.train_rows]),
-                           pre.transform(problem.train.iloc[split.valid_rows]), pre.transform(problem.test)))
-    return result
+        return Fold(split.train_rows, split.valid_rows, pre.transform(problem.train.iloc[split.train_rows]),
+                    pre.transform(problem.train.iloc[split.valid_rows]), pre.transform(problem.test))
+
+    # Folds in threads on large tables: interpolation, sorting and factorizing release the GIL
+    # (300,000 rows: 17 s in sequence on 2 cores).
+    parts = list(enumerate(splits(folds)))
+    threads = min(os.cpu_count() or 1, len(parts)) if len(problem.train) >= PARALLEL_ROWS else 1
+    if threads <= 1:
+        return [one(i, split) for i, split in parts]
+    with ThreadPoolExecutor(threads) as pool:
+        return list(pool.map(lambda part: one(*part), parts))
 
 
 def take(features: Features, rows: np.ndarray) -> Features:
