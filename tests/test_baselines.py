@@ -248,3 +248,20 @@ def test_cut_points_regress_the_class_code_for_qwk():
     blended = ensemble(problem, splits(folds), [cuts, classifier])
     np.testing.assert_allclose(blended.test.sum(axis=1), 1.0)
     assert blended.info["calibration"] is None and blended.mean >= classifier.mean
+
+
+def test_folds_preprocessed_in_threads_equal_those_in_sequence(monkeypatch):
+    import automl.folds
+
+    problem = make_problem(Competition(slug="t", id="id", target="target", task="binary", metric="auc", labels="float"),
+                           synthetic_frame("binary", 600, seed=5), synthetic_frame("binary", 100, seed=6).drop(columns="target"))
+    assignment = make_folds(problem, 3, 0)
+    monkeypatch.setattr(automl.folds, "PARALLEL_ROWS", 10**9)
+    sequential = fold_features(problem, assignment, numeric="quantile")
+    monkeypatch.setattr(automl.folds, "PARALLEL_ROWS", 0)
+    threaded = fold_features(problem, assignment, numeric="quantile")
+    for a, b in zip(sequential, threaded, strict=True):
+        np.testing.assert_array_equal(a.train_rows, b.train_rows)
+        for part in ("train", "valid", "test"):
+            np.testing.assert_array_equal(getattr(a, part).numeric, getattr(b, part).numeric)
+            np.testing.assert_array_equal(getattr(a, part).categorical, getattr(b, part).categorical)
