@@ -82,10 +82,12 @@ def bundle_row(slug: str, workdir: Path, timeout: int) -> dict:
         rows = board[board["kind"] == kind]
         return f"{rows.iloc[0][metric]:.4f} ({rows.iloc[0]['model']})" if len(rows) else "-"
 
-    searched = re.search(r"networks: (\d+) trials searched.*?(\d+) of the best\s+completed", done.stderr, re.S)
+    searched = re.search(r"networks: (\d+) trials searched.*?in\s+(\d+)s;\s+(\d+)\s+of\s+the\s+best\s+completed", done.stderr, re.S)
     return {"competition": slug, "metric": metric, "first submission (s)": round(first, 1),
             "full run (s)": f"{full:.1f} of {timeout}", "trials searched / completed on every fold":
-            f"{searched[1]} / {searched[2]}" if searched else "-", "best baseline": best("baseline"),
+            f"{searched[1]} / {searched[3]}" if searched else "-",
+            "trials a minute of search": f"{60 * int(searched[1]) / max(int(searched[2]), 1):.1f}" if searched else "-",
+            "best baseline": best("baseline"),
             "best network": best("network"), "ensemble (held-out)": best("ensemble"),
             "submitted": f"{board.iloc[0]['model']}"}
 
