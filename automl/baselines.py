@@ -12,6 +12,7 @@ per target column (`PerColumn`).
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -285,7 +286,7 @@ def _resize(size: Size, baseline: Baseline, took: float, allowed: float, n: int)
 
 def _fit_one(baseline: Baseline, problem: Problem, fold: Fold, seed: int, size: Size, rng, until: float | None,
              probe: bool = False):
-    """One fold's fitted model and its validation and test inputs."""
+    """One fold's fitted model and its validation and test inputs (a probe's: a validation slice and no test)."""
     train, y = fold.train, problem.y[fold.train_rows]
     if size.rows is not None and size.rows < len(y):  # sample the features before building inputs from them
         rows = np.sort(rng.choice(len(y), size.rows, replace=False))
@@ -300,6 +301,11 @@ def _fit_one(baseline: Baseline, problem: Problem, fold: Fold, seed: int, size: 
     model = baseline.classifier(seed) if classify else baseline.absolute(seed) if absolute else baseline.regressor(seed)
     _set_categoricals(model, fold.train)
     info = _cap_rounds(model, baseline, x_train.shape[1], k or 1)
+    if hasattr(model, "n_estimators") and hasattr(model, "min_samples_leaf"):  # forests: trees that fit in memory
+        leaf = _leaf_for_memory(len(y), k, y.shape[1] if y.ndim == 2 else 1)
+        if leaf > model.min_samples_leaf:
+            model.set_params(min_samples_leaf=leaf)
+            info["note"] = "; ".join(x for x in (info.get("note"), f"leaves of {leaf}+ rows (memory)") if x)
     if absolute:
         trained = "Huber loss (robust to outliers)" if isinstance(model, HuberRegressor) else "absolute error"
         info["note"] = "; ".join(x for x in (f"trained on {trained}", info.get("note")) if x)
@@ -380,12 +386,31 @@ def _boost(model, x, y, until: float) -> int | None:
     return None
 
 
+FOREST_BYTES = 2**28  # 256 MiB: the most a forest's trees may hold (fully grown trees on 240,000 rows: 19 MB each)
+
+
+def _node_bytes(classes: int, outputs: int = 1) -> int:
+    """A scikit-learn tree node: its 64-byte record and its value array."""
+    return 64 + 8 * max(classes, 1) * outputs
+
+
+def _leaf_for_memory(rows: int, classes: int, outputs: int = 1) -> int:
+    """The smallest leaf that lets 100 fully grown trees fit FOREST_BYTES (about 2 x rows / leaf nodes a tree)."""
+    return math.ceil(2 * rows * 100 * _node_bytes(classes, outputs) / FOREST_BYTES)
+
+
+def _forest_bytes(model) -> int:
+    return sum(t.tree_.node_count * _node_bytes(t.tree_.value.shape[2], t.tree_.value.shape[1]) for t in model.estimators_)
+
+
 def _grow(model, x, y, trees: int, until: float | None) -> None:
-    """Add trees in chunks until `trees` or the clock says stop (at least one chunk)."""
+    """Add trees in chunks until `trees`, the clock says stop or the next chunk would pass
+    FOREST_BYTES (at least one chunk)."""
     chunk = max(1, min(trees, max(10, trees // 5)))
     model.set_params(n_estimators=chunk, warm_start=True)
     model.fit(x, y)
-    while model.n_estimators < trees and (until is None or time.monotonic() < until):
+    while model.n_estimators < trees and (until is None or time.monotonic() < until) and \
+            _forest_bytes(model) * (model.n_estimators + chunk) / model.n_estimators <= FOREST_BYTES:
         model.set_params(n_estimators=min(trees, model.n_estimators + chunk))
         model.fit(x, y)
 

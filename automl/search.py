@@ -208,7 +208,8 @@ def complete(study: optuna.Study, problem: Problem, folds: list[Fold], pipeline:
     """
     results = []
     # the best first; one left one-fold (too slow to predict or train in time) makes way for the next
-    for trial in best_trials(study, 3 * n):
+    candidates = best_trials(study, 3 * n)
+    for rank, trial in enumerate(candidates):
         if len(results) >= n:
             break
         folder = run_dir / "trials" / str(trial.number)
@@ -217,7 +218,7 @@ def complete(study: optuna.Study, problem: Problem, folds: list[Fold], pipeline:
             if on_trial:
                 on_trial(trial.number)
             # The best gets half of what is left (all of it when it is the last); time unused rolls over.
-            share = None if deadline is None else (deadline - time.monotonic()) / min(2, n - len(results))
+            share = None if deadline is None else (deadline - time.monotonic()) / min(2, n - len(results), len(candidates) - rank)
             if share is not None and share <= 0:
                 break
             done = _complete_one(trial, problem, folds, pipeline, folder, share, device, precision, seed)

@@ -22,7 +22,7 @@ from automl.data import OneBatch, TensorBatches
 from automl.folds import Fold
 from automl.metrics import score
 from automl.models import TabularModule
-from automl.models.tabular import attention_rows
+from automl.models.tabular import ATTENTION_FLOATS, attention_rows
 from automl.problem import Problem
 
 for _name in ("lightning.pytorch", "lightning.fabric", "lightning"):
@@ -146,14 +146,20 @@ VALID_ROWS = 20_000  # validation rows scored after each epoch (all of them are 
 MAX_STEPS_PER_EPOCH = 256  # an "epoch" on a large table is this many steps: validation, early stopping and pruning keep pace
 
 
-def batch_size_for(params: dict, rows: int, tokens: int = 0) -> int:
+GPU_ATTENTION = 16  # a GPU's attention batches may hold this many times a CPU's activations (2 GiB)
+
+
+def batch_size_for(params: dict, rows: int, tokens: int = 0, device: str = "cpu") -> int:
     """The searched batch size, raised on large tables: about a thousand steps per pass over
     the rows at most (800,000 rows in batches of 32 would be 25,000 steps). Attention over
-    `tokens` column tokens lowers it to keep the activations near 128 MiB (`attention_rows`)."""
+    `tokens` column tokens lowers it to keep the activations near 128 MiB on a CPU
+    (`attention_rows`), 2 GiB on a GPU, whose small batches would leave it idle."""
     floor = 2 ** int(round(np.log2(max(rows / 1000, 1.0))))
     batch = max(int(params.get("batch_size", 256)), floor)
     if params.get("family") == "ft_transformer" and tokens:
-        batch = min(batch, attention_rows(tokens, **{k: int(params[k]) for k in ("layers", "d_token", "heads") if k in params}))
+        floats = ATTENTION_FLOATS * (1 if device == "cpu" else GPU_ATTENTION)
+        batch = min(batch, attention_rows(tokens, floats=floats,
+                                          **{k: int(params[k]) for k in ("layers", "d_token", "heads") if k in params}))
     return batch
 
 
@@ -177,10 +183,12 @@ def fit_fold(problem: Problem, fold: Fold, params: dict, *, device: str = "cpu",
     target = Target(problem, fold.train_rows)
     y = torch.as_tensor(target.encode(fold.train_rows), device=device)
     tokens = fold.train.numeric.shape[1] + fold.train.categorical.shape[1] + 1
-    params = {**params, "batch_size": batch_size_for(params, len(fold.train_rows), tokens)}
+    params = {**params, "batch_size": batch_size_for(params, len(fold.train_rows), tokens, device)}
     batches = TensorBatches(*tensors(fold.train, device), y, batch_size=params["batch_size"], seed=seed,
                             max_steps=MAX_STEPS_PER_EPOCH)
     module = build_module(problem, fold, params, total_steps=max_epochs * batches.steps)
+    if device != "cpu":  # prediction chunks sized for a CPU's memory would leave a GPU idle
+        module.chunk = min(1024, module.chunk * GPU_ATTENTION)
     module.deadline = deadline
     # Each epoch is scored on at most VALID_ROWS validation rows (a fixed sample): on a large
     # table, predicting every validation row after every epoch would cost as much as training.

@@ -112,3 +112,20 @@ def test_a_probe_builds_inputs_for_its_row_sample_only(monkeypatch):
     monkeypatch.setattr(baselines, "dense", lambda features: built.append(len(features)) or real(features))
     baselines.plan_size(baselines.BASELINES["hist_gb"], problem, folds[0], 0, per_fold=60.0)
     assert built and max(built) <= baselines.PROBE_ROWS < len(folds[0].train_rows)
+
+
+def test_forests_keep_to_their_memory_share(monkeypatch):
+    # Fully grown trees on 240,000 rows hold 19 MB each: leaves grow with the rows and trees stop at the share.
+    import automl.baselines as baselines
+
+    problem, folds = _large_problem(4_000)
+    free = cross_validate("extra_trees", problem, folds)
+    monkeypatch.setattr(baselines, "FOREST_BYTES", 2**22)  # 4 MiB
+    tight = cross_validate("extra_trees", problem, folds)
+    assert "(memory)" in tight.info["note"] and "note" not in free.info
+    assert tight.mean > 0.6  # still a real model
+    rows = len(folds[0].train_rows)
+    model = baselines.BASELINES["extra_trees"].classifier(0).set_params(min_samples_leaf=baselines._leaf_for_memory(rows, 2))
+    x, y = baselines.dense(folds[0].train), problem.y[folds[0].train_rows]
+    baselines._grow(model, x, y, 300, None)
+    assert model.n_estimators < 300 and baselines._forest_bytes(model) <= 2**22 * 1.5

@@ -196,6 +196,7 @@ def test_attention_batches_shrink_with_the_column_tokens_and_the_network():
     assert batch_size_for(big | {"layers": 1, "d_token": 32, "heads": 1}, 10_000, tokens=39) > batch_size_for(big, 10_000, 39)
     assert batch_size_for(big, 10_000, tokens=200) < batch_size_for(big, 10_000, tokens=39)
     assert batch_size_for({"family": "mlp", "batch_size": 512}, 10_000, tokens=39) == 512  # no attention: as searched
+    assert batch_size_for(big, 10_000, tokens=39, device="cuda") > batch_size_for(big, 10_000, tokens=39)  # a GPU's memory
     problem, folds = small_problem("binary")
     module = build_module(problem, folds[0], big, total_steps=1)
     tokens = folds[0].train.numeric.shape[1] + folds[0].train.categorical.shape[1] + 1

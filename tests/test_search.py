@@ -75,6 +75,18 @@ def test_the_next_best_trial_is_completed_in_place_of_one_too_slow_to_complete(t
     assert [r.info["trial"] for r in network_results(study, problem, folds, tmp_path, 1)] == [second.number]
 
 
+def test_the_last_trial_that_can_be_completed_gets_all_the_time_left(tmp_path, monkeypatch):
+    import automl.search
+
+    problem, folds = small_problem("binary")
+    study = search(problem, folds, tiny(), tmp_path, trials=1, deadline=None)
+    shares = []
+    monkeypatch.setattr(automl.search, "_complete_one", lambda trial, *args: shares.append(args[4]))
+    complete(study, problem, folds, tiny(), tmp_path, n=3, deadline=time.monotonic() + 100, device="cpu",
+             precision="32-true", seed=0)
+    assert len(shares) == 1 and shares[0] > 90  # one candidate for three places: not half of the time
+
+
 def test_a_diverging_trial_is_recorded_as_failed_and_the_search_goes_on(tmp_path):
     problem, folds = small_problem("regression")
     space = {**tiny().space, "optimizer": {"choice": ["sgd"]}, "lr": {"choice": [1e12, 1e-3]},

@@ -170,17 +170,17 @@ class ResNet(nn.Module):
 ATTENTION_FLOATS = 2**25  # 128 MiB of float32 activations for one batch of attention over column tokens
 
 
-def attention_rows(tokens: int, *, layers: int = 2, d_token: int = 64, heads: int = 4) -> int:
+def attention_rows(tokens: int, *, layers: int = 2, d_token: int = 64, heads: int = 4, floats: int = ATTENTION_FLOATS) -> int:
     """Rows of one FT-Transformer batch that keep its activations near `ATTENTION_FLOATS`, a power of two.
 
     Training holds about layers x tokens x (32 d_token + 4 heads x tokens) floats a row for the
     backward pass (measured with torch 2.13's encoder layer: batch 512 of 39 tokens, 3 layers of
     64 took 741 MiB). Prediction needs about a quarter of that, but its chunks use the same rows:
     larger ones fragmented the heap by hundreds of MiB over a trial's predictions. Attention on
-    a CPU is compute-bound, so smaller batches cost no speed.
+    a CPU is compute-bound, so smaller batches cost no speed (a GPU's are not: callers give it more `floats`).
     """
     per_row = layers * tokens * (32 * d_token + 4 * heads * tokens)
-    return max(8, 2 ** int(np.log2(max(ATTENTION_FLOATS // max(per_row, 1), 1))))
+    return max(8, 2 ** int(np.log2(max(floats // max(per_row, 1), 1))))
 
 
 class FTTransformer(nn.Module):
