@@ -20,6 +20,7 @@ import socket
 import time
 import warnings
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -327,6 +328,7 @@ def search(problem: Problem, folds: list[Fold], pipeline: Pipeline, run_dir: Pat
         if finished >= trials:
             break
         if finished + states.count(TrialState.RUNNING) >= trials:
+            _fail_unstarted(study)
             time.sleep(HEARTBEAT)  # the last trials run in other workers; wait for them or their failure
             continue
         if _failing(study):
@@ -335,6 +337,24 @@ def search(problem: Problem, folds: list[Fold], pipeline: Pipeline, run_dir: Pat
         study.optimize(objective, n_trials=1, timeout=timeout, catch=(*TRIAL_FAILURES, Surplus), callbacks=callbacks,
                        gc_after_trial=False)
     return study
+
+
+def _fail_unstarted(study: optuna.Study) -> None:
+    """Fail running trials whose worker died after taking them but before starting them. Killed in
+    that moment (right after its last trial finished, as often as not), a worker has recorded no
+    heartbeat for the new trial, so Optuna never takes it for stale and a resumed run would wait
+    for it forever. A live worker starts its trial (the "worker" attribute) within milliseconds."""
+    now = datetime.now()  # Optuna's datetime_start is local and naive
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if "worker" in trial.user_attrs or trial.datetime_start is None:
+            continue
+        if (now - trial.datetime_start).total_seconds() > GRACE:
+            try:
+                study.tell(trial.number, state=TrialState.FAIL)
+            except (ValueError, RuntimeError):  # finished or failed meanwhile
+                continue
+            log.warning("trial %d: its worker stopped before starting it; failed, and another trial runs instead",
+                        trial.number)
 
 
 def _failing(study: optuna.Study, last: int = 10) -> bool:

@@ -87,6 +87,22 @@ def test_the_last_trial_that_can_be_completed_gets_all_the_time_left(tmp_path, m
     assert len(shares) == 1 and shares[0] > 90  # one candidate for three places: not half of the time
 
 
+def test_a_trial_whose_worker_died_before_starting_it_is_not_waited_for(tmp_path, monkeypatch):
+    # Killed right after asking for a trial, a worker leaves it running with no heartbeat: Optuna never
+    # fails it, and a resumed run that needs one more trial used to wait for it forever.
+    import automl.search
+
+    problem, folds = small_problem("binary")
+    search(problem, folds, tiny(), tmp_path, trials=1, deadline=None)
+    orphan = optuna.load_study(study_name="networks", storage=f"sqlite:///{tmp_path / 'study.db'}").ask()
+    monkeypatch.setattr(automl.search, "GRACE", 1)  # seconds; Optuna wants whole ones
+    monkeypatch.setattr(automl.search, "HEARTBEAT", 1)
+    study = search(problem, folds, tiny(), tmp_path, trials=2, deadline=time.monotonic() + 120)
+    states = {t.number: t.state for t in study.trials}
+    assert states[orphan.number] == TrialState.FAIL
+    assert sum(state in (TrialState.COMPLETE, TrialState.PRUNED) for state in states.values()) == 2
+
+
 def test_a_diverging_trial_is_recorded_as_failed_and_the_search_goes_on(tmp_path):
     problem, folds = small_problem("regression")
     space = {**tiny().space, "optimizer": {"choice": ["sgd"]}, "lr": {"choice": [1e12, 1e-3]},
