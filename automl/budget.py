@@ -22,6 +22,7 @@ from automl.errors import UsageError
 # folds, one cheap baseline and writing the outputs.
 READ_BYTES_PER_SECOND = 60e6
 FIXED_SECONDS = 6.0
+BLEND_SHARE = 0.05  # of the budget, at most, reserved for the blend
 
 
 def process_started() -> float:
@@ -74,6 +75,7 @@ class Budget:
     started: float  # time.monotonic() when the clock started
     stages: dict[str, float] = field(default_factory=dict)  # stage -> seconds, in order
     final_reserve: float = 0.0  # kept for the blend and the writing of outputs
+    outputs_reserve: float = 0.0  # of which for the writing of outputs
     network_reserve: float = 0.0  # kept for the networks
     network_start: float | None = None  # the moment the baselines must have ended
     peaks: dict[str, float] = field(default_factory=dict)  # stage -> the process's peak memory (MiB) when it ended
@@ -105,15 +107,21 @@ class Budget:
     def left(self) -> float | None:
         return None if self.deadline is None else max(0.0, self.deadline - time.monotonic())
 
-    def plan(self, rows: int, networks: bool, network_share: float) -> None:
-        """Fix the reserves once the data is read and preprocessed."""
+    def plan(self, rows: int, networks: bool, network_share: float, blend: float = 0.0) -> None:
+        """Fix the reserves once the data is read and preprocessed; `blend`: the blend's estimated seconds."""
         if self.total is None:
             return
-        # The blend, submission and report: a few seconds, more for millions of predictions.
-        self.final_reserve = min(0.15 * self.total, 2.5 + rows / 150_000)
+        # The submission and report: a few seconds, more for millions of predictions; and the blend.
+        self.outputs_reserve = 1.0 + rows / 300_000
+        blend = min(blend, BLEND_SHARE * self.total)  # past that, the blend scores its choices on fewer rows
+        self.final_reserve = min(0.15 * self.total, 1.5 + rows / 300_000 + self.outputs_reserve + blend)
         left = self.left() or 0.0
         self.network_reserve = network_share * left if networks else 0.0
         self.network_start = time.monotonic() + left - self.network_reserve
+
+    def blend_seconds(self) -> float | None:
+        """Seconds the blend may take: what is left but the outputs' reserve."""
+        return None if self.end is None else max(0.0, self.end - time.monotonic() - self.outputs_reserve)
 
     def networks_deadline(self) -> float | None:
         """When the network stage must end: a small margin before the deadline for its wrap-up

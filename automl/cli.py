@@ -123,7 +123,8 @@ RUNS_DIR = typer.Option("runs", "--runs-dir", help="Where run directories go (RU
 def run(slug: str = typer.Argument(..., help="Competition slug."), source: Path = SOURCE, name: str = NAME,
         models: str = MODELS, folds: int = FOLDS, seed: int = SEED, trials: int = TRIALS, timeout: float = TIMEOUT,
         pipeline: str = PIPELINE, storage: str = STORAGE, device: str = DEVICE, precision: str = PRECISION,
-        workers: int = typer.Option(1, "--workers", help="Search processes to run on this machine (they share the study)."),
+        workers: int = typer.Option(0, "--workers", help="Search processes on this machine, sharing the study: 0 is one per CPU core "
+                                     "(up to 4; one on a GPU)."),
         metric: str = METRIC, runs_dir: Path = RUNS_DIR, data_dir: Path = DATA_DIR) -> None:
     """Cross-validate baselines and searched networks on shared folds, print the leaderboard, write submission.csv."""
     _run(slug, source=source, name=name, models=models, folds=folds, seed=seed, trials=trials, timeout=timeout,

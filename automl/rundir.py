@@ -13,7 +13,6 @@ import hashlib
 import json
 import logging
 import os
-import pickle
 from contextlib import contextmanager
 from dataclasses import MISSING, fields
 from pathlib import Path
@@ -26,7 +25,7 @@ from automl.competition import Competition, load, read_tables
 from automl.errors import AutomlError
 from automl.fetch import fetch, read_record
 from automl.folds import Fold, fold_features, make_folds
-from automl.io import atomic_write, write_csv, write_json, write_npy
+from automl.io import write_csv, write_json, write_npy
 from automl.problem import Problem, make_problem
 
 
@@ -142,28 +141,14 @@ def features_hash(folds: list[Fold]) -> str:
     return digest.hexdigest()
 
 
-def shared_features(problem: Problem, assignment: np.ndarray, recipe, run_dir: Path,
-                    save: bool = False) -> tuple[list[Fold], str]:
-    """Every fold's features, fitted on its training rows only, for the baselines and the networks alike.
+def shared_features(problem: Problem, assignment: np.ndarray, recipe) -> tuple[list[Fold], str]:
+    """Every fold's features, fitted on its training rows only, for the baselines and the networks alike,
+    and their content hash (a study's workers must all train on the same).
 
     Networks read the recipe's numeric scaling (quantile-normal by default; trees do not
     care, and linear models gain from it too) and token ids when a family reads text.
-    `save` keeps them in the run directory for the worker processes on this machine.
     """
     numeric = recipe.numeric if recipe is not None else "standard"
     families = set(recipe.space["family"]["choice"]) | {d.get("family") for d in recipe.defaults} if recipe else set()
-    path = run_dir / f"features-{numeric}.pkl"
-    if path.is_file():
-        with open(path, "rb") as handle:
-            folds, digest = pickle.load(handle)
-        if len(folds) == int(assignment.max()) + 1 and features_hash(folds) == digest:
-            return folds, digest
     folds = fold_features(problem, assignment, numeric=numeric, tokenize=bool(families & set(TEXT_FAMILIES)))
-    digest = features_hash(folds)
-    if save:
-        def dump(tmp: Path) -> None:
-            with open(tmp, "wb") as handle:  # streamed: no second copy in memory
-                pickle.dump((folds, digest), handle, protocol=pickle.HIGHEST_PROTOCOL)
-
-        atomic_write(path, dump)
-    return folds, digest
+    return folds, features_hash(folds)

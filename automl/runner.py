@@ -22,7 +22,7 @@ from automl import baselines
 from automl.baselines import CVResult
 from automl.budget import Budget, check_timeout, minimum_seconds
 from automl.competition import Competition
-from automl.ensemble import ensemble
+from automl.ensemble import blend_seconds, ensemble
 from automl.errors import AutomlError, UsageError
 from automl.fetch import fetch
 from automl.folds import splits
@@ -46,19 +46,19 @@ class RunResult:
 
 def run(slug: str, *, source=None, name: str = "default", models: str = "all", folds: int = 5, seed: int = 0,
         trials: int | None = None, timeout: float | None = None, pipeline: str = "auto",
-        storage: str | None = None, device: str = "auto", precision: str = "32-true", workers: int = 1,
+        storage: str | None = None, device: str = "auto", precision: str = "32-true", workers: int = 0,
         runs_dir="runs", data_dir="data", console: Console | None = None, metric: str | None = None,
         started: float | None = None) -> RunResult:
     """Cross-validate baselines and searched networks on shared folds; write the best one's submission.
 
     `timeout` (seconds) bounds the whole run from the moment the process started: reading,
     preprocessing, baselines, the network search, the blend and the outputs (automl/budget.py
-    plans it). `workers` > 1 runs that many search processes on the run's study, sharing
-    the run's deadline.
+    plans it). `workers` search processes (0: one per CPU core, up to 4) share the run's
+    study and deadline.
     """
     check_timeout(timeout)
-    if workers < 1:
-        raise AutomlError(f"--workers {workers}: expected 1 or more")
+    if workers < 0:
+        raise UsageError(f"--workers {workers}: expected 0 (one search process per CPU core) or more")
     worker_args = {"source": source, "data_dir": data_dir, "runs_dir": runs_dir, "pipeline": pipeline, "folds": folds,
                    "seed": seed, "device": device, "precision": precision, "metric": metric}
     console = console or Console(stderr=True)
@@ -85,8 +85,10 @@ def run(slug: str, *, source=None, name: str = "default", models: str = "all", f
             fold_data, digest = None, ""
             if pending or networks:
                 with budget.stage("preprocess"), console.status("preprocessing each fold"):
-                    fold_data, digest = shared_features(problem, assignment, recipe, run_dir, save=workers > 1)
-            budget.plan(len(problem.y) + len(problem.test), networks, recipe.network_share if recipe else 0.0)
+                    fold_data, digest = shared_features(problem, assignment, recipe)
+            blended_models = len(names) + (recipe.complete_best if networks else 0)
+            budget.plan(len(problem.y) + len(problem.test), networks, recipe.network_share if recipe else 0.0,
+                        blend=blend_seconds(problem, folds, blended_models) if budget.bounded and blended_models > 1 else 0.0)
             results, members = _baselines(names, networks, problem, fold_data, run_dir, budget, seed, console)
             if networks:
                 from automl.workers import search_networks  # torch and Lightning take seconds to import
@@ -103,7 +105,7 @@ def run(slug: str, *, source=None, name: str = "default", models: str = "all", f
                 raise AutomlError("no model finished" + (f" within the time budget; give more time with --timeout (now {budget.total:g}s)"
                                                          if budget.bounded else "; see run.log for each trial's failure"))
             with budget.stage("blend"):
-                blended = ensemble(problem, splits(assignment), members)
+                blended = ensemble(problem, splits(assignment), members, seconds=budget.blend_seconds())
             if blended is not None:
                 save_result(run_dir / "models" / "ensemble", blended)
                 console.print(f"  ensemble: {comp.metric} {_fmt(blended.mean)} held-out "

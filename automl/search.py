@@ -25,11 +25,13 @@ from pathlib import Path
 
 import numpy as np
 import optuna
+import sqlalchemy.event
 import sqlalchemy.exc
 from optuna.trial import TrialState
 from optuna_integration import PyTorchLightningPruningCallback
 
 from automl.baselines import CVResult, finish
+from automl.budget import release_memory
 from automl.errors import AutomlError
 from automl.folds import Fold, Split, take, weights_for_test
 from automl.io import write_npy, write_npz
@@ -71,9 +73,12 @@ def open_storage(url: str) -> optuna.storages.RDBStorage:
     engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {"pool_pre_ping": True}
     for attempt in range(5):
         try:
-            return optuna.storages.RDBStorage(
+            storage = optuna.storages.RDBStorage(
                 url, engine_kwargs=engine, heartbeat_interval=HEARTBEAT, grace_period=GRACE,
                 heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=2))
+            if url.startswith("sqlite"):
+                _serialized(storage.engine)
+            return storage
         except sqlalchemy.exc.IntegrityError:
             # Workers that start together on an empty database race to create Optuna's
             # tables; the loser sees a duplicate key. The tables exist now: try again.
@@ -82,6 +87,23 @@ def open_storage(url: str) -> optuna.storages.RDBStorage:
             detail = str(exc).splitlines()[0][:200]
             raise AutomlError(f"--storage {_redact(url)}: cannot open it as an Optuna storage ({detail})") from exc
     raise AutomlError(f"--storage {_redact(url)}: could not create Optuna's tables; try again")
+
+
+def _serialized(engine: sqlalchemy.engine.Engine) -> None:
+    """Make every SQLite transaction take the database's write lock when it begins. Python's sqlite3
+    starts no transaction before a SELECT, so two processes can both read that a waiting trial
+    (an enqueued default) is waiting, and both take it. SQLAlchemy's recipe for SQLite's
+    serializable isolation; the pooled connections opened before it are closed."""
+
+    @sqlalchemy.event.listens_for(engine, "connect")
+    def _connect(connection, record) -> None:
+        connection.isolation_level = None  # sqlite3's own transaction handling off: the BEGIN below decides
+
+    @sqlalchemy.event.listens_for(engine, "begin")
+    def _begin(connection) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    engine.dispose()
 
 
 def _redact(url: str) -> str:
@@ -198,9 +220,12 @@ class Objective:
 
 def complete(study: optuna.Study, problem: Problem, folds: list[Fold], pipeline: Pipeline, run_dir: Path, *,
              n: int, deadline: float | None, device: str, precision: str, seed: int,
-             on_trial: Callable[[int], None] | None = None) -> list[CVResult]:
+             on_trial: Callable[[int], None] | None = None, part: tuple[int, int] = (0, 1)) -> list[CVResult]:
     """Train the `n` best one-fold trials on every fold: out-of-fold and test predictions for each
     (the next best in place of one that cannot be completed in time).
+
+    `part` (p, P): this process is one of P completing together; it takes the p-th, (p+P)-th, ...
+    of the ranked candidates, and its share of the `n`.
 
     Whatever ran where, the finishing run completes: folds whose predictions are not on
     this machine are trained here (all of them for a trial searched by another worker or
@@ -209,7 +234,8 @@ def complete(study: optuna.Study, problem: Problem, folds: list[Fold], pipeline:
     """
     results = []
     # the best first; one left one-fold (too slow to predict or train in time) makes way for the next
-    candidates = best_trials(study, 3 * n)
+    index, parts = part
+    candidates, n = best_trials(study, 3 * n)[index::parts], len(range(index, n, parts))
     for rank, trial in enumerate(candidates):
         if len(results) >= n:
             break
@@ -223,6 +249,7 @@ def complete(study: optuna.Study, problem: Problem, folds: list[Fold], pipeline:
             if share is not None and share <= 0:
                 break
             done = _complete_one(trial, problem, folds, pipeline, folder, share, device, precision, seed)
+            release_memory()
             if done is None:
                 continue
             seconds, sampled = done
@@ -320,7 +347,10 @@ def search(problem: Problem, folds: list[Fold], pipeline: Pipeline, run_dir: Pat
     study = make_study(store, study_name, pipeline, problem.metric.greater_is_better, seed, len(folds), features_hash)
     objective = Objective(problem, folds, pipeline, run_dir, device=device, precision=precision, deadline=deadline,
                           seed=seed, trials=trials)
-    callbacks = [_prune_files(run_dir, pipeline.keep_best)] + ([on_trial] if on_trial else [])
+    # each trial's tensors and Lightning objects freed and handed back (glibc keeps freed heap pages):
+    # a run's search processes then hold one trial's memory each, not the high-water mark of all
+    callbacks = [_prune_files(run_dir, pipeline.keep_best), lambda study, trial: release_memory()] + (
+        [on_trial] if on_trial else [])
     while deadline is None or time.monotonic() < deadline:
         optuna.storages.fail_stale_trials(study)
         states = [t.state for t in study.get_trials(deepcopy=False)]

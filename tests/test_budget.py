@@ -10,7 +10,7 @@ from conftest import bundle, synthetic_frame
 from typer.testing import CliRunner
 
 from automl.baselines import Skipped, cross_validate
-from automl.budget import Budget, check_timeout, minimum_seconds
+from automl.budget import BLEND_SHARE, Budget, check_timeout, minimum_seconds
 from automl.cli import app
 from automl.competition import Competition
 from automl.errors import UsageError
@@ -62,6 +62,19 @@ def test_the_networks_share_is_reserved_from_what_is_left():
     alone = Budget.start(100.0, started=time.monotonic())
     alone.plan(rows=10_000, networks=False, network_share=0.5)
     assert alone.network_reserve == 0 and alone.baselines_left() == pytest.approx(alone.left(), abs=0.05)
+
+
+def test_the_blend_is_reserved_its_estimate_up_to_its_share():
+    plain = Budget.start(100.0, started=time.monotonic())
+    plain.plan(rows=10_000, networks=True, network_share=0.5)
+    costly = Budget.start(100.0, started=time.monotonic())
+    costly.plan(rows=10_000, networks=True, network_share=0.5, blend=3.0)
+    assert costly.final_reserve == pytest.approx(plain.final_reserve + 3.0)
+    huge = Budget.start(100.0, started=time.monotonic())
+    huge.plan(rows=10_000, networks=True, network_share=0.5, blend=60.0)
+    assert huge.final_reserve == pytest.approx(plain.final_reserve + BLEND_SHARE * 100.0)
+    # when the blend starts it may take what is left, but the outputs' part
+    assert huge.blend_seconds() == pytest.approx(huge.end - time.monotonic() - huge.outputs_reserve, abs=0.05)
 
 
 def test_an_unbounded_budget_plans_nothing():

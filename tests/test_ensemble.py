@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pandas as pd
+import pytest
 
 from automl.baselines import CVResult, finish
 from automl.competition import Competition
-from automl.ensemble import calibrate, ensemble
+from automl.ensemble import blend_seconds, calibrate, ensemble
 from automl.folds import splits
 from automl.metrics import score
 from automl.problem import make_problem
@@ -75,3 +78,16 @@ def test_rows_no_fold_predicts_take_no_part_in_the_blend():
     spoiled[0].oof[:500] = np.eye(3)[(problem.y[:500] + 1) % 3]  # certain and wrong, where nothing was predicted
     second = ensemble(problem, folds, spoiled)
     assert second.info == first.info and second.fold_scores == first.fold_scores
+
+
+def test_a_blend_given_little_time_chooses_its_weights_on_a_row_sample_and_says_so():
+    problem, folds, members = problem_and_members("auc", n=30_000)
+    full = ensemble(problem, folds, members)
+    assert full.info["select_rows"] == 20_000 and "row samples" not in full.info["note"]
+    worst = blend_seconds(problem, len(folds), len(members))
+    start = time.perf_counter()
+    quick = ensemble(problem, folds, members, seconds=worst / 4)
+    assert time.perf_counter() - start < worst / 2
+    assert 2_000 <= quick.info["select_rows"] < 10_000
+    assert f"weights chosen on {quick.info['select_rows']:,}-row samples" in quick.info["note"]
+    assert quick.mean == pytest.approx(full.mean, abs=0.01)  # chosen on fewer rows, nearly as good

@@ -14,7 +14,7 @@ from optuna.trial import TrialState
 
 from automl.errors import AutomlError
 from automl.pipeline import load_pipeline, suggest
-from automl.search import Objective, StrictPruning, best_trials, complete, network_results, search
+from automl.search import Objective, StrictPruning, best_trials, complete, network_results, open_storage, search
 from automl.train import build_module, fit_fold
 
 
@@ -85,6 +85,47 @@ def test_the_last_trial_that_can_be_completed_gets_all_the_time_left(tmp_path, m
     complete(study, problem, folds, tiny(), tmp_path, n=3, deadline=time.monotonic() + 100, device="cpu",
              precision="32-true", seed=0)
     assert len(shares) == 1 and shares[0] > 90  # one candidate for three places: not half of the time
+
+
+def test_completing_processes_split_the_candidates_between_them(tmp_path):
+    problem, folds = small_problem("binary")
+    study = search(problem, folds, tiny(), tmp_path, trials=6, deadline=None)
+    ranked = [t.number for t in best_trials(study, 6)]
+    options = {"deadline": None, "device": "cpu", "precision": "32-true", "seed": 0}
+    first = complete(study, problem, folds, tiny(), tmp_path, n=3, part=(0, 2), **options)
+    second = complete(study, problem, folds, tiny(), tmp_path, n=3, part=(1, 2), **options)
+    # process 0 takes the 1st and 3rd best, process 1 the 2nd: three in all, none twice
+    assert sorted(r.info["trial"] for r in first) == sorted(ranked[0:3:2])
+    assert [r.info["trial"] for r in second] == [ranked[1]]
+    assert sorted(r.info["trial"] for r in network_results(study, problem, folds, tmp_path, 3)) == sorted(ranked[:3])
+
+
+def test_processes_on_one_sqlite_study_never_take_the_same_waiting_trial(tmp_path):
+    # Python's sqlite3 opens no transaction for a SELECT: two processes could both read that an
+    # enqueued trial is waiting and both run it (then one fails: "Cannot tell a COMPLETE trial").
+    import os
+
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    study = optuna.create_study(storage=open_storage(url), study_name="race")
+    for x in range(60):
+        study.enqueue_trial({"x": float(x)})
+    children = []
+    for _ in range(3):
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child
+            code = 1
+            try:
+                own = optuna.load_study(study_name="race", storage=open_storage(url))
+                for _ in range(20):
+                    trial = own.ask()
+                    own.tell(trial, trial.suggest_float("x", 0, 100))
+                code = 0
+            finally:
+                os._exit(code)
+        children.append(pid)
+    assert all(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0 for pid in children)
+    taken = [t.params["x"] for t in optuna.load_study(study_name="race", storage=url).trials]
+    assert len(taken) == 60 and sorted(taken) == [float(x) for x in range(60)]
 
 
 def test_a_trial_whose_worker_died_before_starting_it_is_not_waited_for(tmp_path, monkeypatch):

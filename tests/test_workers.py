@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import optuna
 import pytest
@@ -19,6 +20,7 @@ from typer.testing import CliRunner
 
 from automl.cli import app
 from automl.rundir import locked
+from automl.workers import MAX_PROCESSES, processes_for
 
 # Polling a study while its worker is still creating it: no study yet (KeyError), or the
 # storage's tables half made (the poller's own schema setup collides with the worker's).
@@ -130,8 +132,17 @@ def test_run_with_two_local_workers(tmp_path, recipe):
     assert len(_finished(study)) == 80  # one-fold trials are short: enough of them that the worker joins in time
     assert len({t.user_attrs["worker"] for t in _finished(study)}) == 2
     assert all("worker" in t.user_attrs for t in study.trials)  # surplus trials too say who started them
-    logs = list(run_dir.glob("worker-*.log"))
-    assert len(logs) == 1 and "has 80 complete" in logs[0].read_text()
+    searched, completed = list(run_dir.glob("worker-*-search.log")), list(run_dir.glob("worker-*-complete.log"))
+    assert len(searched) == 1 and "has 80 complete" in searched[0].read_text()
+    assert len(completed) == 1 and "completed" in completed[0].read_text()
+
+
+def test_search_processes_follow_the_cores_on_a_cpu_and_stay_one_on_a_gpu(monkeypatch):
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    assert processes_for("cpu") == 2
+    monkeypatch.setattr(os, "cpu_count", lambda: 64)
+    assert processes_for("cpu") == MAX_PROCESSES
+    assert processes_for("cuda") == 1  # CUDA does not survive a fork
 
 
 def test_a_second_run_on_a_held_run_directory_is_refused(tmp_path):
@@ -145,7 +156,7 @@ def test_a_second_run_on_a_held_run_directory_is_refused(tmp_path):
 
 def test_a_resumed_run_after_sigkill_loses_no_finished_trial(tmp_path, recipe):
     command = [sys.executable, "-m", "automl.cli", "run", "titanic", "--from", str(bundle("titanic")),
-               "--models", "networks", "--trials", "6", "--pipeline", str(recipe), "--device", "cpu",
+               "--models", "networks", "--trials", "6", "--pipeline", str(recipe), "--device", "cpu", "--workers", "2",
                "--runs-dir", str(tmp_path / "runs"), "--data-dir", str(tmp_path / "data")]
     db = tmp_path / "runs" / "titanic" / "default" / "study.db"
     first = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -159,8 +170,13 @@ def test_a_resumed_run_after_sigkill_loses_no_finished_trial(tmp_path, recipe):
                 before = []
     first.send_signal(signal.SIGKILL)
     first.wait()
-    kept = {t.number: t.value for t in _finished(optuna.load_study(study_name="titanic/default", storage=f"sqlite:///{db}"))}
+    study = optuna.load_study(study_name="titanic/default", storage=f"sqlite:///{db}")
+    kept = {t.number: t.value for t in _finished(study)}
     assert len(kept) >= 2
+    # the run's forked search process dies with it (it would hold the run's lock and go on training)
+    forks = {int(t.user_attrs["worker"].split(":")[1]) for t in study.trials if "worker" in t.user_attrs} - {first.pid}
+    time.sleep(1)
+    assert forks and not any(_alive(pid) for pid in forks)
     again = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr
     study = optuna.load_study(study_name="titanic/default", storage=f"sqlite:///{db}")
@@ -168,6 +184,12 @@ def test_a_resumed_run_after_sigkill_loses_no_finished_trial(tmp_path, recipe):
     assert all(after[n] == v for n, v in kept.items())  # nothing finished was lost or redone
     assert len(after) == 6
     assert (tmp_path / "runs" / "titanic" / "default" / "submission.csv").is_file()
+
+
+def _alive(pid: int) -> bool:
+    """Running, not a zombie that no one has reaped yet (in a container, PID 1 may never)."""
+    stat = Path(f"/proc/{pid}/stat")
+    return stat.exists() and stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def test_a_run_on_another_machine_finishes_a_shared_study(tmp_path, recipe, postgres):
