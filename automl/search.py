@@ -230,14 +230,18 @@ def complete(study: optuna.Study, problem: Problem, folds: list[Fold], pipeline:
     Whatever ran where, the finishing run completes: folds whose predictions are not on
     this machine are trained here (all of them for a trial searched by another worker or
     on a row sample). The best gets half of the time left (the last all of it), split over its
-    folds; a trial that cannot train every fold in time is left one-fold only.
+    folds; a trial that cannot train every fold in time is left one-fold only. Time left once
+    `n` are done completes further candidates whose every row fits it.
     """
     results = []
     # the best first; one left one-fold (too slow to predict or train in time) makes way for the next
     index, parts = part
     candidates, n = best_trials(study, 3 * n)[index::parts], len(range(index, n, parts))
     for rank, trial in enumerate(candidates):
-        if len(results) >= n:
+        # Past the n, time left over completes the next candidates too, where all their rows fit it:
+        # more cross-validated networks for the leaderboard and the blend.
+        extra = len(results) >= n
+        if extra and deadline is None:
             break
         folder = run_dir / "trials" / str(trial.number)
         seconds = study.user_attrs.get(f"cv:{trial.number}", {}).get("completion_seconds", 0.0)
@@ -245,10 +249,11 @@ def complete(study: optuna.Study, problem: Problem, folds: list[Fold], pipeline:
             if on_trial:
                 on_trial(trial.number)
             # The best gets half of what is left (all of it when it is the last); time unused rolls over.
-            share = None if deadline is None else (deadline - time.monotonic()) / min(2, n - len(results), len(candidates) - rank)
+            share = None if deadline is None else (deadline - time.monotonic()) / (
+                1 if extra else min(2, n - len(results), len(candidates) - rank))
             if share is not None and share <= 0:
                 break
-            done = _complete_one(trial, problem, folds, pipeline, folder, share, device, precision, seed)
+            done = _complete_one(trial, problem, folds, pipeline, folder, share, device, precision, seed, extra)
             release_memory()
             if done is None:
                 continue
@@ -264,9 +269,9 @@ def complete(study: optuna.Study, problem: Problem, folds: list[Fold], pipeline:
 
 
 def _complete_one(trial, problem: Problem, folds: list[Fold], pipeline: Pipeline, folder: Path, share: float | None,
-                  device: str, precision: str, seed: int) -> tuple[float, int | None] | None:
+                  device: str, precision: str, seed: int, full_only: bool = False) -> tuple[float, int | None] | None:
     """Seconds it took to train the trial's missing folds and the training row sample (None: every row),
-    or None when a fold got no epoch in time."""
+    or None when a fold got no epoch in time (or, `full_only`, when not every row fits the share)."""
     oof, test = np.zeros(problem.pred_shape(len(problem.y))), np.zeros(problem.pred_shape(len(problem.test)))
     todo, weights = list(range(len(folds))), weights_for_test(folds)
     start = time.monotonic()
@@ -277,7 +282,7 @@ def _complete_one(trial, problem: Problem, folds: list[Fold], pipeline: Pipeline
             oof[folds[index].valid_rows], test = first["valid"], test + weights[index] * first["test"]
             todo.remove(index)
     rows = _completion_rows(trial, problem, [folds[i] for i in todo], share)
-    if not rows:
+    if not rows or full_only and rows < min(max(len(folds[i].train_rows) for i in todo), SEARCH_ROWS):
         return None
     chosen = [folds[i] if len(folds[i].train_rows) <= rows else _train_sample(folds[i], rows, seed + i) for i in todo]
     # the remaining folds in one call: trained together as one batched model where that is faster

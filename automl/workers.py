@@ -137,7 +137,7 @@ def _complete(study, problem: Problem, folds: list[Fold], recipe: Pipeline, run_
         failed = wait(helpers, None if deadline is None else deadline + GRACE)
     finally:
         stop(helpers)
-    return search.network_results(study, problem, folds, run_dir, n), failed
+    return search.network_results(study, problem, folds, run_dir, 3 * n), failed
 
 
 def processes_for(device: str) -> int:

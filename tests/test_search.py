@@ -70,9 +70,32 @@ def test_the_next_best_trial_is_completed_in_place_of_one_too_slow_to_complete(t
     monkeypatch.setattr(automl.search, "best_trials", lambda s, n: [slow] + [t for t in best_trials(s, n) if t.number != first.number])
     done = complete(study, problem, folds, tiny(), tmp_path, n=1, deadline=time.monotonic() + 60, device="cpu",
                     precision="32-true", seed=0)
-    assert [r.info["trial"] for r in done] == [second.number]
+    third = [t.number for t in best_trials(study, 3)][2]  # completed too, with the time left over
+    assert sorted(r.info["trial"] for r in done) == sorted([second.number, third])
     assert not (tmp_path / "trials" / str(first.number) / "oof.npy").is_file()
     assert [r.info["trial"] for r in network_results(study, problem, folds, tmp_path, 1)] == [second.number]
+
+
+def test_time_left_after_the_best_completes_more_candidates_but_only_on_every_row(tmp_path, monkeypatch):
+    import automl.search
+
+    problem, folds = small_problem("binary")
+    study = search(problem, folds, tiny(), tmp_path, trials=4, deadline=None)
+    ranked = [t.number for t in best_trials(study, 4)]
+    done = complete(study, problem, folds, tiny(), tmp_path, n=1, deadline=time.monotonic() + 60, device="cpu",
+                    precision="32-true", seed=0)
+    assert sorted(r.info["trial"] for r in done) == sorted(ranked[:3])  # one asked for; its 3 candidates fit the minute
+    # without a deadline, the n and no more
+    again = tmp_path / "again"
+    study = search(problem, folds, tiny(), again, trials=4, deadline=None)
+    assert len(complete(study, problem, folds, tiny(), again, n=1, deadline=None, device="cpu", precision="32-true",
+                        seed=0)) == 1
+    # an extra candidate that would need row samples to fit is left one-fold
+    third = tmp_path / "third"
+    study = search(problem, folds, tiny(), third, trials=4, deadline=None)
+    monkeypatch.setattr(automl.search, "_completion_rows", lambda trial, problem, folds, share: 100)
+    assert len(complete(study, problem, folds, tiny(), third, n=1, deadline=time.monotonic() + 60, device="cpu",
+                        precision="32-true", seed=0)) == 1
 
 
 def test_the_last_trial_that_can_be_completed_gets_all_the_time_left(tmp_path, monkeypatch):
