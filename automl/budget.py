@@ -114,7 +114,7 @@ class Budget:
         # The submission and report: a few seconds, more for millions of predictions; and the blend.
         self.outputs_reserve = 1.0 + rows / 300_000
         blend = min(blend, BLEND_SHARE * self.total)  # past that, the blend scores its choices on fewer rows
-        self.final_reserve = min(0.15 * self.total, 1.5 + rows / 300_000 + self.outputs_reserve + blend)
+        self.final_reserve = min(0.15 * self.total, 1.0 + self.outputs_reserve + blend)
         left = self.left() or 0.0
         self.network_reserve = network_share * left if networks else 0.0
         self.network_start = time.monotonic() + left - self.network_reserve
