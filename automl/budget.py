@@ -58,6 +58,21 @@ def release_memory() -> None:
         pass
 
 
+@contextmanager
+def frozen_heap():
+    """The objects alive now kept out of the cyclic collector's reach until the block ends: the
+    collection `release_memory` runs after each trial then takes a fraction of a millisecond
+    instead of about 170 ms (torch, Lightning and scikit-learn loaded), and the collector never
+    writes to the pages a forked process shares."""
+    import gc
+
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+
+
 def check_timeout(timeout: float | None) -> None:
     """Refuse a budget that cannot be a budget (zero or below), before any work."""
     if timeout is not None and not timeout > 0:
@@ -119,7 +134,7 @@ class Budget:
         self.network_reserve = network_share * left if networks else 0.0
         self.network_start = time.monotonic() + left - self.network_reserve
 
-    def blend_seconds(self) -> float | None:
+    def blend_allowance(self) -> float | None:
         """Seconds the blend may take: what is left but the outputs' reserve."""
         return None if self.end is None else max(0.0, self.end - time.monotonic() - self.outputs_reserve)
 

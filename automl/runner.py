@@ -105,7 +105,7 @@ def run(slug: str, *, source=None, name: str = "default", models: str = "all", f
                 raise AutomlError("no model finished" + (f" within the time budget; give more time with --timeout (now {budget.total:g}s)"
                                                          if budget.bounded else "; see run.log for each trial's failure"))
             with budget.stage("blend"):
-                blended = ensemble(problem, splits(assignment), members, seconds=budget.blend_seconds())
+                blended = ensemble(problem, splits(assignment), members, seconds=budget.blend_allowance())
             if blended is not None:
                 save_result(run_dir / "models" / "ensemble", blended)
                 console.print(f"  ensemble: {comp.metric} {_fmt(blended.mean)} held-out "

@@ -30,7 +30,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from automl import search
 from automl.baselines import CVResult
-from automl.budget import check_timeout, peak_mib
+from automl.budget import check_timeout, frozen_heap, peak_mib
 from automl.folds import Fold
 from automl.pipeline import Pipeline, choose, load_pipeline
 from automl.problem import Problem
@@ -69,38 +69,39 @@ def search_networks(problem: Problem, folds: list[Fold], digest: str, recipe: Pi
                TimeElapsedColumn(), TextColumn("{task.fields[best]}")]
     started, threads_before, helpers = time.monotonic(), torch.get_num_threads(), []
     torch.set_num_threads(threads)
-    try:  # the study and its tables exist before any fork joins them
-        search.make_study(search.open_storage(search.storage_url(run_dir, storage)), study_name, recipe,
-                          problem.metric.greater_is_better, seed, len(folds), digest)
-        if forks:
-            helpers = [fork(run_dir, threads, lambda i=i: _search_summary(search.search(
-                problem, folds, recipe, run_dir, trials=trials, seed=seed + i, **options)), "search")
-                       for i in range(1, processes)]
-        else:
-            timeout = None if search_deadline is None else max(1, int(search_deadline - time.monotonic()))
-            helpers = [start_worker(problem.comp.slug, run_dir.name, storage, trials, timeout, worker_args or {}, threads)
-                       for _ in range(1, processes)]
-        with Progress(*columns, console=console, transient=False) as progress:
-            bar = progress.add_task("search", total=trials, best="")
+    # cheap collections after each trial, and none writing to the pages forks share
+    with frozen_heap():
+        try:  # the study and its tables exist before any fork joins them
+            search.make_study(search.open_storage(search.storage_url(run_dir, storage)), study_name, recipe,
+                              problem.metric.greater_is_better, seed, len(folds), digest)
+            if forks:
+                helpers = [fork(run_dir, threads, lambda i=i: _search_summary(search.search(
+                    problem, folds, recipe, run_dir, trials=trials, seed=seed + i, **options)), "search")
+                           for i in range(1, processes)]
+            else:
+                timeout = None if search_deadline is None else max(1, int(search_deadline - time.monotonic()))
+                helpers = [start_worker(problem.comp.slug, run_dir.name, storage, trials, timeout, worker_args or {}, threads)
+                           for _ in range(1, processes)]
+            with Progress(*columns, console=console, transient=False) as progress:
+                bar = progress.add_task("search", total=trials, best="")
 
-            def on_trial(study, trial) -> None:
-                counts = search.summary(study)
-                best = search.best_trials(study, 1)
-                progress.update(bar, completed=counts["complete"] + counts["pruned"],
-                                best=f"best {metric} {best[0].value:.5g} (#{best[0].number})" if best else "")
+                def on_trial(study, trial) -> None:
+                    counts = search.summary(study)
+                    best = search.best_trials(study, 1)
+                    progress.update(bar, completed=counts["complete"] + counts["pruned"],
+                                    best=f"best {metric} {best[0].value:.5g} (#{best[0].number})" if best else "")
 
-            study = search.search(problem, folds, recipe, run_dir, trials=trials, seed=seed, on_trial=on_trial, **options)
-            failed = wait(helpers, None if search_deadline is None else search_deadline + GRACE)
-            on_trial(study, None)
-        searched, peak_after_search = time.monotonic() - started, peak_mib()
-        with console.status("completing the best trials on every fold") as status:
-            found, failed_too = _complete(study, problem, folds, recipe, run_dir, status, deadline=deadline,
-                                          device=device, precision=precision, seed=seed, storage=storage,
-                                          processes=processes if forks else 1, threads=threads)
-    finally:  # on an error or Ctrl-C too: no helper outlives the run
-        stop(helpers)
-        torch.set_num_threads(threads_before)
-        gc.unfreeze()
+                study = search.search(problem, folds, recipe, run_dir, trials=trials, seed=seed, on_trial=on_trial, **options)
+                failed = wait(helpers, None if search_deadline is None else search_deadline + GRACE)
+                on_trial(study, None)
+            searched, peak_after_search = time.monotonic() - started, peak_mib()
+            with console.status("completing the best trials on every fold") as status:
+                found, failed_too = _complete(study, problem, folds, recipe, run_dir, status, deadline=deadline,
+                                              device=device, precision=precision, seed=seed, storage=storage,
+                                              processes=processes if forks else 1, threads=threads)
+        finally:  # on an error or Ctrl-C too: no helper outlives the run
+            stop(helpers)
+            torch.set_num_threads(threads_before)
     failed += failed_too
     if failed:
         console.print(f"  networks: {failed} worker process(es) ended with an error; see {run_dir}/worker-*.log")
@@ -273,10 +274,11 @@ def worker(slug: str, *, name: str = "default", storage: str | None = None, tria
     claim(run_dir, {"slug": slug, "competition": asdict(comp), "folds": folds, "seed": seed, "rows": len(problem.y)}, name)
     assignment = load_folds(run_dir, problem, folds, seed)
     features, digest = shared_features(problem, assignment, recipe)
-    study = search.search(problem, features, recipe, run_dir, trials=recipe.trials if trials is None else trials,
-                          deadline=deadline,
-                          storage=storage, study_name=f"{slug}/{name}", device=resolve_device(device),
-                          precision=precision, seed=seed + os.getpid(), features_hash=digest)
+    with frozen_heap():
+        study = search.search(problem, features, recipe, run_dir, trials=recipe.trials if trials is None else trials,
+                              deadline=deadline, storage=storage, study_name=f"{slug}/{name}",
+                              device=resolve_device(device), precision=precision, seed=seed + os.getpid(),
+                              features_hash=digest)
     console.print(_search_summary(study), highlight=False)
     return search.summary(study)
 

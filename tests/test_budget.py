@@ -74,7 +74,7 @@ def test_the_blend_is_reserved_its_estimate_up_to_its_share():
     huge.plan(rows=10_000, networks=True, network_share=0.5, blend=60.0)
     assert huge.final_reserve == pytest.approx(plain.final_reserve + BLEND_SHARE * 100.0)
     # when the blend starts it may take what is left, but the outputs' part
-    assert huge.blend_seconds() == pytest.approx(huge.end - time.monotonic() - huge.outputs_reserve, abs=0.05)
+    assert huge.blend_allowance() == pytest.approx(huge.end - time.monotonic() - huge.outputs_reserve, abs=0.05)
 
 
 def test_an_unbounded_budget_plans_nothing():
