@@ -6,10 +6,12 @@ pattern (`torch.func.stack_module_state` + `functional_call` + `vmap`), where ea
 parameters, BatchNorm statistics and optimizer state are slices of stacked (members, ...)
 tensors and one optimizer step trains every member on a mini-batch of its own.
 
-No member sees its validation rows. Member m's tensors hold fold m's training rows only
-(its `Fold.train` features, from a Preprocessor fitted on them); each step samples
-positions below that member's own row count; vmap keeps losses and BatchNorm's batch
-statistics per member. Each member early-stops (patience in epochs) and keeps its best
+No member sees its validation rows. Member m reads fold m's training rows only (its
+`Fold.train` features, from a Preprocessor fitted on them, or a row sample of them); each
+step gathers a batch of its own rows from its own tensors into the (members, batch, ...)
+input; vmap keeps losses and BatchNorm's batch statistics per member. The folds' features
+are read where they are, never stacked or copied: at 300,000 rows, stacked copies of four
+folds' training rows held 250 MB per completing process. Each member early-stops (patience in epochs) and keeps its best
 weights on its own validation rows, scored with the competition metric as fit_fold does,
 and leaves the stack when it stops, so the others' steps get cheaper.
 
@@ -44,7 +46,7 @@ import numpy as np
 import torch
 from torch.func import functional_call, stack_module_state
 
-from automl.folds import Fold
+from automl.folds import Fold, take
 from automl.metrics import score
 from automl.models.module import activate
 from automl.preprocess import Features
@@ -88,7 +90,7 @@ def align(features: Features, layout: Layout) -> Features:
     numeric = np.zeros((n, len(layout.numeric_names)), np.float32)  # (n, p_union)
     at = {name: i for i, name in enumerate(layout.numeric_names)}
     numeric[:, [at[name] for name in features.numeric_names]] = features.numeric
-    categorical = np.zeros((n, len(layout.categorical_names)), np.int64)  # (n, c_union)
+    categorical = np.zeros((n, len(layout.categorical_names)), np.int32)  # (n, c_union)
     at = {name: i for i, name in enumerate(layout.categorical_names)}
     categorical[:, [at[name] for name in features.categorical_names]] = features.categorical
     return replace(features, numeric=numeric, numeric_names=layout.numeric_names, categorical=categorical,
@@ -109,13 +111,12 @@ def batchable(folds: list[Fold], params: dict) -> bool:
     return bool(folds) and plain and params.get("family", "mlp") in TOGETHER_FAMILIES
 
 
-def choose(device: str, folds: list[Fold], params: dict) -> bool:
+def choose(device: str, rows: list[int], params: dict) -> bool:
     """Together on a GPU (small networks wait on kernel launches there); on a CPU where
     benchmarks/fold_parallel.py measured it faster at this batch size and row count.
     Members whose training rows differ by more than a quarter (expanding windows in time)
-    train apart: together they share one epoch length."""
-    rows = [len(f.train_rows) for f in folds]
-    if len(folds) < 2 or max(rows) > 1.25 * min(rows):
+    train apart: together they share one epoch length. `rows`: each member's training rows."""
+    if len(rows) < 2 or max(rows) > 1.25 * min(rows):
         return False
     if device == "cuda":
         return True
@@ -126,21 +127,38 @@ def choose(device: str, folds: list[Fold], params: dict) -> bool:
 
 def fit_folds(problem: Problem, folds: list[Fold], params: dict, *, device: str = "cpu", max_epochs: int = 30,
               patience: int = 5, precision: str = "32-true", deadline: float | None = None, seed: int = 0,
-              together: bool | None = None) -> list[FoldFit]:
+              together: bool | None = None, samples: list[np.ndarray | None] | None = None) -> list[FoldFit]:
     """One FoldFit per fold, in order; fold j trains with seed + j. `together=None` lets
-    `choose` decide; a family or table that cannot be batched trains sequentially anyway."""
-    together = choose(device, folds, params) if together is None else together
+    `choose` decide; a family or table that cannot be batched trains sequentially anyway.
+    `samples[j]`: positions among fold j's training rows that it trains on (None: all of them);
+    its validation and test rows are all predicted."""
+    samples = samples or [None] * len(folds)
+    rows = [len(f.train_rows) if s is None else len(s) for f, s in zip(folds, samples, strict=True)]
+    together = choose(device, rows, params) if together is None else together
     if together and batchable(folds, params):
         try:
-            return Together(problem, folds, params, device, max_epochs, seed).fit(patience, precision, deadline)
+            return Together(problem, folds, params, device, max_epochs, seed, samples).fit(patience, precision, deadline)
         except Unbatchable:
             pass  # members' weights differ in shape: one after another, below
     fits, start = [], time.monotonic()
-    for j, fold in enumerate(folds):  # each fold gets its part of the time, as the sequential loop always did
+    for j, (fold, sample) in enumerate(zip(folds, samples, strict=True)):  # each fold gets its part of the time
         until = None if deadline is None else start + (deadline - start) * (j + 1) / len(folds)
-        fits.append(fit_fold(problem, fold, params, device=device, max_epochs=max_epochs, patience=patience,
-                             precision=precision, deadline=until, seed=seed + j))
+        # a sample's copy of the features exists only while its fold trains
+        fits.append(fit_fold(problem, fold if sample is None else train_sample(fold, sample), params, device=device,
+                             max_epochs=max_epochs, patience=patience, precision=precision, deadline=until, seed=seed + j))
     return fits
+
+
+def sample_positions(fold: Fold, rows: int, seed: int) -> np.ndarray | None:
+    """Sorted positions of `rows` of the fold's training rows, drawn at random (None: it has no more than that)."""
+    n = len(fold.train_rows)
+    return None if n <= rows else np.sort(np.random.default_rng(seed).choice(n, rows, replace=False))
+
+
+def train_sample(fold: Fold, positions: np.ndarray) -> Fold:
+    """The fold training on those positions of its training rows only (a copy of their features); its
+    validation and test rows all kept."""
+    return Fold(fold.train_rows[positions], fold.valid_rows, take(fold.train, positions), fold.valid, fold.test)
 
 
 class Rows:
@@ -161,14 +179,6 @@ class Rows:
         return torch.cat(parts)
 
 
-def _stack(arrays: list[torch.Tensor]) -> torch.Tensor:
-    """Members' (n_m, ...) tensors as one (members, max n_m, ...), zero-padded; padding is never sampled."""
-    out = arrays[0].new_zeros((len(arrays), max(len(a) for a in arrays), *arrays[0].shape[1:]))
-    for m, a in enumerate(arrays):
-        out[m, :len(a)] = a
-    return out
-
-
 def _watch(n: int, seed: int) -> np.ndarray:
     """Positions of the validation rows scored after each epoch: all, or fit_fold's sample of VALID_ROWS."""
     watch = np.arange(n)
@@ -183,6 +193,14 @@ def _clip(grads: list[torch.Tensor], max_norm: float) -> None:
         g.mul_(coef.view(-1, *[1] * (g.ndim - 1)))
 
 
+def _gather(source: tuple, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One member's batch: numeric, categorical and target at `rows`, positions among the rows it trains on
+    (`own`: where those are in its fold's features, for a row sample)."""
+    numeric, categorical, y, own = source
+    at = rows if own is None else own[rows]
+    return numeric.index_select(0, at), categorical.index_select(0, at), y.index_select(0, rows)
+
+
 class Unbatchable(Exception):
     """The members' networks differ in shape even in the common layout: piecewise-linear
     embeddings' bins follow each fold's quantiles, and a column can have more distinct ones in one fold."""
@@ -191,11 +209,16 @@ class Unbatchable(Exception):
 class Together:
     """Members trained as one vmapped model; `active` holds the members still training, in stack order."""
 
-    def __init__(self, problem: Problem, folds: list[Fold], params: dict, device: str, max_epochs: int, seed: int):
+    def __init__(self, problem: Problem, folds: list[Fold], params: dict, device: str, max_epochs: int, seed: int,
+                 samples: list[np.ndarray | None] | None = None):
         layout = common_layout([f.train for f in folds])
         self.problem, self.folds, self.device, self.max_epochs = problem, [aligned(f, layout) for f in folds], device, max_epochs
-        self.targets = [Target(problem, f.train_rows) for f in self.folds]
-        rows = [len(f.train_rows) for f in self.folds]
+        samples = samples or [None] * len(folds)
+        # member m trains on positions self.own[m] of its fold's training rows (None: all)
+        self.own = [None if s is None else torch.as_tensor(s, device=device) for s in samples]
+        trained = [f.train_rows if s is None else f.train_rows[s] for f, s in zip(self.folds, samples, strict=True)]
+        self.targets = [Target(problem, rows) for rows in trained]
+        rows = [len(r) for r in trained]
         self.batch = batch_size_for(params, max(rows))  # one batch size for all: rows differ by a few at most
         self.steps = max(math.ceil(min(n, MAX_STEPS_PER_EPOCH * self.batch) / self.batch) for n in rows)
         params = {**params, "batch_size": self.batch}
@@ -209,13 +232,13 @@ class Together:
         self.params, self.buffers = stack_module_state(modules)  # name -> (members, ...)
         self.optimizer, self.scheduler = self._optimizer(modules[0])
         self.base = copy.deepcopy(modules[0]).to("meta")  # the architecture; weights come from the stacks
-        self.train = tuple(_stack([tensors(f.train, device)[i] for f in self.folds]) for i in (0, 1))  # (members, n, p), (.., c)
+        self.train = [tensors(f.train, device)[:2] for f in self.folds]  # per member: (n_m, p), (n_m, c), where they are
         self.inputs = {part: [tensors(getattr(f, part), device)[:2] for f in self.folds] for part in ("valid", "test")}
         # each epoch scores at most VALID_ROWS validation rows, the same sample fit_fold takes for seed + j
         self.watch = [_watch(len(f.valid_rows), seed + j) for j, f in enumerate(self.folds)]
         self.inputs["watch"] = [tuple(t[torch.as_tensor(w, device=device)] for t in inputs)
                                 for w, inputs in zip(self.watch, self.inputs["valid"], strict=True)]
-        self.y = _stack([torch.as_tensor(t.encode(f.train_rows), device=device) for t, f in zip(self.targets, self.folds, strict=True)])
+        self.y = [torch.as_tensor(t.encode(r), device=device) for t, r in zip(self.targets, trained, strict=True)]
         self.active = list(range(len(folds)))
         torch.manual_seed(seed)
 
@@ -259,15 +282,15 @@ class Together:
     def _epoch(self, loss, autocast, deadline: float | None) -> bool:
         """One epoch of `steps` steps for the active members; True when the deadline passed."""
         self.base.train()
-        members = torch.as_tensor(self.active, device=self.device)
-        plan = torch.stack([self.rows[m].take(self.steps * self.batch) for m in self.active])  # (active, steps * batch)
-        plan = plan.to(self.device).view(len(self.active), self.steps, self.batch)
-        numeric, categorical = self.train
+        plan = [self.rows[m].take(self.steps * self.batch).to(self.device).view(self.steps, self.batch)
+                for m in self.active]  # per member: (steps, batch) positions among its own training rows
+        sources = [(*self.train[m], self.y[m], self.own[m]) for m in self.active]
         clip = self.module.hparams.grad_clip
         for step in range(self.steps):
-            at = (members[:, None], plan[:, step])  # each member's own rows: (active, batch) positions below its n
+            batches = [_gather(source, rows[step]) for source, rows in zip(sources, plan, strict=True)]
+            numeric, categorical, y = (torch.stack(part) for part in zip(*batches, strict=True))  # (active, batch, ...)
             with autocast:
-                losses = loss(self.params, self.buffers, numeric[at], categorical[at], self.y[at])  # (active,)
+                losses = loss(self.params, self.buffers, numeric, categorical, y)  # (active,)
             self.optimizer.zero_grad(set_to_none=True)
             losses.sum().backward()  # a member's gradient is its own loss's: the others' do not depend on it
             if clip:

@@ -2,7 +2,7 @@
 
 `Preprocessor.fit(train)` decides each column's role and learns every statistic from
 the rows it is given (callers fit it on a fold's training rows only);
-`transform(frame)` returns `Features`: a float32 numeric matrix, int64 categorical
+`transform(frame)` returns `Features`: a float32 numeric matrix, int32 categorical
 codes with their cardinalities, free text and pixel grids handed on for the networks.
 
 Roles: numeric (median-imputed, with a missing indicator, then standardized or mapped
@@ -53,7 +53,7 @@ class Features:
 
     numeric: np.ndarray  # (n, p) float32, finite
     numeric_names: tuple[str, ...]
-    categorical: np.ndarray  # (n, c) int64; 0 missing, 1 rare/unseen, 2.. levels
+    categorical: np.ndarray  # (n, c) int32 (half int64's memory at a million rows); 0 missing, 1 rare/unseen, 2.. levels
     categorical_names: tuple[str, ...]
     cardinalities: tuple[int, ...]  # number of codes per categorical column
     text: dict[str, np.ndarray]  # free-text column -> (n,) str, "" where missing
@@ -275,7 +275,7 @@ class Preprocessor:
             if name in self.levels_:
                 names.append(name)
                 codes.append(_encode(values, self.levels_[name]))
-        categorical = np.stack(codes, axis=1) if codes else np.zeros((n, 0), dtype=np.int64)
+        categorical = np.stack(codes, axis=1) if codes else np.zeros((n, 0), dtype=np.int32)
         return Features(
             numeric=numeric,
             numeric_names=self.numeric_names_,
@@ -361,7 +361,7 @@ def _word_counts(text: pd.Series) -> np.ndarray:
 def _encode(values: pd.Series, levels: pd.Index) -> np.ndarray:
     if not pd.api.types.is_dtype_equal(values.dtype, levels.dtype) and pd.api.types.is_numeric_dtype(values):
         values = values.astype("string")
-    codes = pd.Categorical(values, categories=levels).codes.astype(np.int64) + 2  # -1 -> 1: rare or unseen
+    codes = pd.Categorical(values, categories=levels).codes.astype(np.int32) + 2  # -1 -> 1: rare or unseen
     codes[values.isna().to_numpy()] = 0
     return codes
 

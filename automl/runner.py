@@ -86,6 +86,7 @@ def run(slug: str, *, source=None, name: str = "default", models: str = "all", f
             if pending or networks:
                 with budget.stage("preprocess"), console.status("preprocessing each fold"):
                     fold_data, digest = shared_features(problem, assignment, recipe)
+                problem = problem.without_frames()
             blended_models = len(names) + (recipe.complete_best if networks else 0)
             budget.plan(len(problem.y) + len(problem.test), networks, recipe.network_share if recipe else 0.0,
                         blend=blend_seconds(problem, folds, blended_models) if budget.bounded and blended_models > 1 else 0.0)

@@ -36,7 +36,7 @@ from automl.errors import AutomlError
 from automl.folds import Fold, Split, take, weights_for_test
 from automl.io import write_npy, write_npz
 from automl.metrics import score
-from automl.parallel import fit_folds
+from automl.parallel import fit_folds, sample_positions
 from automl.pipeline import Pipeline, suggest
 from automl.problem import Problem
 from automl.train import VALID_ROWS, fit_fold
@@ -284,11 +284,12 @@ def _complete_one(trial, problem: Problem, folds: list[Fold], pipeline: Pipeline
     rows = _completion_rows(trial, problem, [folds[i] for i in todo], share)
     if not rows or full_only and rows < min(max(len(folds[i].train_rows) for i in todo), SEARCH_ROWS):
         return None
-    chosen = [folds[i] if len(folds[i].train_rows) <= rows else _train_sample(folds[i], rows, seed + i) for i in todo]
     # the remaining folds in one call: trained together as one batched model where that is faster
-    fits = fit_folds(problem, chosen, trial.params, device=device, max_epochs=pipeline.max_epochs,
+    # (a row sample of each where the time asks for it: positions into its features, not a copy of them)
+    samples = [sample_positions(folds[i], rows, seed + i) for i in todo]
+    fits = fit_folds(problem, [folds[i] for i in todo], trial.params, device=device, max_epochs=pipeline.max_epochs,
                      patience=pipeline.patience, precision=precision, deadline=None if share is None else start + share,
-                     seed=seed + len(folds) - len(todo))
+                     seed=seed + len(folds) - len(todo), samples=samples)
     for i, fit in zip(todo, fits, strict=True):
         if not fit.curve:
             log.info("trial %d: fold %d got no epoch within its time; left one-fold", trial.number, i + 1)
@@ -320,12 +321,6 @@ def _completion_rows(trial, problem: Problem, folds: list[Fold], share: float | 
         return 0
     estimate = seconds * rows / searched * len(folds)
     return rows if estimate + predicting <= share else max(2_000, int(rows * (share - predicting) / estimate))
-
-
-def _train_sample(fold: Fold, rows: int, seed: int) -> Fold:
-    """The fold with a row sample of its training rows; its validation and test rows all kept."""
-    keep = np.sort(np.random.default_rng(seed).choice(len(fold.train_rows), rows, replace=False))
-    return Fold(fold.train_rows[keep], fold.valid_rows, take(fold.train, keep), fold.valid, fold.test)
 
 
 def _cv_result(trial, problem: Problem, folds: list[Split], folder: Path, rows: int | None = None) -> CVResult:

@@ -274,6 +274,7 @@ def worker(slug: str, *, name: str = "default", storage: str | None = None, tria
     claim(run_dir, {"slug": slug, "competition": asdict(comp), "folds": folds, "seed": seed, "rows": len(problem.y)}, name)
     assignment = load_folds(run_dir, problem, folds, seed)
     features, digest = shared_features(problem, assignment, recipe)
+    problem = problem.without_frames()
     with frozen_heap():
         study = search.search(problem, features, recipe, run_dir, trials=recipe.trials if trials is None else trials,
                               deadline=deadline, storage=storage, study_name=f"{slug}/{name}",

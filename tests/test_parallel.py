@@ -7,7 +7,6 @@ import sys
 import time
 from dataclasses import replace
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -173,8 +172,7 @@ def test_members_whose_weights_differ_in_shape_train_one_after_another(monkeypat
 
 
 def test_choose_together_on_a_gpu_and_where_the_cpu_benchmark_says_so():
-    even = [SimpleNamespace(train_rows=np.arange(16_000)) for _ in range(4)]
-    window = [SimpleNamespace(train_rows=np.arange(n)) for n in (4_000, 8_000, 12_000, 16_000)]  # expanding in time
+    even, window = [16_000] * 4, [4_000, 8_000, 12_000, 16_000]  # training rows per member; expanding in time
     assert choose("cuda", even, {"batch_size": 512})
     assert not choose("cuda", window, {"batch_size": 512}) and not choose("cuda", even[:1], {})
     for batch, by_rows in parallel.CPU_RATIOS.items():
@@ -190,3 +188,23 @@ def test_the_benchmark_runs_both_paths():
         seconds, auc = fold_parallel.run(problem, folds[1:], {**fold_parallel.FAMILIES["mlp"], "batch_size": 128}, "cpu",
                                          1, together)
         assert seconds > 0 and 0.6 < auc <= 1
+
+
+@pytest.mark.parametrize("together", [True, False])
+def test_a_row_sample_trains_on_its_rows_only_without_a_copy(together):
+    """Completing on a row sample (large tables) passes positions, not copies: a member reads only
+    those rows of its fold's features (the others are NaN here) and learns exactly what it would
+    from a copy of them."""
+    problem, folds = small_problem("regression", n=400, k=3)
+    samples = [parallel.sample_positions(f, 150, seed=j) for j, f in enumerate(folds)]
+    copied = fit_folds(problem, [parallel.train_sample(f, s) for f, s in zip(folds, samples)], PARAMS,
+                       max_epochs=2, patience=2, together=together)
+    poisoned = []
+    for fold, sample in zip(folds, samples):
+        numeric = fold.train.numeric.copy()
+        numeric[np.setdiff1d(np.arange(len(numeric)), sample)] = np.nan
+        poisoned.append(replace(fold, train=replace(fold.train, numeric=numeric)))
+    fits = fit_folds(problem, poisoned, PARAMS, max_epochs=2, patience=2, together=together, samples=samples)
+    for mine, theirs in zip(fits, copied):
+        assert np.isfinite(mine.valid).all() and np.array_equal(mine.valid, theirs.valid)
+        assert np.array_equal(mine.test, theirs.test)

@@ -22,7 +22,7 @@ def test_output_is_finite_typed_and_laid_out_alike(task):
     a, b = pre.transform(train), pre.transform(test)
     for features, n in ((a, 300), (b, 120)):
         assert isinstance(features, Features) and len(features) == n
-        assert features.numeric.dtype == np.float32 and features.categorical.dtype == np.int64
+        assert features.numeric.dtype == np.float32 and features.categorical.dtype == np.int32
         assert np.isfinite(features.numeric).all()
         assert features.numeric.shape == (n, len(a.numeric_names))
         assert features.categorical.shape == (n, len(a.categorical_names))

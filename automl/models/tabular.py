@@ -236,7 +236,8 @@ class TabM(nn.Module):
 
     def forward(self, numeric, categorical, images, tokens):
         # the package wants None, not an empty (batch, 0) tensor, for an absent kind of column
-        return self.tabm(numeric if self.has_numeric else None, categorical if self.has_categorical else None)
+        # its one-hot encoding takes int64 codes; the features hold int32
+        return self.tabm(numeric if self.has_numeric else None, categorical.long() if self.has_categorical else None)
 
 
 TABULAR = {"mlp": MLP, "resnet": ResNet, "ft_transformer": FTTransformer, "tabm": TabM}
