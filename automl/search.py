@@ -149,12 +149,17 @@ def search_index(folds: list[Split]) -> int:
     return int(np.argmax(weights_for_test(folds)))
 
 
-def search_fold(folds: list[Fold], seed: int = 0) -> tuple[Fold, bool]:
-    """The fold the search trains on, row-sampled on large tables; and whether it was sampled."""
+def search_fold(folds: list[Fold]) -> tuple[Fold, bool]:
+    """The fold the search trains on, row-sampled on large tables; and whether it was sampled.
+
+    The sample is the same in every process and on every machine that joins the study (its
+    seed is fixed, not the worker's): trials are ranked on the same rows, and scored on the
+    same validation rows. `automl run` makes it once, before its search processes fork: they
+    share it."""
     fold = folds[search_index(folds)]
     if len(fold.train_rows) <= SEARCH_ROWS:
         return fold, False
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(0)
     train = np.sort(rng.choice(len(fold.train_rows), SEARCH_ROWS, replace=False))
     valid = np.sort(rng.choice(len(fold.valid_rows), min(len(fold.valid_rows), VALID_ROWS), replace=False))
     return Fold(fold.train_rows[train], fold.valid_rows[valid], take(fold.train, train), take(fold.valid, valid),
@@ -171,12 +176,13 @@ class Objective:
     """
 
     def __init__(self, problem: Problem, folds: list[Fold], pipeline: Pipeline, run_dir: Path, *,
-                 device: str, precision: str, deadline: float | None, seed: int, trials: int | None = None):
+                 device: str, precision: str, deadline: float | None, seed: int, trials: int | None = None,
+                 on: tuple[Fold, bool] | None = None):
         self.problem, self.folds, self.pipeline, self.run_dir = problem, folds, pipeline, run_dir
         self.device, self.precision, self.deadline, self.seed = device, precision, deadline, seed
         self.budget = None if deadline is None else max(deadline - time.monotonic(), 1.0)
         self.trials = trials
-        self.fold, self.sampled = search_fold(folds, seed)
+        self.fold, self.sampled = on or search_fold(folds)
 
     def __call__(self, trial: optuna.trial.BaseTrial) -> float:
         trial.set_user_attr("device", self.device)
@@ -336,8 +342,10 @@ def _cv_result(trial, problem: Problem, folds: list[Split], folder: Path, rows: 
 def search(problem: Problem, folds: list[Fold], pipeline: Pipeline, run_dir: Path, *, trials: int,
            deadline: float | None, storage: str | None = None, study_name: str = "networks", device: str = "cpu",
            precision: str = "32-true", seed: int = 0, features_hash: str = "",
-           on_trial: Callable[[optuna.Study, optuna.trial.FrozenTrial | None], None] | None = None) -> optuna.Study:
+           on_trial: Callable[[optuna.Study, optuna.trial.FrozenTrial | None], None] | None = None,
+           on: tuple[Fold, bool] | None = None) -> optuna.Study:
     """Run trials until `trials` have finished in the study (across resumes and workers) or time is up.
+    `on`: `search_fold(folds)`, when the caller made it already.
 
     Each worker takes one trial at a time. Before each it fails stale trials (their
     worker stopped sending heartbeats; they are retried), stops once enough trials have
@@ -346,7 +354,7 @@ def search(problem: Problem, folds: list[Fold], pipeline: Pipeline, run_dir: Pat
     store = open_storage(storage_url(run_dir, storage))
     study = make_study(store, study_name, pipeline, problem.metric.greater_is_better, seed, len(folds), features_hash)
     objective = Objective(problem, folds, pipeline, run_dir, device=device, precision=precision, deadline=deadline,
-                          seed=seed, trials=trials)
+                          seed=seed, trials=trials, on=on)
     # each trial's tensors and Lightning objects freed and handed back (glibc keeps freed heap pages):
     # a run's search processes then hold one trial's memory each, not the high-water mark of all
     callbacks = [_prune_files(run_dir, pipeline.keep_best), lambda study, trial: release_memory()] + (

@@ -63,7 +63,8 @@ def search_networks(problem: Problem, folds: list[Fold], digest: str, recipe: Pi
     search_deadline = None if deadline is None else time.monotonic() + (1 - recipe.complete_share) * max(
         0.0, deadline - time.monotonic())
     options = {"deadline": search_deadline, "storage": storage, "study_name": study_name, "device": device,
-               "precision": precision, "features_hash": digest}
+               "precision": precision, "features_hash": digest,
+               "on": search.search_fold(folds)}  # made once: forks share it (a row sample on large tables)
     metric = problem.comp.metric
     columns = [TextColumn("networks"), BarColumn(), MofNCompleteColumn(), TextColumn("trials on one fold"),
                TimeElapsedColumn(), TextColumn("{task.fields[best]}")]

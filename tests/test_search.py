@@ -269,3 +269,17 @@ def test_a_search_whose_trials_all_fail_for_one_reason_stops(tmp_path, caplog):
     study = search(problem, folds, tiny(space=space, pruner="none"), tmp_path, trials=50, deadline=None)
     assert [t.state for t in study.trials] == [TrialState.FAIL] * 10  # not 50: the same failure ten times stops it
     assert "the last 10 trials all failed" in caplog.text and "diverged" in caplog.text
+
+
+def test_every_search_process_ranks_trials_on_the_same_row_sample(tmp_path, monkeypatch):
+    """On a large table the search trains on a row sample; processes and workers with their own
+    seeds must sample the same rows, or their trials' scores would not be comparable."""
+    from automl import search as search_module
+
+    monkeypatch.setattr(search_module, "SEARCH_ROWS", 100)
+    monkeypatch.setattr(search_module, "VALID_ROWS", 50)
+    problem, folds = small_problem("binary", n=400)
+    one, other = (Objective(problem, folds, tiny(), tmp_path, device="cpu", precision="32-true", deadline=None, seed=s)
+                  for s in (1, 2))
+    assert one.sampled and len(one.fold.train_rows) == 100 and len(one.fold.valid_rows) == 50
+    assert (one.fold.train_rows == other.fold.train_rows).all() and (one.fold.valid_rows == other.fold.valid_rows).all()
