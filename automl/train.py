@@ -147,17 +147,21 @@ MAX_STEPS_PER_EPOCH = 256  # an "epoch" on a large table is this many steps: val
 
 
 GPU_ATTENTION = 16  # a GPU's attention batches may hold this many times a CPU's activations (2 GiB)
+# Processes of this run training at once on this machine's memory (its forked search processes:
+# automl.workers sets it for the network stage); they divide a CPU's activations between them.
+SHARING_PROCESSES = 1
 
 
 def batch_size_for(params: dict, rows: int, tokens: int = 0, device: str = "cpu") -> int:
     """The searched batch size, raised on large tables: about a thousand steps per pass over
     the rows at most (800,000 rows in batches of 32 would be 25,000 steps). Attention over
-    `tokens` column tokens lowers it to keep the activations near 128 MiB on a CPU
-    (`attention_rows`), 2 GiB on a GPU, whose small batches would leave it idle."""
+    `tokens` column tokens lowers it to keep the activations near 128 MiB on a CPU, divided
+    between the `SHARING_PROCESSES` training at once (`attention_rows`), 2 GiB on a GPU, whose
+    small batches would leave it idle."""
     floor = 2 ** int(round(np.log2(max(rows / 1000, 1.0))))
     batch = max(int(params.get("batch_size", 256)), floor)
     if params.get("family") == "ft_transformer" and tokens:
-        floats = ATTENTION_FLOATS * (1 if device == "cpu" else GPU_ATTENTION)
+        floats = ATTENTION_FLOATS // SHARING_PROCESSES if device == "cpu" else ATTENTION_FLOATS * GPU_ATTENTION
         batch = min(batch, attention_rows(tokens, floats=floats,
                                           **{k: int(params[k]) for k in ("layers", "d_token", "heads") if k in params}))
     return batch

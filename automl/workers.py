@@ -28,7 +28,7 @@ import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from automl import search
+from automl import search, train
 from automl.baselines import CVResult
 from automl.budget import check_timeout, frozen_heap, peak_mib
 from automl.folds import Fold
@@ -70,6 +70,7 @@ def search_networks(problem: Problem, folds: list[Fold], digest: str, recipe: Pi
                TimeElapsedColumn(), TextColumn("{task.fields[best]}")]
     started, threads_before, helpers = time.monotonic(), torch.get_num_threads(), []
     torch.set_num_threads(threads)
+    train.SHARING_PROCESSES = processes if forks else 1  # the forks share this machine's memory for activations
     # cheap collections after each trial, and none writing to the pages forks share
     with frozen_heap():
         try:  # the study and its tables exist before any fork joins them
@@ -103,6 +104,7 @@ def search_networks(problem: Problem, folds: list[Fold], digest: str, recipe: Pi
         finally:  # on an error or Ctrl-C too: no helper outlives the run
             stop(helpers)
             torch.set_num_threads(threads_before)
+            train.SHARING_PROCESSES = 1
     failed += failed_too
     if failed:
         console.print(f"  networks: {failed} worker process(es) ended with an error; see {run_dir}/worker-*.log")

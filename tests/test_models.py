@@ -11,6 +11,7 @@ import pytest
 import torch
 from net_helpers import small_problem
 
+from automl import train
 from automl.data import TensorBatches
 from automl.models import TabularModule
 from automl.models.tabular import TABULAR, attention_rows, quantile_bins
@@ -188,7 +189,7 @@ def test_tensor_batches_cover_every_row_once_and_reshuffle():
     assert len(batches) == 7 and batches.steps == 13  # 16-row groups, 8-row optimizer steps
 
 
-def test_attention_batches_shrink_with_the_column_tokens_and_the_network():
+def test_attention_batches_shrink_with_the_column_tokens_and_the_network(monkeypatch):
     # A transformer's activations grow with tokens x (width + heads x tokens) per row: 512 rows of
     # 39 tokens through 3 layers of 64 held 741 MiB, so the batch is lowered to keep them near 128 MiB.
     big = {"family": "ft_transformer", "batch_size": 512, "layers": 3, "d_token": 64, "heads": 8}
@@ -197,6 +198,9 @@ def test_attention_batches_shrink_with_the_column_tokens_and_the_network():
     assert batch_size_for(big, 10_000, tokens=200) < batch_size_for(big, 10_000, tokens=39)
     assert batch_size_for({"family": "mlp", "batch_size": 512}, 10_000, tokens=39) == 512  # no attention: as searched
     assert batch_size_for(big, 10_000, tokens=39, device="cuda") > batch_size_for(big, 10_000, tokens=39)  # a GPU's memory
+    alone = batch_size_for(big, 10_000, tokens=39)
+    monkeypatch.setattr(train, "SHARING_PROCESSES", 2)  # two search processes share the memory: half each
+    assert batch_size_for(big, 10_000, tokens=39) == alone // 2
     problem, folds = small_problem("binary")
     module = build_module(problem, folds[0], big, total_steps=1)
     tokens = folds[0].train.numeric.shape[1] + folds[0].train.categorical.shape[1] + 1
