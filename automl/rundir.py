@@ -135,8 +135,8 @@ def features_hash(folds: list[Fold]) -> str:
     first = folds[0]
     for features in (first.train, first.valid, first.test):
         for array in (features.numeric, features.categorical, features.images, features.tokens):
-            if array is not None:
-                digest.update(np.ascontiguousarray(array).tobytes())
+            if array is not None:  # integers hashed as int64 whatever they are held as: studies made before resume
+                digest.update(np.ascontiguousarray(array, np.int64 if array.dtype.kind in "iu" else None).tobytes())
         digest.update(repr((features.numeric_names, features.categorical_names, features.cardinalities)).encode())
     return digest.hexdigest()
 

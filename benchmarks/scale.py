@@ -20,6 +20,7 @@ import argparse
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -115,6 +116,7 @@ def _pss(pid: int) -> int:
 
 def run(bundle: Path, rows: int, timeout: int, workdir: Path) -> dict:
     slug = bundle.stem
+    shutil.rmtree(workdir / "runs" / slug / f"t{timeout}", ignore_errors=True)  # a fresh run, not a resumed one
     command = ["/usr/bin/time", "-f", "peak_kb=%M", sys.executable, "-m", "automl.cli", "run", slug, "--from", str(bundle),
                "--timeout", str(timeout), "--metric", "auc", "--runs-dir", str(workdir / "runs"),
                "--data-dir", str(workdir / "data"), "--name", f"t{timeout}"]
