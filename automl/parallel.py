@@ -313,8 +313,9 @@ class Together:
             for a, m in enumerate(self.active):
                 state = {n: t[a] for n, t in self.params.items()}, {n: t[a] for n, t in self.buffers.items()}
                 numeric, categorical = self.inputs[part][m]  # (n, p), (n, c)
-                out = torch.cat([self._call(*state, numeric[i:i + 4096], categorical[i:i + 4096]).float()
-                                 for i in range(0, len(numeric), 4096)])  # (n, out)
+                chunk = self.module.chunk  # fit_fold's prediction chunks (piecewise embeddings of 4,096 rows held 131 MB)
+                out = torch.cat([self._call(*state, numeric[i:i + chunk], categorical[i:i + chunk]).float()
+                                 for i in range(0, len(numeric), chunk)])  # (n, out)
                 out = activate(task, out)  # values, each label's or each class's probability
                 out = out.squeeze(-1) if task == "regression" else out
                 predictions.append(self.targets[m].decode(out.cpu().numpy().astype(np.float64)))
