@@ -1,4 +1,4 @@
-"""Batches as slices of tensors that already live on the training device.
+"""Batches gathered from tensors that already live on the training device.
 
 A per-row Dataset with a DataLoader costs about 3x here: every row goes through Python
 and a collate step. Instead the whole fold is moved to the device once, its row order

@@ -11,9 +11,10 @@ No member sees its validation rows. Member m reads fold m's training rows only (
 step gathers a batch of its own rows from its own tensors into the (members, batch, ...)
 input; vmap keeps losses and BatchNorm's batch statistics per member. The folds' features
 are read where they are, never stacked or copied: at 300,000 rows, stacked copies of four
-folds' training rows held 250 MB per completing process. Each member early-stops (patience in epochs) and keeps its best
-weights on its own validation rows, scored with the competition metric as fit_fold does,
-and leaves the stack when it stops, so the others' steps get cheaper.
+folds' training rows held 250 MB per completing process. Each member early-stops (patience
+in epochs) and keeps its best weights on its own validation rows, scored with the
+competition metric as fit_fold does, and leaves the stack when it stops, so the others'
+steps get cheaper.
 
 Layouts. Each fold's Preprocessor picks its own columns (a column constant in one fold's
 training rows is dropped there; rare levels differ), but stacked members need one shape.
@@ -193,14 +194,6 @@ def _clip(grads: list[torch.Tensor], max_norm: float) -> None:
         g.mul_(coef.view(-1, *[1] * (g.ndim - 1)))
 
 
-def _gather(source: tuple, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """One member's batch: numeric, categorical and target at `rows`, positions among the rows it trains on
-    (`own`: where those are in its fold's features, for a row sample)."""
-    numeric, categorical, y, own = source
-    at = rows if own is None else own[rows]
-    return numeric.index_select(0, at), categorical.index_select(0, at), y.index_select(0, rows)
-
-
 class Unbatchable(Exception):
     """The members' networks differ in shape even in the common layout: piecewise-linear
     embeddings' bins follow each fold's quantiles, and a column can have more distinct ones in one fold."""
@@ -282,13 +275,15 @@ class Together:
     def _epoch(self, loss, autocast, deadline: float | None) -> bool:
         """One epoch of `steps` steps for the active members; True when the deadline passed."""
         self.base.train()
-        plan = [self.rows[m].take(self.steps * self.batch).to(self.device).view(self.steps, self.batch)
-                for m in self.active]  # per member: (steps, batch) positions among its own training rows
-        sources = [(*self.train[m], self.y[m], self.own[m]) for m in self.active]
+        members = []  # per member: its features, targets, and this epoch's (steps, batch) positions in each
+        for m in self.active:
+            rows = self.rows[m].take(self.steps * self.batch).to(self.device).view(self.steps, self.batch)
+            members.append((*self.train[m], self.y[m], rows if self.own[m] is None else self.own[m][rows], rows))
         clip = self.module.hparams.grad_clip
         for step in range(self.steps):
-            batches = [_gather(source, rows[step]) for source, rows in zip(sources, plan, strict=True)]
-            numeric, categorical, y = (torch.stack(part) for part in zip(*batches, strict=True))  # (active, batch, ...)
+            numeric, categorical, y = (torch.stack(part) for part in zip(*(
+                (x.index_select(0, at[step]), c.index_select(0, at[step]), t.index_select(0, rows[step]))
+                for x, c, t, at, rows in members), strict=True))  # (active, batch, ...)
             with autocast:
                 losses = loss(self.params, self.buffers, numeric, categorical, y)  # (active,)
             self.optimizer.zero_grad(set_to_none=True)
@@ -310,10 +305,10 @@ class Together:
         self.base.eval()
         task, predictions = self.problem.comp.task, []
         with torch.no_grad(), autocast:
+            chunk = self.module.chunk  # fit_fold's prediction chunks (piecewise embeddings of 4,096 rows held 131 MB)
             for a, m in enumerate(self.active):
                 state = {n: t[a] for n, t in self.params.items()}, {n: t[a] for n, t in self.buffers.items()}
                 numeric, categorical = self.inputs[part][m]  # (n, p), (n, c)
-                chunk = self.module.chunk  # fit_fold's prediction chunks (piecewise embeddings of 4,096 rows held 131 MB)
                 out = torch.cat([self._call(*state, numeric[i:i + chunk], categorical[i:i + chunk]).float()
                                  for i in range(0, len(numeric), chunk)])  # (n, out)
                 out = activate(task, out)  # values, each label's or each class's probability

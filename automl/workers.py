@@ -70,10 +70,10 @@ def search_networks(problem: Problem, folds: list[Fold], digest: str, recipe: Pi
                TimeElapsedColumn(), TextColumn("{task.fields[best]}")]
     started, threads_before, helpers = time.monotonic(), torch.get_num_threads(), []
     torch.set_num_threads(threads)
-    train.SHARING_PROCESSES = processes if forks else 1  # the forks share this machine's memory for activations
     # cheap collections after each trial, and none writing to the pages forks share
     with frozen_heap():
         try:  # the study and its tables exist before any fork joins them
+            train.SHARING_PROCESSES = processes if forks else 1  # the forks share this machine's memory for activations
             search.make_study(search.open_storage(search.storage_url(run_dir, storage)), study_name, recipe,
                               problem.metric.greater_is_better, seed, len(folds), digest)
             if forks:
