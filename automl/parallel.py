@@ -47,6 +47,7 @@ import numpy as np
 import torch
 from torch.func import functional_call, stack_module_state
 
+from automl import train
 from automl.folds import Fold, take
 from automl.metrics import score
 from automl.models.module import activate
@@ -65,6 +66,12 @@ CHECK_EVERY = 8  # steps between looks at the deadline
 CPU_RATIOS = {128: {16_000: 0.67, 160_000: 0.60}, 256: {16_000: 0.65, 160_000: 0.64},
               512: {16_000: 0.73, 160_000: 0.80}}
 CPU_GAIN = 0.95
+# What the members training at once may hold on a CPU, divided between the train.SHARING_PROCESSES
+# training at once: each member holds its weights, gradients, optimizer state, best weights and a
+# batch's activations, so four members of a 4-block resnet 293 wide held 260 MB more than one fit_fold
+# at a time (10,000 rows, batch 256), and two processes completing such trials at once passed the run's
+# memory limit. On a GPU members share the device's memory: no cap.
+TRAINING_BYTES = 2**28
 
 
 @dataclass(frozen=True)
@@ -126,27 +133,62 @@ def choose(device: str, rows: list[int], params: dict) -> bool:
     return table[min(table, key=lambda r: abs(math.log(r / max(rows))))] < CPU_GAIN
 
 
+def member_bytes(problem: Problem, fold: Fold, params: dict, batch: int) -> int:
+    """What one member holds while it trains: its parameters five times (weights, gradients, two
+    optimizer moments, the best weights kept) and twice the tensors one batch saves for the backward
+    pass (they and the backward's temporaries), counted on a meta-device copy: shapes only, no arithmetic."""
+    sample = take(fold.train, np.arange(min(len(fold.train_rows), 10_000)))  # piecewise bins need some rows
+    module = build_module(problem, Fold(fold.train_rows[:len(sample)], fold.valid_rows, sample, fold.valid, fold.test),
+                          {**params, "batch_size": batch}, 1).to("meta")
+    saved = []
+
+    def pack(tensor):
+        saved.append(tensor.numel() * tensor.element_size())
+        return tensor
+
+    numeric = torch.zeros((batch, sample.numeric.shape[1]), device="meta")
+    categorical = torch.zeros((batch, sample.categorical.shape[1]), dtype=torch.int64, device="meta")
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        module(numeric, categorical, numeric[:, :0], categorical[:, :0])
+    return 5 * sum(p.numel() * p.element_size() for p in module.parameters()) + 2 * sum(saved)
+
+
+def members_at_once(problem: Problem, folds: list[Fold], params: dict, rows: int, device: str) -> int:
+    """How many members fit this process's share of TRAINING_BYTES on a CPU (at least one); all on a GPU."""
+    if device != "cpu":
+        return len(folds)
+    each = member_bytes(problem, folds[0], params, batch_size_for(params, rows))
+    return int(max(1, min(len(folds), TRAINING_BYTES // train.SHARING_PROCESSES // max(each, 1))))
+
+
 def fit_folds(problem: Problem, folds: list[Fold], params: dict, *, device: str = "cpu", max_epochs: int = 30,
               patience: int = 5, precision: str = "32-true", deadline: float | None = None, seed: int = 0,
               together: bool | None = None, samples: list[np.ndarray | None] | None = None) -> list[FoldFit]:
     """One FoldFit per fold, in order; fold j trains with seed + j. `together=None` lets
-    `choose` decide; a family or table that cannot be batched trains sequentially anyway.
+    `choose` decide; a family or table that cannot be batched trains sequentially anyway, and
+    members train together in groups of `members_at_once` (one: sequentially).
     `samples[j]`: positions among fold j's training rows that it trains on (None: all of them);
     its validation and test rows are all predicted."""
     samples = samples or [None] * len(folds)
     rows = [len(f.train_rows) if s is None else len(s) for f, s in zip(folds, samples, strict=True)]
     together = choose(device, rows, params) if together is None else together
-    if together and batchable(folds, params):
-        try:
-            return Together(problem, folds, params, device, max_epochs, seed, samples).fit(patience, precision, deadline)
-        except Unbatchable:
-            pass  # members' weights differ in shape: one after another, below
+    size = members_at_once(problem, folds, params, max(rows), device) if together and batchable(folds, params) else 1
     fits, start = [], time.monotonic()
-    for j, (fold, sample) in enumerate(zip(folds, samples, strict=True)):  # each fold gets its part of the time
-        until = None if deadline is None else start + (deadline - start) * (j + 1) / len(folds)
-        # a sample's copy of the features exists only while its fold trains
-        fits.append(fit_fold(problem, fold if sample is None else train_sample(fold, sample), params, device=device,
-                             max_epochs=max_epochs, patience=patience, precision=precision, deadline=until, seed=seed + j))
+    for group in np.array_split(np.arange(len(folds)), math.ceil(len(folds) / size)):  # each its part of the time
+        until = None if deadline is None else start + (deadline - start) * (group[-1] + 1) / len(folds)
+        if len(group) > 1:
+            try:
+                fits += Together(problem, [folds[j] for j in group], params, device, max_epochs, seed + int(group[0]),
+                                 [samples[j] for j in group]).fit(patience, precision, until)
+                continue
+            except Unbatchable:
+                pass  # members' weights differ in shape: one after another, below
+        for j in group:
+            until = None if deadline is None else start + (deadline - start) * (j + 1) / len(folds)
+            # a sample's copy of the features exists only while its fold trains
+            fits.append(fit_fold(problem, folds[j] if samples[j] is None else train_sample(folds[j], samples[j]), params,
+                                 device=device, max_epochs=max_epochs, patience=patience, precision=precision,
+                                 deadline=until, seed=seed + int(j)))
     return fits
 
 

@@ -83,7 +83,7 @@ def test_members_early_stop_independently_and_the_rest_go_on_as_if_alone():
         assert fit.best_score == min(fit.curve)
         assert score(problem.metric, problem.y[member.valid_rows], fit.valid) == pytest.approx(fit.best_score)
     # member 1 left the stack (and the optimizer's state) early; member 0 went on exactly as it does alone
-    alone = fit_folds(problem, [folds[1]], quiet, max_epochs=20, patience=2, together=True)[0]
+    alone = parallel.Together(problem, [folds[1]], quiet, "cpu", 20, 0).fit(2, "32-true", None)[0]
     np.testing.assert_allclose(fits[0].curve, alone.curve, rtol=1e-5)
     np.testing.assert_allclose(fits[0].test, alone.test, rtol=1e-4, atol=1e-6)
 
@@ -168,7 +168,40 @@ def test_members_whose_weights_differ_in_shape_train_one_after_another(monkeypat
     monkeypatch.setattr(parallel, "build_module",
                         lambda problem, fold, params, steps: real(problem, fold, {**params, "width": next(widths)}, steps))
     monkeypatch.setattr(parallel, "fit_fold", lambda problem, fold, params, **kw: kw["seed"])
+    monkeypatch.setattr(parallel, "member_bytes", lambda *args: 1)  # builds a module of its own
     assert fit_folds(problem, folds, PARAMS, seed=3, together=True) == [3, 4, 5]
+
+
+def test_members_train_together_in_groups_that_fit_the_memory_share(monkeypatch):
+    """Each member holds its weights, gradients, optimizer state and a batch's activations: on a CPU as
+    many train together as this process's share of TRAINING_BYTES holds, the rest in the next group,
+    and one fit_fold at a time where one is all that fits (two processes sharing the machine halve the share)."""
+    problem, folds = small_problem("binary", n=400, k=5)
+    members, real, groups, alone = folds[1:], parallel.Together, [], []
+    monkeypatch.setattr(parallel, "Together", lambda problem, folds, params, device, epochs, seed, samples:
+                        groups.append((len(folds), seed)) or real(problem, folds, params, device, epochs, seed, samples))
+    one = parallel.fit_fold
+    monkeypatch.setattr(parallel, "fit_fold", lambda *args, **kw: alone.append(kw["seed"]) or one(*args, **kw))
+    each = parallel.member_bytes(problem, members[0], PARAMS, 32)
+    monkeypatch.setattr(parallel, "TRAINING_BYTES", int(2.5 * each))
+    fits = fit_folds(problem, members, PARAMS, max_epochs=2, seed=10, together=True)
+    assert groups == [(2, 10), (2, 12)] and not alone  # members 10, 11 then 12, 13: the seeds fit_fold would use
+    for fold, fit in zip(members, fits, strict=True):
+        assert fit.valid.shape == (len(fold.valid_rows), 2) and np.isfinite(fit.test).all()
+    groups.clear()
+    monkeypatch.setattr(parallel.train, "SHARING_PROCESSES", 2)
+    assert len(fit_folds(problem, members, PARAMS, max_epochs=2, seed=10, together=True)) == 4
+    assert not groups and alone == [10, 11, 12, 13]
+    assert parallel.members_at_once(problem, members, PARAMS, 300, "cuda") == 4  # a GPU's memory is not the share's
+
+
+def test_a_members_memory_grows_with_its_width_and_batch():
+    problem, folds = small_problem("binary")
+    size = {(width, batch): parallel.member_bytes(problem, folds[0], {**PARAMS, "width": width}, batch)
+            for width in (32, 256) for batch in (32, 512)}
+    assert size[32, 32] < size[32, 512] < size[256, 512] and size[32, 32] < size[256, 32] < size[256, 512]
+    # the 256 x 256 hidden weights five times over (weights, gradients, two moments, best): at least 1.3 MB
+    assert size[256, 32] > 5 * 256 * 256 * 4
 
 
 def test_choose_together_on_a_gpu_and_where_the_cpu_benchmark_says_so():
