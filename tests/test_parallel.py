@@ -230,14 +230,14 @@ def test_a_row_sample_trains_on_its_rows_only_without_a_copy(together):
     from a copy of them."""
     problem, folds = small_problem("regression", n=400, k=3)
     samples = [parallel.sample_positions(f, 150, seed=j) for j, f in enumerate(folds)]
-    copied = fit_folds(problem, [parallel.train_sample(f, s) for f, s in zip(folds, samples)], PARAMS,
+    copied = fit_folds(problem, [parallel.train_sample(f, s) for f, s in zip(folds, samples, strict=True)], PARAMS,
                        max_epochs=2, patience=2, together=together)
     poisoned = []
-    for fold, sample in zip(folds, samples):
+    for fold, sample in zip(folds, samples, strict=True):
         numeric = fold.train.numeric.copy()
         numeric[np.setdiff1d(np.arange(len(numeric)), sample)] = np.nan
         poisoned.append(replace(fold, train=replace(fold.train, numeric=numeric)))
     fits = fit_folds(problem, poisoned, PARAMS, max_epochs=2, patience=2, together=together, samples=samples)
-    for mine, theirs in zip(fits, copied):
+    for mine, theirs in zip(fits, copied, strict=True):
         assert np.isfinite(mine.valid).all() and np.array_equal(mine.valid, theirs.valid)
         assert np.array_equal(mine.test, theirs.test)
