@@ -143,7 +143,6 @@ class Surplus(Exception):
 SEARCH_ROWS = 100_000  # above this many training rows, the one-fold search trains on a row sample
 FULL_MARGIN = 1.2  # a completion's estimate from the search's fold, with room for its own epochs and the clock
 SEARCH_FLOOR = 0.4  # of the networks' time, searched whatever completing the best would take
-SAMPLE_ROWS = 2_000  # the fewest training rows a completion's row sample has
 
 
 def search_index(folds: list[Split]) -> int:
@@ -348,7 +347,7 @@ def _completion_rows(trial, problem: Problem, folds: list[Fold], share: float | 
         log.info("trial %d: predicting every fold would take about %.0fs of its %.0fs; left one-fold",
                  trial.number, predicting, share)
         return 0
-    return rows if estimate + predicting <= share else max(SAMPLE_ROWS, int(rows * (share - predicting) / estimate))
+    return rows if estimate + predicting <= share else max(2_000, int(rows * (share - predicting) / estimate))
 
 
 def _cv_result(trial, problem: Problem, folds: list[Split], folder: Path, rows: int | None = None) -> CVResult:
@@ -365,12 +364,12 @@ def search(problem: Problem, folds: list[Fold], pipeline: Pipeline, run_dir: Pat
            deadline: float | None, storage: str | None = None, study_name: str = "networks", device: str = "cpu",
            precision: str = "32-true", seed: int = 0, features_hash: str = "",
            on_trial: Callable[[optuna.Study, optuna.trial.FrozenTrial | None], None] | None = None,
-           on: tuple[Fold, bool] | None = None, completion: tuple[float, int, int] | None = None) -> optuna.Study:
+           on: tuple[Fold, bool] | None = None, completion: tuple[float, int] | None = None) -> optuna.Study:
     """Run trials until `trials` have finished in the study (across resumes and workers) or time is up.
-    `on`: `search_fold(folds)`, when the caller made it already. `completion` (finish_by, processes, n):
+    `on`: `search_fold(folds)`, when the caller made it already. `completion` (finish_by, processes):
     the search also stops early enough that the best trials, one per completing process, can then
-    be trained on all their rows by `finish_by`, and the rest of the `n` best on row samples
-    (`needs_completion_time`), once it has had SEARCH_FLOOR of the time to `finish_by`.
+    be trained on all their rows by `finish_by` (`needs_completion_time`), once it has had
+    SEARCH_FLOOR of the time to `finish_by`.
 
     Each worker takes one trial at a time. Before each it fails stale trials (their
     worker stopped sending heartbeats; they are retried), stops once enough trials have
@@ -407,24 +406,19 @@ def search(problem: Problem, folds: list[Fold], pipeline: Pipeline, run_dir: Pat
 
 
 def needs_completion_time(study: optuna.Study, problem: Problem, folds: list[Fold], finish_by: float,
-                          processes: int, n: int = 0) -> bool:
-    """Whether another trial would eat into the time the completion needs, as the trials' search
-    folds predict: the best trials (one per completing process, side by side) on all their rows,
-    and the rest of the `n` best on row samples of SAMPLE_ROWS at least (their predictions included),
-    shared by the processes; plus a typical trial (the median so far)."""
-    todo, best = remaining_folds(folds), best_trials(study, max(n, processes))
-    full = [FULL_MARGIN * sum(completion_cost(t, problem, todo)) for t in best[:processes]]
-    rows = min(max(len(f.train_rows) for f in todo), SEARCH_ROWS)
-    least = [FULL_MARGIN * (train * min(1.0, SAMPLE_ROWS / rows) + predicting)
-             for train, predicting in (completion_cost(t, problem, todo) for t in best[processes:])]
-    need = max(full, default=0.0) + sum(least) / processes
+                          processes: int) -> bool:
+    """Whether another trial would eat into the time that training the best trials (one per
+    completing process, side by side) on all their rows takes, as their search folds predict:
+    the time left to `finish_by` is no more than that plus a typical trial (the median so far)."""
+    todo, best = remaining_folds(folds), best_trials(study, processes)
+    need = max((FULL_MARGIN * sum(completion_cost(t, problem, todo)) for t in best), default=0.0)
     seconds = [t.user_attrs["seconds"] for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
                if "seconds" in t.user_attrs]
     typical = float(np.median(seconds)) if seconds else 0.0
     if not need or time.monotonic() + need + typical < finish_by:
         return False
-    log.info("search stopped %.0fs before the networks' deadline: completing the best trials (all their rows "
-             "for the best) takes about that long", finish_by - time.monotonic())
+    log.info("search stopped %.0fs before the networks' deadline: completing the best trials on all their rows "
+             "takes about that long", finish_by - time.monotonic())
     return True
 
 

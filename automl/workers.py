@@ -66,7 +66,7 @@ def search_networks(problem: Problem, folds: list[Fold], digest: str, recipe: Pi
     options = {"deadline": search_deadline, "storage": storage, "study_name": study_name, "device": device,
                "precision": precision, "features_hash": digest,
                "on": search.search_fold(folds),  # made once: forks share it (a row sample on large tables)
-               "completion": None if deadline is None else (deadline, processes if forks else 1, recipe.complete_best)}
+               "completion": None if deadline is None else (deadline, processes if forks else 1)}
     metric = problem.comp.metric
     columns = [TextColumn("networks"), BarColumn(), MofNCompleteColumn(), TextColumn("trials on one fold"),
                TimeElapsedColumn(), TextColumn("{task.fields[best]}")]
