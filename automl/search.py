@@ -141,8 +141,6 @@ class Surplus(Exception):
 
 
 SEARCH_ROWS = 100_000  # above this many training rows, the one-fold search trains on a row sample
-FULL_MARGIN = 1.2  # a completion's estimate from the search's fold, with room for its own epochs and the clock
-SEARCH_FLOOR = 0.4  # of the networks' time, searched whatever completing the best would take
 
 
 def search_index(folds: list[Split]) -> int:
@@ -256,14 +254,9 @@ def complete(study: optuna.Study, problem: Problem, folds: list[Fold], pipeline:
         if not (folder / "oof.npy").is_file():
             if on_trial:
                 on_trial(trial.number)
-            # The best gets half of what is left (all of it when it is the last), or what training all
-            # its rows takes when that fits: a network trained on every row is worth more than two on a
-            # sample (a third of the rows cost 0.06 F1 on a 7,600-tweet table). Time unused rolls over.
-            left = None if deadline is None else deadline - time.monotonic()
-            share = None if left is None else left / (1 if extra else min(2, n - len(results), len(candidates) - rank))
-            if share is not None and not extra:
-                full = FULL_MARGIN * sum(completion_cost(trial, problem, remaining_folds(folds)))
-                share = max(share, full) if full <= left else share
+            # The best gets half of what is left (all of it when it is the last); time unused rolls over.
+            share = None if deadline is None else (deadline - time.monotonic()) / (
+                1 if extra else min(2, n - len(results), len(candidates) - rank))
             if share is not None and share <= 0:
                 break
             done = _complete_one(trial, problem, folds, pipeline, folder, share, device, precision, seed, extra)
@@ -319,34 +312,20 @@ def _complete_one(trial, problem: Problem, folds: list[Fold], pipeline: Pipeline
     return seconds, (rows if rows < max(len(f.train_rows) for f in folds) else None)
 
 
-def completion_cost(trial, problem: Problem, folds: list[Fold]) -> tuple[float, float]:
-    """Seconds to train the trial on these folds with as many rows as the search trained on
-    (SEARCH_ROWS at most), from the time its search fold took; and seconds to predict their
-    validation and test rows. (0, 0) for a trial that recorded neither."""
-    rows = min(max(len(f.train_rows) for f in folds), SEARCH_ROWS)
-    searched, seconds = trial.user_attrs.get("rows"), trial.user_attrs.get("seconds")
-    predicting = trial.user_attrs.get("predict_per_row", 0.0) * sum(len(f.valid_rows) + len(problem.test) for f in folds)
-    return (seconds * rows / searched * len(folds) if searched and seconds else 0.0), predicting
-
-
-def remaining_folds(folds: list[Fold]) -> list[Fold]:
-    """The folds a completion trains: all but the search's."""
-    index = search_index(folds)
-    return [f for i, f in enumerate(folds) if i != index]
-
-
 def _completion_rows(trial, problem: Problem, folds: list[Fold], share: float | None) -> int:
     """Training rows per fold for a completion: as many as the search trained on (SEARCH_ROWS at
     most), fewer when the search's time for this trial says the folds would not fit the share;
     0 when predicting every fold's validation and test rows alone would take most of it."""
     rows = min(max(len(f.train_rows) for f in folds), SEARCH_ROWS)
-    estimate, predicting = completion_cost(trial, problem, folds)
-    if share is None or not estimate:
+    searched, seconds = trial.user_attrs.get("rows"), trial.user_attrs.get("seconds")
+    if share is None or not searched or not seconds:
         return rows
+    predicting = trial.user_attrs.get("predict_per_row", 0.0) * sum(len(f.valid_rows) + len(problem.test) for f in folds)
     if predicting > 0.6 * share:
         log.info("trial %d: predicting every fold would take about %.0fs of its %.0fs; left one-fold",
                  trial.number, predicting, share)
         return 0
+    estimate = seconds * rows / searched * len(folds)
     return rows if estimate + predicting <= share else max(2_000, int(rows * (share - predicting) / estimate))
 
 
@@ -364,12 +343,9 @@ def search(problem: Problem, folds: list[Fold], pipeline: Pipeline, run_dir: Pat
            deadline: float | None, storage: str | None = None, study_name: str = "networks", device: str = "cpu",
            precision: str = "32-true", seed: int = 0, features_hash: str = "",
            on_trial: Callable[[optuna.Study, optuna.trial.FrozenTrial | None], None] | None = None,
-           on: tuple[Fold, bool] | None = None, completion: tuple[float, int] | None = None) -> optuna.Study:
+           on: tuple[Fold, bool] | None = None) -> optuna.Study:
     """Run trials until `trials` have finished in the study (across resumes and workers) or time is up.
-    `on`: `search_fold(folds)`, when the caller made it already. `completion` (finish_by, processes):
-    the search also stops early enough that the best trials, one per completing process, can then
-    be trained on all their rows by `finish_by` (`needs_completion_time`), once it has had
-    SEARCH_FLOOR of the time to `finish_by`.
+    `on`: `search_fold(folds)`, when the caller made it already.
 
     Each worker takes one trial at a time. Before each it fails stale trials (their
     worker stopped sending heartbeats; they are retried), stops once enough trials have
@@ -383,11 +359,7 @@ def search(problem: Problem, folds: list[Fold], pipeline: Pipeline, run_dir: Pat
     # a run's search processes then hold one trial's memory each, not the high-water mark of all
     callbacks = [_prune_files(run_dir, pipeline.keep_best), lambda study, trial: release_memory()] + (
         [on_trial] if on_trial else [])
-    floor = None if completion is None else time.monotonic() + SEARCH_FLOOR * (completion[0] - time.monotonic())
     while deadline is None or time.monotonic() < deadline:
-        if completion is not None and time.monotonic() >= floor and needs_completion_time(study, problem, folds,
-                                                                                           *completion):
-            break
         optuna.storages.fail_stale_trials(study)
         states = [t.state for t in study.get_trials(deepcopy=False)]
         finished = sum(state in FINISHED for state in states)
@@ -403,23 +375,6 @@ def search(problem: Problem, folds: list[Fold], pipeline: Pipeline, run_dir: Pat
         study.optimize(objective, n_trials=1, timeout=timeout, catch=(*TRIAL_FAILURES, Surplus), callbacks=callbacks,
                        gc_after_trial=False)
     return study
-
-
-def needs_completion_time(study: optuna.Study, problem: Problem, folds: list[Fold], finish_by: float,
-                          processes: int) -> bool:
-    """Whether another trial would eat into the time that training the best trials (one per
-    completing process, side by side) on all their rows takes, as their search folds predict:
-    the time left to `finish_by` is no more than that plus a typical trial (the median so far)."""
-    todo, best = remaining_folds(folds), best_trials(study, processes)
-    need = max((FULL_MARGIN * sum(completion_cost(t, problem, todo)) for t in best), default=0.0)
-    seconds = [t.user_attrs["seconds"] for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-               if "seconds" in t.user_attrs]
-    typical = float(np.median(seconds)) if seconds else 0.0
-    if not need or time.monotonic() + need + typical < finish_by:
-        return False
-    log.info("search stopped %.0fs before the networks' deadline: completing the best trials on all their rows "
-             "takes about that long", finish_by - time.monotonic())
-    return True
 
 
 def _fail_unstarted(study: optuna.Study) -> None:

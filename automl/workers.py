@@ -49,8 +49,7 @@ def search_networks(problem: Problem, folds: list[Fold], digest: str, recipe: Pi
     """Search on one fold with a progress bar over trials, then complete the best on every fold.
 
     The networks' time is split: the search gets all but the recipe's `complete_share`,
-    which is kept for completing the `complete_best` best trials, and stops sooner where
-    training the best on all their rows needs more (`search.needs_completion_time`). `workers` search
+    which is kept for completing the `complete_best` best trials. `workers` search
     processes (0: `processes_for` the device) share the study and then the completion;
     on a CPU the extra ones are forks of this one (`fork`), torch's threads divided between
     them. CUDA cannot be used in a fork: on a GPU they are `automl worker` processes
@@ -65,8 +64,7 @@ def search_networks(problem: Problem, folds: list[Fold], digest: str, recipe: Pi
         0.0, deadline - time.monotonic())
     options = {"deadline": search_deadline, "storage": storage, "study_name": study_name, "device": device,
                "precision": precision, "features_hash": digest,
-               "on": search.search_fold(folds),  # made once: forks share it (a row sample on large tables)
-               "completion": None if deadline is None else (deadline, processes if forks else 1)}
+               "on": search.search_fold(folds)}  # made once: forks share it (a row sample on large tables)
     metric = problem.comp.metric
     columns = [TextColumn("networks"), BarColumn(), MofNCompleteColumn(), TextColumn("trials on one fold"),
                TimeElapsedColumn(), TextColumn("{task.fields[best]}")]

@@ -110,52 +110,6 @@ def test_the_last_trial_that_can_be_completed_gets_all_the_time_left(tmp_path, m
     assert len(shares) == 1 and shares[0] > 90  # one candidate for three places: not half of the time
 
 
-def test_the_best_gets_the_time_all_its_rows_take_when_that_fits(tmp_path, monkeypatch):
-    """Not half of what is left when training every row takes more: a network trained on all its
-    rows is worth more than two on row samples; the next one gets the rest."""
-    import automl.search
-
-    problem, folds = small_problem("binary")
-    study = search(problem, folds, tiny(), tmp_path, trials=2, deadline=None)
-    best = best_trials(study, 1)[0]
-    # the other folds would take 45 s in all (as long as the search's fold took, each)
-    best.user_attrs.update(seconds=45.0 / (len(folds) - 1), rows=len(folds[0].train_rows), predict_per_row=0.0)
-    monkeypatch.setattr(automl.search, "best_trials", lambda s, n: [best] + [t for t in best_trials(s, n) if t is not best])
-    shares = []
-    monkeypatch.setattr(automl.search, "_complete_one", lambda trial, *args: shares.append(args[4]))
-    complete(study, problem, folds, tiny(), tmp_path, n=2, deadline=time.monotonic() + 100, device="cpu",
-             precision="32-true", seed=0)
-    assert shares[0] == pytest.approx(automl.search.FULL_MARGIN * 45, rel=0.02)  # 54 s of 100, not 50
-    shares.clear()
-    complete(study, problem, folds, tiny(), tmp_path, n=2, deadline=time.monotonic() + 40, device="cpu",
-             precision="32-true", seed=0)
-    assert shares[0] == pytest.approx(20, rel=0.05)  # all rows do not fit 40 s: half, on a row sample
-
-
-def test_the_search_stops_in_time_to_complete_the_best_on_all_rows():
-    """With `completion`, no trial starts once the time left is no more than completing the best
-    trial (one per completing process) on all their rows, plus a typical trial."""
-    from automl.search import FULL_MARGIN, needs_completion_time
-
-    problem, folds = small_problem("binary", n=400, k=5)
-    study = optuna.create_study(direction="maximize")
-    rows = len(folds[0].train_rows)
-    for value, seconds in [(0.9, 2.0), (0.8, 1.0), (0.7, 1.0)]:
-        study.add_trial(optuna.trial.create_trial(value=value, params={}, distributions={},
-                                                  user_attrs={"seconds": seconds, "rows": rows}))
-    need = FULL_MARGIN * 4 * 2.0 + 1.0  # the best on the 4 other folds, then the median trial
-    assert needs_completion_time(study, problem, folds, time.monotonic() + need - 0.5, processes=1)
-    assert not needs_completion_time(study, problem, folds, time.monotonic() + need + 5, processes=1)
-    assert not needs_completion_time(optuna.create_study(), problem, folds, time.monotonic(), processes=1)  # none yet
-
-
-def test_a_search_with_completion_time_to_keep_ends_early(tmp_path):
-    problem, folds = small_problem("binary")
-    start = time.monotonic()
-    study = search(problem, folds, tiny(), tmp_path, trials=200, deadline=start + 60, completion=(start + 8, 1))
-    assert time.monotonic() - start < 8 and 0 < len(study.trials) < 200
-
-
 def test_completing_processes_split_the_candidates_between_them(tmp_path):
     problem, folds = small_problem("binary")
     study = search(problem, folds, tiny(), tmp_path, trials=6, deadline=None)
