@@ -79,9 +79,13 @@ def open_storage(url: str) -> optuna.storages.RDBStorage:
             if url.startswith("sqlite"):
                 _serialized(storage.engine)
             return storage
-        except sqlalchemy.exc.IntegrityError:
-            # Workers that start together on an empty database race to create Optuna's
-            # tables; the loser sees a duplicate key. The tables exist now: try again.
+        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError) as exc:
+            # Workers that start together on an empty database race to create Optuna's tables;
+            # the loser sees a duplicate key, or on PostgreSQL a table that "already exists".
+            # The tables exist now: try again.
+            if isinstance(exc, sqlalchemy.exc.ProgrammingError) and "already exists" not in str(exc):
+                raise AutomlError(f"--storage {_redact(url)}: cannot open it as an Optuna storage "
+                                  f"({str(exc).splitlines()[0][:200]})") from exc
             time.sleep(0.5 + random.random() * (attempt + 1))
         except (ValueError, ImportError, optuna.exceptions.StorageInternalError, sqlalchemy.exc.SQLAlchemyError) as exc:
             detail = str(exc).splitlines()[0][:200]

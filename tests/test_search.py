@@ -283,3 +283,27 @@ def test_every_search_process_ranks_trials_on_the_same_row_sample(tmp_path, monk
                   for s in (1, 2))
     assert one.sampled and len(one.fold.train_rows) == 100 and len(one.fold.valid_rows) == 50
     assert (one.fold.train_rows == other.fold.train_rows).all() and (one.fold.valid_rows == other.fold.valid_rows).all()
+
+
+def test_a_worker_that_loses_the_race_to_create_the_tables_tries_again(tmp_path, monkeypatch):
+    """Workers starting together on an empty PostgreSQL database: the loser's CREATE TABLE fails with
+    "relation ... already exists" (psycopg2's DuplicateTable); the tables exist then, so it opens them."""
+    import sqlalchemy.exc
+
+    real, calls = optuna.storages.RDBStorage, []
+
+    def racing(url, **kw):
+        calls.append(url)
+        if len(calls) == 1:
+            raise sqlalchemy.exc.ProgrammingError("CREATE TABLE alembic_version", {},
+                                                  Exception('relation "alembic_version" already exists'))
+        return real(url, **kw)
+
+    monkeypatch.setattr(optuna.storages, "RDBStorage", racing)
+    monkeypatch.setattr(time, "sleep", lambda seconds: None)
+    assert open_storage(f"sqlite:///{tmp_path / 'study.db'}") is not None and len(calls) == 2
+    calls.clear()
+    monkeypatch.setattr(optuna.storages, "RDBStorage", lambda url, **kw: (_ for _ in ()).throw(
+        sqlalchemy.exc.ProgrammingError("SELECT", {}, Exception("permission denied for table studies"))))
+    with pytest.raises(AutomlError, match="cannot open it as an Optuna storage"):
+        open_storage(f"sqlite:///{tmp_path / 'study.db'}")
