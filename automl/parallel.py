@@ -137,17 +137,16 @@ def member_bytes(problem: Problem, fold: Fold, params: dict, batch: int) -> int:
     """What one member holds while it trains: its parameters five times (weights, gradients, two
     optimizer moments, the best weights kept) and twice the tensors one batch saves for the backward
     pass (they and the backward's temporaries), counted on a meta-device copy: shapes only, no arithmetic."""
-    sample = take(fold.train, np.arange(min(len(fold.train_rows), 10_000)))  # piecewise bins need some rows
-    module = build_module(problem, Fold(fold.train_rows[:len(sample)], fold.valid_rows, sample, fold.valid, fold.test),
-                          {**params, "batch_size": batch}, 1).to("meta")
+    sample = train_sample(fold, np.arange(min(len(fold.train_rows), 10_000)))  # piecewise bins need some rows
+    module = build_module(problem, sample, {**params, "batch_size": batch}, 1).to("meta")
     saved = []
 
     def pack(tensor):
         saved.append(tensor.numel() * tensor.element_size())
         return tensor
 
-    numeric = torch.zeros((batch, sample.numeric.shape[1]), device="meta")
-    categorical = torch.zeros((batch, sample.categorical.shape[1]), dtype=torch.int64, device="meta")
+    numeric = torch.zeros((batch, sample.train.numeric.shape[1]), device="meta")
+    categorical = torch.zeros((batch, sample.train.categorical.shape[1]), dtype=torch.int64, device="meta")
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
         module(numeric, categorical, numeric[:, :0], categorical[:, :0])
     return 5 * sum(p.numel() * p.element_size() for p in module.parameters()) + 2 * sum(saved)
@@ -174,21 +173,21 @@ def fit_folds(problem: Problem, folds: list[Fold], params: dict, *, device: str 
     together = choose(device, rows, params) if together is None else together
     size = members_at_once(problem, folds, params, max(rows), device) if together and batchable(folds, params) else 1
     fits, start = [], time.monotonic()
-    for group in np.array_split(np.arange(len(folds)), math.ceil(len(folds) / size)):  # each its part of the time
-        until = None if deadline is None else start + (deadline - start) * (group[-1] + 1) / len(folds)
+    def until(j: int) -> float | None:  # the end of fold j's part of the time
+        return None if deadline is None else start + (deadline - start) * (j + 1) / len(folds)
+
+    for group in np.array_split(np.arange(len(folds)), math.ceil(len(folds) / size)):
         if len(group) > 1:
             try:
                 fits += Together(problem, [folds[j] for j in group], params, device, max_epochs, seed + int(group[0]),
-                                 [samples[j] for j in group]).fit(patience, precision, until)
+                                 [samples[j] for j in group]).fit(patience, precision, until(group[-1]))
                 continue
             except Unbatchable:
                 pass  # members' weights differ in shape: one after another, below
-        for j in group:
-            until = None if deadline is None else start + (deadline - start) * (j + 1) / len(folds)
-            # a sample's copy of the features exists only while its fold trains
+        for j in group:  # a sample's copy of the features exists only while its fold trains
             fits.append(fit_fold(problem, folds[j] if samples[j] is None else train_sample(folds[j], samples[j]), params,
                                  device=device, max_epochs=max_epochs, patience=patience, precision=precision,
-                                 deadline=until, seed=seed + int(j)))
+                                 deadline=until(j), seed=seed + int(j)))
     return fits
 
 

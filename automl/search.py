@@ -79,15 +79,14 @@ def open_storage(url: str) -> optuna.storages.RDBStorage:
             if url.startswith("sqlite"):
                 _serialized(storage.engine)
             return storage
-        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError) as exc:
+        except (ValueError, ImportError, optuna.exceptions.StorageInternalError, sqlalchemy.exc.SQLAlchemyError) as exc:
             # Workers that start together on an empty database race to create Optuna's tables;
             # the loser sees a duplicate key, or on PostgreSQL a table that "already exists".
             # The tables exist now: try again.
-            if isinstance(exc, sqlalchemy.exc.ProgrammingError) and "already exists" not in str(exc):
-                raise AutomlError(f"--storage {_redact(url)}: cannot open it as an Optuna storage "
-                                  f"({str(exc).splitlines()[0][:200]})") from exc
-            time.sleep(0.5 + random.random() * (attempt + 1))
-        except (ValueError, ImportError, optuna.exceptions.StorageInternalError, sqlalchemy.exc.SQLAlchemyError) as exc:
+            if isinstance(exc, sqlalchemy.exc.IntegrityError) or (
+                    isinstance(exc, sqlalchemy.exc.ProgrammingError) and "already exists" in str(exc)):
+                time.sleep(0.5 + random.random() * (attempt + 1))
+                continue
             detail = str(exc).splitlines()[0][:200]
             raise AutomlError(f"--storage {_redact(url)}: cannot open it as an Optuna storage ({detail})") from exc
     raise AutomlError(f"--storage {_redact(url)}: could not create Optuna's tables; try again")
