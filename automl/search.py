@@ -290,13 +290,14 @@ def _complete_one(trial, problem: Problem, folds: list[Fold], pipeline: Pipeline
         if len(first["valid"]) == len(folds[index].valid_rows) and len(first["test"]) == len(problem.test):
             oof[folds[index].valid_rows], test = first["valid"], test + weights[index] * first["test"]
             todo.remove(index)
-    rows = _completion_rows(trial, problem, [folds[i] for i in todo], share)
-    if not rows or full_only and rows < min(max(len(folds[i].train_rows) for i in todo), SEARCH_ROWS):
+    rows, epochs = _completion_plan(trial, problem, [folds[i] for i in todo], share, pipeline.max_epochs)
+    if not rows or full_only and (rows < min(max(len(folds[i].train_rows) for i in todo), SEARCH_ROWS)
+                                  or epochs < pipeline.max_epochs):
         return None
     # the remaining folds in one call: trained together as one batched model where that is faster
     # (a row sample of each where the time asks for it: positions into its features, not a copy of them)
     samples = [sample_positions(folds[i], rows, seed + i) for i in todo]
-    fits = fit_folds(problem, [folds[i] for i in todo], trial.params, device=device, max_epochs=pipeline.max_epochs,
+    fits = fit_folds(problem, [folds[i] for i in todo], trial.params, device=device, max_epochs=epochs,
                      patience=pipeline.patience, precision=precision, deadline=None if share is None else start + share,
                      seed=seed + len(folds) - len(todo), samples=samples)
     for i, fit in zip(todo, fits, strict=True):
@@ -315,21 +316,32 @@ def _complete_one(trial, problem: Problem, folds: list[Fold], pipeline: Pipeline
     return seconds, (rows if rows < max(len(f.train_rows) for f in folds) else None)
 
 
-def _completion_rows(trial, problem: Problem, folds: list[Fold], share: float | None) -> int:
-    """Training rows per fold for a completion: as many as the search trained on (SEARCH_ROWS at
-    most), fewer when the search's time for this trial says the folds would not fit the share;
-    0 when predicting every fold's validation and test rows alone would take most of it."""
+MIN_COMPLETION_EPOCHS = 3  # a completion short of time trains this many epochs on fewer rows before fewer epochs
+
+
+def _completion_plan(trial, problem: Problem, folds: list[Fold], share: float | None, max_epochs: int) -> tuple[int, int]:
+    """Training rows per fold and epochs for a completion, from the search's time for this trial:
+    every row (SEARCH_ROWS at most) for up to `max_epochs` where the folds fit the share; short of
+    time, fewer epochs on every row first (the learning-rate schedule fitted to them: seeing every
+    row matters more than seeing a few rows often), down to MIN_COMPLETION_EPOCHS, then a row
+    sample; (0, 0) when predicting every fold's validation and test rows alone would take most of it."""
     rows = min(max(len(f.train_rows) for f in folds), SEARCH_ROWS)
     searched, seconds = trial.user_attrs.get("rows"), trial.user_attrs.get("seconds")
     if share is None or not searched or not seconds:
-        return rows
+        return rows, max_epochs
     predicting = trial.user_attrs.get("predict_per_row", 0.0) * sum(len(f.valid_rows) + len(problem.test) for f in folds)
     if predicting > 0.6 * share:
         log.info("trial %d: predicting every fold would take about %.0fs of its %.0fs; left one-fold",
                  trial.number, predicting, share)
-        return 0
-    estimate = seconds * rows / searched * len(folds)
-    return rows if estimate + predicting <= share else max(2_000, int(rows * (share - predicting) / estimate))
+        return 0, 0
+    ran = max(1, *trial.user_attrs.get("epochs", [max_epochs]))  # as early stopping left it in the search
+    epoch = seconds / ran * rows / searched * len(folds)  # one epoch of every fold on every row
+    room = share - predicting
+    if ran * epoch <= room:
+        return rows, max_epochs
+    if room >= MIN_COMPLETION_EPOCHS * epoch:
+        return rows, min(max_epochs, int(room / epoch))
+    return max(2_000, int(rows * room / (MIN_COMPLETION_EPOCHS * epoch))), MIN_COMPLETION_EPOCHS
 
 
 def _cv_result(trial, problem: Problem, folds: list[Split], folder: Path, rows: int | None = None) -> CVResult:

@@ -93,7 +93,7 @@ def test_time_left_after_the_best_completes_more_candidates_but_only_on_every_ro
     # an extra candidate that would need row samples to fit is left one-fold
     third = tmp_path / "third"
     study = search(problem, folds, tiny(), third, trials=4, deadline=None)
-    monkeypatch.setattr(automl.search, "_completion_rows", lambda trial, problem, folds, share: 100)
+    monkeypatch.setattr(automl.search, "_completion_plan", lambda trial, problem, folds, share, epochs: (100, epochs))
     assert len(complete(study, problem, folds, tiny(), third, n=1, deadline=time.monotonic() + 60, device="cpu",
                         precision="32-true", seed=0)) == 1
 
@@ -307,3 +307,24 @@ def test_a_worker_that_loses_the_race_to_create_the_tables_tries_again(tmp_path,
         sqlalchemy.exc.ProgrammingError("SELECT", {}, Exception("permission denied for table studies"))))
     with pytest.raises(AutomlError, match="cannot open it as an Optuna storage"):
         open_storage(f"sqlite:///{tmp_path / 'study.db'}")
+
+
+def test_a_completion_short_of_time_trains_fewer_epochs_on_every_row_before_it_samples_rows():
+    from types import SimpleNamespace
+
+    from automl.search import MIN_COMPLETION_EPOCHS, _completion_plan
+
+    problem, folds = small_problem("binary", n=400, k=5)
+    rows = max(len(f.train_rows) for f in folds[1:])
+    # the search trained fold 0 on `rows` rows for 10 epochs in 10 s: one epoch of the 4 other folds costs 4 s
+    trial = SimpleNamespace(number=0, user_attrs={"rows": rows, "seconds": 10.0, "epochs": [10], "predict_per_row": 0.0})
+    assert _completion_plan(trial, problem, folds[1:], None, 12) == (rows, 12)  # no deadline: as the recipe says
+    assert _completion_plan(trial, problem, folds[1:], 41.0, 12) == (rows, 12)  # the 10 epochs fit
+    assert _completion_plan(trial, problem, folds[1:], 20.0, 12) == (rows, 5)  # every row, 5 epochs
+    # under the fewest epochs on every row (searched on a hundredth of the rows: 400 s an epoch), a row sample,
+    # 2,000 rows at least, for that many epochs
+    small = SimpleNamespace(number=0, user_attrs={**trial.user_attrs, "rows": rows // 100})
+    assert _completion_plan(small, problem, folds[1:], 20.0, 12) == (2_000, MIN_COMPLETION_EPOCHS)
+    # predicting alone would take most of the share: not completed
+    slow = SimpleNamespace(number=0, user_attrs={**trial.user_attrs, "predict_per_row": 1.0})
+    assert _completion_plan(slow, problem, folds[1:], 20.0, 12) == (0, 0)
