@@ -140,10 +140,15 @@ def ensemble(problem: Problem, folds: list[Split], members: list[CVResult], roun
              seconds: float | None = None) -> CVResult | None:
     """The blend as a leaderboard entry (held-out score), or None with fewer than 2 members.
     Given `seconds`, its choices are scored on as many rows as fit them (MIN_SELECT_ROWS at least)."""
+    predicted = predicted_rows(folds)
+    # A member that predicts one value for every row (dummy's prior) adds nothing a blend can use: on
+    # AUC it leaves the ranking as it was, yet rounding in the sums tie-broke it ahead and blends
+    # became 90% dummy; on log loss the calibration below does what shrinking towards it would.
+    members = [m for m in members if np.ptp(m.oof[predicted], axis=0).any()]
     if len(members) < 2:
         return None
     start = time.perf_counter()
-    oofs, predicted = [m.oof for m in members], predicted_rows(folds)
+    oofs = [m.oof for m in members]
     limit = SELECT_ROWS
     if seconds is not None:
         fixed, per_row = score_cost(problem, min(limit, len(predicted)))
