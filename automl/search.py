@@ -266,10 +266,10 @@ def complete(study: optuna.Study, problem: Problem, folds: list[Fold], pipeline:
             release_memory()
             if done is None:
                 continue
-            seconds, sampled = done
-            study.set_user_attr(f"cv:{trial.number}", {"completion_seconds": seconds, "rows": sampled})
+            seconds, sampled, epochs = done
+            study.set_user_attr(f"cv:{trial.number}", {"completion_seconds": seconds, "rows": sampled, "epochs": epochs})
         attrs = study.user_attrs.get(f"cv:{trial.number}", {})
-        result = _cv_result(trial, problem, folds, folder, attrs.get("rows"))
+        result = _cv_result(trial, problem, folds, folder, attrs.get("rows"), attrs.get("epochs"))
         result.seconds += seconds  # the search's fold, then the others
         study.set_user_attr(f"cv:{trial.number}", attrs | {"fold_scores": result.fold_scores, "mean": result.mean})
         results.append(result)
@@ -278,9 +278,10 @@ def complete(study: optuna.Study, problem: Problem, folds: list[Fold], pipeline:
 
 
 def _complete_one(trial, problem: Problem, folds: list[Fold], pipeline: Pipeline, folder: Path, share: float | None,
-                  device: str, precision: str, seed: int, full_only: bool = False) -> tuple[float, int | None] | None:
-    """Seconds it took to train the trial's missing folds and the training row sample (None: every row),
-    or None when a fold got no epoch in time (or, `full_only`, when not every row fits the share)."""
+                  device: str, precision: str, seed: int, full_only: bool = False) -> tuple[float, int | None, int | None] | None:
+    """Seconds it took to train the trial's missing folds, the training row sample (None: every row) and
+    the epochs they were given when fewer than the recipe's (None: all of them); or None when a fold got
+    no epoch in time (or, `full_only`, when not every row and epoch fits the share)."""
     oof, test = np.zeros(problem.pred_shape(len(problem.y))), np.zeros(problem.pred_shape(len(problem.test)))
     todo, weights = list(range(len(folds))), weights_for_test(folds)
     start = time.monotonic()
@@ -290,14 +291,14 @@ def _complete_one(trial, problem: Problem, folds: list[Fold], pipeline: Pipeline
         if len(first["valid"]) == len(folds[index].valid_rows) and len(first["test"]) == len(problem.test):
             oof[folds[index].valid_rows], test = first["valid"], test + weights[index] * first["test"]
             todo.remove(index)
-    rows, epochs = _completion_plan(trial, problem, [folds[i] for i in todo], share, pipeline.max_epochs)
+    rows, planned = _completion_plan(trial, problem, [folds[i] for i in todo], share, pipeline.max_epochs)
     if not rows or full_only and (rows < min(max(len(folds[i].train_rows) for i in todo), SEARCH_ROWS)
-                                  or epochs < pipeline.max_epochs):
+                                  or planned < pipeline.max_epochs):
         return None
     # the remaining folds in one call: trained together as one batched model where that is faster
     # (a row sample of each where the time asks for it: positions into its features, not a copy of them)
     samples = [sample_positions(folds[i], rows, seed + i) for i in todo]
-    fits = fit_folds(problem, [folds[i] for i in todo], trial.params, device=device, max_epochs=epochs,
+    fits = fit_folds(problem, [folds[i] for i in todo], trial.params, device=device, max_epochs=planned,
                      patience=pipeline.patience, precision=precision, deadline=None if share is None else start + share,
                      seed=seed + len(folds) - len(todo), samples=samples)
     for i, fit in zip(todo, fits, strict=True):
@@ -313,7 +314,8 @@ def _complete_one(trial, problem: Problem, folds: list[Fold], pipeline: Pipeline
     seconds = time.monotonic() - start
     log.info("trial %d: completed on %d more folds in %.1fs (epochs %s, %d training rows)", trial.number, len(todo),
              seconds, epochs, rows)
-    return seconds, (rows if rows < max(len(f.train_rows) for f in folds) else None)
+    return (seconds, rows if rows < max(len(f.train_rows) for f in folds) else None,
+            planned if planned < pipeline.max_epochs else None)
 
 
 MIN_COMPLETION_EPOCHS = 3  # a completion short of time trains this many epochs on fewer rows before fewer epochs
@@ -344,10 +346,13 @@ def _completion_plan(trial, problem: Problem, folds: list[Fold], share: float | 
     return max(2_000, int(rows * room / (MIN_COMPLETION_EPOCHS * epoch))), MIN_COMPLETION_EPOCHS
 
 
-def _cv_result(trial, problem: Problem, folds: list[Split], folder: Path, rows: int | None = None) -> CVResult:
+def _cv_result(trial, problem: Problem, folds: list[Split], folder: Path, rows: int | None = None,
+               epochs: int | None = None) -> CVResult:
+    shortened = [f"on {rows:,}-row samples" if rows else "", f"for {epochs} epochs at most" if epochs else ""]
     info = {"trial": trial.number, "params": trial.params, "worker": trial.user_attrs.get("worker"),
             "search_score": trial.value,
-            "note": f"{len(folds)}-fold CV" + (f" (trained on {rows:,}-row samples)" if rows else "")
+            "note": f"{len(folds)}-fold CV"
+                    + (f" (other folds trained {' '.join(filter(None, shortened))}: the time left)" if any(shortened) else "")
                     + f"; searched on one fold: {trial.value:.5g}; "
                     + ", ".join(f"{k}={_short(v)}" for k, v in trial.params.items() if k != "family")}
     return finish(f"{trial.params['family']} #{trial.number}", problem, folds, np.load(folder / "oof.npy"),
@@ -448,7 +453,8 @@ def network_results(study: optuna.Study, problem: Problem, folds: list[Split], r
     """The `n` best completed trials (by their one-fold score), as leaderboard entries (cross-validated)."""
     done = [t for t in best_trials(study, len(study.trials)) if (run_dir / "trials" / str(t.number) / "oof.npy").is_file()]
     results = [_cv_result(t, problem, folds, run_dir / "trials" / str(t.number),
-                          study.user_attrs.get(f"cv:{t.number}", {}).get("rows")) for t in done[:n]]
+                          study.user_attrs.get(f"cv:{t.number}", {}).get("rows"),
+                          study.user_attrs.get(f"cv:{t.number}", {}).get("epochs")) for t in done[:n]]
     return sorted(results, key=lambda r: r.mean, reverse=problem.metric.greater_is_better)
 
 

@@ -328,3 +328,20 @@ def test_a_completion_short_of_time_trains_fewer_epochs_on_every_row_before_it_s
     # predicting alone would take most of the share: not completed
     slow = SimpleNamespace(number=0, user_attrs={**trial.user_attrs, "predict_per_row": 1.0})
     assert _completion_plan(slow, problem, folds[1:], 20.0, 12) == (0, 0)
+
+
+def test_a_completion_given_fewer_epochs_trains_no_more_and_its_note_says_so(tmp_path, monkeypatch, caplog):
+    import logging
+
+    import automl.search
+
+    caplog.set_level(logging.INFO, logger="automl")
+
+    problem, folds = small_problem("binary")
+    study = search(problem, folds, tiny(max_epochs=6, patience=6), tmp_path, trials=1, deadline=None)
+    monkeypatch.setattr(automl.search, "_completion_plan", lambda trial, problem, folds, share, epochs: (10**6, 2))
+    [result] = complete(study, problem, folds, tiny(max_epochs=6, patience=6), tmp_path, n=1,
+                        deadline=time.monotonic() + 60, device="cpu", precision="32-true", seed=0)
+    assert "(other folds trained for 2 epochs at most: the time left)" in result.info["note"]
+    assert study.user_attrs[f"cv:{result.info['trial']}"]["epochs"] == 2
+    assert "(epochs [2, 2]," in caplog.text  # 6 allowed by the recipe and its patience
