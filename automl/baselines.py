@@ -135,6 +135,7 @@ class Size:
     units: int | None = None  # trees (forests) or at most this many rounds (hist_gb); None: as defined
     rows: int | None = None  # train on this many sampled rows of each fold; None: all
     learning_rate: float | None = None  # hist_gb with fewer rounds learns faster
+    predicting: float = 0.0  # seconds a fold's validation and test predictions are expected to take
 
     def note(self, baseline: Baseline, n: int) -> str:
         parts = []
@@ -160,13 +161,16 @@ def cross_validate(name: str, problem: Problem, folds: list[Fold], seed: int = 0
     if name not in BASELINES:
         raise AutomlError(f"--models: unknown baseline {name!r}; expected one of {', '.join(BASELINES)}")
     baseline = BASELINES[name]
+    if seconds is not None and seconds <= 0 and name != "dummy":  # not even a probe: it takes seconds at scale
+        raise Skipped("skipped: the baselines' time was used up before it; give more time with --timeout")
     if baseline.cuts and problem.n_classes:
         return _with_cuts(name, problem, folds, seed, on_fold, seconds)
     oof = np.zeros(problem.pred_shape(len(problem.y)))
     test, weights = np.zeros(problem.pred_shape(len(problem.test))), weights_for_test(folds)
     start = time.monotonic()
     info, notes = {}, []
-    size = Size() if seconds is None or name == "dummy" else plan_size(baseline, problem, folds[0], seed, seconds / len(folds))
+    size = Size() if seconds is None or name == "dummy" else plan_size(baseline, problem, folds[0], seed,
+                                                                       seconds / len(folds), len(folds))
     rng = np.random.default_rng(seed)
     grown, rounds = [], []
     for i, fold in enumerate(folds):
@@ -174,7 +178,9 @@ def cross_validate(name: str, problem: Problem, folds: list[Fold], seed: int = 0
             on_fold(i)
         fold_end = None if seconds is None else start + seconds * (i + 1) / len(folds)
         fold_start = time.monotonic()
-        model, x_valid, x_test, info_fold = _fit_one(baseline, problem, fold, seed, size, rng, fold_end)
+        # trees and rounds are added until the time left is what predicting the fold's rows takes
+        until = None if fold_end is None else fold_end - size.predicting
+        model, x_valid, x_test, info_fold = _fit_one(baseline, problem, fold, seed, size, rng, until)
         grown.append(getattr(model, "n_estimators", None))
         rounds.append(info_fold.pop("rounds", None))
         info |= info_fold
@@ -224,44 +230,66 @@ def _with_cuts(name: str, problem: Problem, folds: list[Fold], seed: int, on_fol
 PROBE_ROWS = 5000
 
 
-def plan_size(baseline: Baseline, problem: Problem, fold: Fold, seed: int, per_fold: float) -> Size:
-    """Estimate one fold's cost from a timed fit on a row sample, and size the model to `per_fold` seconds."""
-    n = len(fold.train_rows)
+def plan_size(baseline: Baseline, problem: Problem, fold: Fold, seed: int, per_fold: float, folds: int = 1) -> Size:
+    """Estimate one fold's cost from a timed fit on a row sample, and size the model to `per_fold` seconds.
+
+    A fold predicts every validation and test row whatever it trains on: that part, timed on the
+    probe's predictions, does not shrink with a row sample (at a million rows, hist_gb predicting
+    533,000 rows with 100 rounds took 6.4 s of a fold given 4). It is kept out of the training's
+    time first; where it would leave little, fewer trees or rounds make it cheaper. The probes' own
+    time comes out of the `folds` folds' shares."""
+    began, n = time.monotonic(), len(fold.train_rows)
     # Small tables: a fold costs little more than a probe; folds after an overrun shrink. A TF-IDF
     # probe's vocabulary from a sample says little of the full one: probe text only when large.
     if n <= PROBE_ROWS or (baseline.inputs == "tfidf" and n <= 50_000):
         return Size()
     m = min(n, max(PROBE_ROWS, min(50_000, n // 10)))  # large enough that fixed costs do not dominate
+    predicted = len(fold.valid_rows) + len(fold.test)  # rows every fold predicts
     probe_units = {"dense": 8, "native": 10}.get(baseline.inputs) if baseline.name != "dummy" else None
-    took = _timed_probe(baseline, problem, fold, seed, Size(units=probe_units, rows=m))
+    took, per_row = _timed_probe(baseline, problem, fold, seed, Size(units=probe_units, rows=m))
     scale = (n / m) ** (1.1 if probe_units else 1.0)
-    if probe_units and baseline.inputs == "dense":  # forests: cost per tree, at every row
-        per_unit = took / probe_units * scale
-        trees = int(min(300, per_fold / per_unit))
+    per_fold = max(0.0, per_fold - (time.monotonic() - began) / folds)
+    if probe_units and baseline.inputs == "dense":  # forests: cost per tree, at every row, and predicting
+        train_tree = (took - per_row * min(m, len(fold.valid_rows))) / probe_units * scale
+        predict_tree = per_row / probe_units * predicted
+        trees = int(min(300, per_fold / (train_tree + predict_tree)))
         if trees >= 300:
             return Size()
         if trees >= 30:
-            return Size(units=trees // 10 * 10)
-        rows = int(n * (per_fold / (30 * per_unit)) ** (1 / 1.1))
-        return _sampled(baseline, Size(units=30, rows=rows), n, per_fold)
+            return Size(units=trees // 10 * 10, predicting=trees // 10 * 10 * predict_tree)
+        room = per_fold - 30 * predict_tree
+        rows = int(n * (max(room, 0.0) / (30 * train_tree)) ** (1 / 1.1))
+        return _sampled(baseline, Size(units=30, rows=rows, predicting=30 * predict_tree), n, per_fold)
     if baseline.inputs == "native":  # hist_gb: binning and set-up, then a cost per round, at every row
-        more = _timed_probe(baseline, problem, fold, seed, Size(units=5 * probe_units, rows=m))
-        per_round = max(more - took, 1e-6) / (4 * probe_units) * scale
-        fixed = max(took - probe_units * per_round / scale, 0.0) * scale
-        if per_fold >= fixed + 100 * per_round:  # rounds are then added against the clock (_boost)
-            return Size()
-        rows = int(n * per_fold / (fixed + 100 * per_round))
-        return _sampled(baseline, Size(rows=rows, learning_rate=0.15), n, per_fold)
-    full = took * scale
-    if full <= per_fold:
-        return Size()
-    return _sampled(baseline, Size(rows=int(n * per_fold / full)), n, per_fold)
+        more, more_per_row = _timed_probe(baseline, problem, fold, seed, Size(units=5 * probe_units, rows=m))
+        per_fold = max(0.0, per_fold - more / folds)
+        checked = min(m, len(fold.valid_rows))
+        per_round = max((more - more_per_row * checked) - (took - per_row * checked), 1e-6) / (4 * probe_units) * scale
+        fixed = max(took - per_row * checked - probe_units * per_round / scale, 0.0) * scale
+        predict_round = more_per_row / (5 * probe_units) * predicted
+        rounds = 100  # what early stopping usually leaves; fewer where predicting them would take most of the share
+        if rounds * predict_round > per_fold / 2:
+            rounds = max(20, int(per_fold / 2 / predict_round))
+        predicting = rounds * predict_round
+        if rounds == 100 and per_fold >= fixed + 100 * per_round + predicting:  # rounds then added against the clock
+            return Size(predicting=predicting)
+        rows = int(n * max(per_fold - predicting, 0.0) / (fixed + rounds * per_round))
+        return _sampled(baseline, Size(units=None if rounds == 100 else rounds, rows=rows, learning_rate=0.15,
+                                       predicting=predicting), n, per_fold)
+    predicting = per_row * predicted
+    full = took - per_row * min(m, len(fold.valid_rows))
+    full = full * scale
+    if full + predicting <= per_fold:
+        return Size(predicting=predicting)
+    return _sampled(baseline, Size(rows=int(n * max(per_fold - predicting, 0.0) / full), predicting=predicting), n, per_fold)
 
 
-def _timed_probe(baseline: Baseline, problem: Problem, fold: Fold, seed: int, size: Size) -> float:
+def _timed_probe(baseline: Baseline, problem: Problem, fold: Fold, seed: int, size: Size) -> tuple[float, float]:
+    """Seconds a fit on the size's row sample took, predicting as many validation rows; and those
+    predictions' seconds per row (their inputs built, as a fold builds them)."""
     started = time.monotonic()
-    _fit_one(baseline, problem, fold, seed, size, np.random.default_rng(seed), None, probe=True)
-    return time.monotonic() - started
+    _, _, _, info = _fit_one(baseline, problem, fold, seed, size, np.random.default_rng(seed), None, probe=True)
+    return time.monotonic() - started, info["predict_per_row"]
 
 
 def _sampled(baseline: Baseline, size: Size, n: int, per_fold: float) -> Size:
@@ -321,8 +349,11 @@ def _fit_one(baseline: Baseline, problem: Problem, fold: Fold, seed: int, size: 
         model, info["rounds"] = _fit_each(model, x_train, y, size, until, probe)
     else:
         info["rounds"] = _fit(model, x_train, y, size, until, probe)
-    if probe:  # the probe times a prediction too: forests spend seconds predicting
-        _predict(model, x_valid, problem)
+    if probe:  # the probe times a prediction too (forests spend seconds predicting), inputs included
+        started = time.monotonic()
+        _predict(model, _inputs(baseline.inputs, take(fold.valid, np.arange(x_valid.shape[0])))[0]
+                 if baseline.inputs != "tfidf" else x_valid, problem)
+        info["predict_per_row"] = (time.monotonic() - started) / max(1, x_valid.shape[0])
     return model, x_valid, x_test, info
 
 

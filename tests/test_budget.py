@@ -13,6 +13,7 @@ from automl.baselines import Skipped, cross_validate
 from automl.budget import BLEND_SHARE, Budget, check_timeout, minimum_seconds
 from automl.cli import app
 from automl.competition import Competition
+from automl.folds import Fold, take
 from automl.errors import UsageError
 from automl.folds import fold_features, make_folds
 from automl.problem import make_problem
@@ -142,3 +143,29 @@ def test_forests_keep_to_their_memory_share(monkeypatch):
     x, y = baselines.dense(folds[0].train), problem.y[folds[0].train_rows]
     baselines._grow(model, x, y, 300, None)
     assert model.n_estimators < 300 and baselines._forest_bytes(model) <= 2**22 * 1.5
+
+
+def test_a_baseline_with_no_time_left_is_skipped_without_a_probe(monkeypatch):
+    import automl.baselines as baselines
+
+    problem, folds = _large_problem()
+    monkeypatch.setattr(baselines, "_timed_probe", lambda *a: pytest.fail("probed with no time left"))
+    with pytest.raises(Skipped, match="time was used up"):
+        cross_validate("random_forest", problem, folds, seconds=0.0)
+
+
+def test_a_baseline_is_sized_for_predicting_every_validation_and_test_row():
+    # A fold predicts all its validation and test rows whatever it trains on: at a million rows hist_gb
+    # spent 6.4 s predicting in a fold given 4. The plan keeps that time out of the training's.
+    import automl.baselines as baselines
+
+    problem, folds = _large_problem()
+    hist_gb = baselines.BASELINES["hist_gb"]
+    roomy = baselines.plan_size(hist_gb, problem, folds[0], 0, per_fold=60.0)
+    assert roomy.rows is None and roomy.units is None and roomy.predicting > 0
+    # the same fold with 400 times its 500 test rows: predicting them takes most of a 2-second share
+    many = np.arange(len(folds[0].test)).repeat(400)
+    big = Fold(folds[0].train_rows, folds[0].valid_rows, folds[0].train, folds[0].valid, take(folds[0].test, many))
+    tight = baselines.plan_size(hist_gb, problem, big, 0, per_fold=2.0)
+    assert tight.predicting <= 1.0 + 1e-9 or tight.units == 20  # fewer rounds: cheaper to predict
+    assert tight.units is not None and tight.units < 100 and tight.learning_rate  # fewer rounds, learning faster
