@@ -247,10 +247,12 @@ def plan_size(baseline: Baseline, problem: Problem, fold: Fold, seed: int, per_f
     predicted = len(fold.valid_rows) + len(fold.test)  # rows every fold predicts
     probe_units = {"dense": 8, "native": 10}.get(baseline.inputs) if baseline.name != "dummy" else None
     took, per_row = _timed_probe(baseline, problem, fold, seed, Size(units=probe_units, rows=m))
+    checked = min(m, len(fold.valid_rows))  # the validation rows a probe predicts
+    training = took - per_row * checked
     scale = (n / m) ** (1.1 if probe_units else 1.0)
     per_fold = max(0.0, per_fold - (time.monotonic() - began) / folds)
     if probe_units and baseline.inputs == "dense":  # forests: cost per tree, at every row, and predicting
-        train_tree = (took - per_row * min(m, len(fold.valid_rows))) / probe_units * scale
+        train_tree = training / probe_units * scale
         predict_tree = per_row / probe_units * predicted
         trees = int(min(300, per_fold / (train_tree + predict_tree)))
         if trees >= 300:
@@ -263,9 +265,8 @@ def plan_size(baseline: Baseline, problem: Problem, fold: Fold, seed: int, per_f
     if baseline.inputs == "native":  # hist_gb: binning and set-up, then a cost per round, at every row
         more, more_per_row = _timed_probe(baseline, problem, fold, seed, Size(units=5 * probe_units, rows=m))
         per_fold = max(0.0, per_fold - more / folds)
-        checked = min(m, len(fold.valid_rows))
-        per_round = max((more - more_per_row * checked) - (took - per_row * checked), 1e-6) / (4 * probe_units) * scale
-        fixed = max(took - per_row * checked - probe_units * per_round / scale, 0.0) * scale
+        per_round = max(more - more_per_row * checked - training, 1e-6) / (4 * probe_units) * scale
+        fixed = max(training - probe_units * per_round / scale, 0.0) * scale
         predict_round = more_per_row / (5 * probe_units) * predicted
         rounds = 100  # what early stopping usually leaves; fewer where predicting them would take most of the share
         if rounds * predict_round > per_fold / 2:
@@ -276,9 +277,7 @@ def plan_size(baseline: Baseline, problem: Problem, fold: Fold, seed: int, per_f
         rows = int(n * max(per_fold - predicting, 0.0) / (fixed + rounds * per_round))
         return _sampled(baseline, Size(units=None if rounds == 100 else rounds, rows=rows, learning_rate=0.15,
                                        predicting=predicting), n, per_fold)
-    predicting = per_row * predicted
-    full = took - per_row * min(m, len(fold.valid_rows))
-    full = full * scale
+    predicting, full = per_row * predicted, training * scale
     if full + predicting <= per_fold:
         return Size(predicting=predicting)
     return _sampled(baseline, Size(rows=int(n * max(per_fold - predicting, 0.0) / full), predicting=predicting), n, per_fold)
@@ -320,7 +319,11 @@ def _fit_one(baseline: Baseline, problem: Problem, fold: Fold, seed: int, size: 
         rows = np.sort(rng.choice(len(y), size.rows, replace=False))
         train, y = take(train, rows), y[rows]
     if probe:  # a probe predicts as many validation rows as it trains on, and no test
-        x_train, x_valid = _inputs(baseline.inputs, train, take(fold.valid, np.arange(min(len(y), len(fold.valid)))))
+        probe_valid = take(fold.valid, np.arange(min(len(y), len(fold.valid))))
+        if baseline.inputs == "tfidf":  # the vocabulary is fitted on the training rows: built together
+            x_train, x_valid = _inputs(baseline.inputs, train, probe_valid)
+        else:  # built when predicting, so that the timed prediction includes them as a fold's does
+            x_train, x_valid = _inputs(baseline.inputs, train)[0], None
         x_test = None
     else:
         x_train, x_valid, x_test = _inputs(baseline.inputs, train, fold.valid, fold.test)
@@ -351,9 +354,8 @@ def _fit_one(baseline: Baseline, problem: Problem, fold: Fold, seed: int, size: 
         info["rounds"] = _fit(model, x_train, y, size, until, probe)
     if probe:  # the probe times a prediction too (forests spend seconds predicting), inputs included
         started = time.monotonic()
-        _predict(model, _inputs(baseline.inputs, take(fold.valid, np.arange(x_valid.shape[0])))[0]
-                 if baseline.inputs != "tfidf" else x_valid, problem)
-        info["predict_per_row"] = (time.monotonic() - started) / max(1, x_valid.shape[0])
+        _predict(model, _inputs(baseline.inputs, probe_valid)[0] if x_valid is None else x_valid, problem)
+        info["predict_per_row"] = (time.monotonic() - started) / max(1, len(probe_valid))
     return model, x_valid, x_test, info
 
 

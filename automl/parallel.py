@@ -175,6 +175,7 @@ def fit_folds(problem: Problem, folds: list[Fold], params: dict, *, device: str 
     together = choose(device, rows, params) if together is None else together
     size = members_at_once(problem, folds, params, max(rows), device) if together and batchable(folds, params) else 1
     fits, start = [], time.monotonic()
+
     def until(j: int) -> float | None:  # the end of fold j's part of the time
         return None if deadline is None else start + (deadline - start) * (j + 1) / len(folds)
 

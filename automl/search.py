@@ -269,7 +269,7 @@ def complete(study: optuna.Study, problem: Problem, folds: list[Fold], pipeline:
             seconds, sampled, epochs = done
             study.set_user_attr(f"cv:{trial.number}", {"completion_seconds": seconds, "rows": sampled, "epochs": epochs})
         attrs = study.user_attrs.get(f"cv:{trial.number}", {})
-        result = _cv_result(trial, problem, folds, folder, attrs.get("rows"), attrs.get("epochs"))
+        result = _cv_result(trial, problem, folds, folder, attrs)
         result.seconds += seconds  # the search's fold, then the others
         study.set_user_attr(f"cv:{trial.number}", attrs | {"fold_scores": result.fold_scores, "mean": result.mean})
         results.append(result)
@@ -318,7 +318,7 @@ def _complete_one(trial, problem: Problem, folds: list[Fold], pipeline: Pipeline
             planned if planned < pipeline.max_epochs else None)
 
 
-MIN_COMPLETION_EPOCHS = 3  # a completion short of time trains this many epochs on fewer rows before fewer epochs
+MIN_COMPLETION_EPOCHS = 3  # a completion short of time trains fewer epochs on every row down to this many, then fewer rows
 
 
 def _completion_plan(trial, problem: Problem, folds: list[Fold], share: float | None, max_epochs: int) -> tuple[int, int]:
@@ -346,8 +346,9 @@ def _completion_plan(trial, problem: Problem, folds: list[Fold], share: float | 
     return max(2_000, int(rows * room / (MIN_COMPLETION_EPOCHS * epoch))), MIN_COMPLETION_EPOCHS
 
 
-def _cv_result(trial, problem: Problem, folds: list[Split], folder: Path, rows: int | None = None,
-               epochs: int | None = None) -> CVResult:
+def _cv_result(trial, problem: Problem, folds: list[Split], folder: Path, cv: dict) -> CVResult:
+    """The completed trial as a leaderboard entry; `cv`: its completion's attributes in the study."""
+    rows, epochs = cv.get("rows"), cv.get("epochs")  # set when the time left shortened the other folds' training
     shortened = [f"on {rows:,}-row samples" if rows else "", f"for {epochs} epochs at most" if epochs else ""]
     info = {"trial": trial.number, "params": trial.params, "worker": trial.user_attrs.get("worker"),
             "search_score": trial.value,
@@ -452,9 +453,8 @@ def best_trials(study: optuna.Study, n: int) -> list[optuna.trial.FrozenTrial]:
 def network_results(study: optuna.Study, problem: Problem, folds: list[Split], run_dir: Path, n: int) -> list[CVResult]:
     """The `n` best completed trials (by their one-fold score), as leaderboard entries (cross-validated)."""
     done = [t for t in best_trials(study, len(study.trials)) if (run_dir / "trials" / str(t.number) / "oof.npy").is_file()]
-    results = [_cv_result(t, problem, folds, run_dir / "trials" / str(t.number),
-                          study.user_attrs.get(f"cv:{t.number}", {}).get("rows"),
-                          study.user_attrs.get(f"cv:{t.number}", {}).get("epochs")) for t in done[:n]]
+    results = [_cv_result(t, problem, folds, run_dir / "trials" / str(t.number), study.user_attrs.get(f"cv:{t.number}", {}))
+               for t in done[:n]]
     return sorted(results, key=lambda r: r.mean, reverse=problem.metric.greater_is_better)
 
 
