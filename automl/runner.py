@@ -63,6 +63,7 @@ def run(slug: str, *, source=None, name: str = "default", models: str = "all", f
                    "seed": seed, "device": device, "precision": precision, "metric": metric}
     console = console or Console(stderr=True)
     names, networks = _model_names(models)
+    names, unavailable = _installed(names, models)
     budget = Budget.start(timeout, started)
     with budget.stage("read"):
         _check_minimum(timeout, budget, fetch(slug, data_dir, source))
@@ -90,7 +91,9 @@ def run(slug: str, *, source=None, name: str = "default", models: str = "all", f
             blended_models = len(names) + (recipe.complete_best if networks else 0)
             budget.plan(len(problem.y) + len(problem.test), networks, recipe.network_share if recipe else 0.0,
                         blend=blend_seconds(problem, folds, blended_models) if budget.bounded and blended_models > 1 else 0.0)
-            results, members = _baselines(names, networks, problem, fold_data, run_dir, budget, seed, console)
+            for line in unavailable:
+                console.print(f"  {line}", highlight=False)
+            results, members = _baselines(names, networks, problem, fold_data, run_dir, budget, seed, console, device)
             if networks:
                 from automl.workers import search_networks  # torch and Lightning take seconds to import
 
@@ -143,7 +146,7 @@ def _check_minimum(timeout: float | None, budget: Budget, folder: Path) -> None:
 
 
 def _baselines(names: list[str], networks: bool, problem: Problem, fold_data, run_dir: Path,
-               budget: Budget, seed: int, console: Console) -> tuple[list[CVResult], list[CVResult]]:
+               budget: Budget, seed: int, console: Console, device: str = "cpu") -> tuple[list[CVResult], list[CVResult]]:
     """Every requested baseline, cheap ones first, each sized to its part of the baselines' time."""
     results, pending = [], []
     for model in names:
@@ -167,22 +170,26 @@ def _baselines(names: list[str], networks: bool, problem: Problem, fold_data, ru
         weights = [baselines.BASELINES[m].weight for m in order[i:]]
         share = None if left is None or model == "dummy" else left * weights[0] / sum(weights)
         with budget.stage(f"baseline {model}"):
-            result = _fit(model, run_dir, problem, fold_data, seed, console, share)
+            result = _fit(model, run_dir, problem, fold_data, seed, console, share, device)
         if result is not None:
             results.append(result)
     return results, list(results)
 
 
 def _fit(model: str, run_dir: Path, problem: Problem, fold_data, seed: int, console: Console,
-         seconds: float | None) -> CVResult | None:
+         seconds: float | None, device: str = "cpu") -> CVResult | None:
     k = len(fold_data)
     try:
         with console.status(f"{model}: fold 1/{k}") as status:
-            result = baselines.cross_validate(model, problem, fold_data, seed, seconds=seconds,
+            result = baselines.cross_validate(model, problem, fold_data, seed, seconds=seconds, device=device,
                                               on_fold=lambda i: status.update(f"{model}: fold {i + 1}/{k}"))
     except baselines.Skipped as why:
         log.info("%s: %s", model, why)
         console.print(f"  {model}: {why}", highlight=False)
+        return None
+    except baselines.Failed as why:  # a library's error on a fold: one line, the run goes on
+        log.warning("%s: %s", model, why, exc_info=why.__cause__)
+        console.print(f"  {model}: {why}; going on without it (details in run.log)", highlight=False)
         return None
     save_result(run_dir / "models" / model, result)
     metric = problem.comp.metric
@@ -209,6 +216,22 @@ def _model_names(models: str) -> tuple[list[str], bool]:
                               f"{', '.join(baselines.BASELINES)}")
     return names, networks
 
+
+def _installed(names: list[str], models: str) -> tuple[list[str], list[str]]:
+    """The names whose library imports, and a line for each left out. A GBDT named in --models
+    (not merely part of all or baselines) that cannot be imported is a usage error: exit 2."""
+    asked = {m.strip() for m in models.split(",")}
+    kept, lines = [], []
+    for name in names:
+        library = baselines.BASELINES[name].library
+        why = library and baselines.missing(library)
+        if not why:
+            kept.append(name)
+        elif name in asked:
+            raise UsageError(f"--models {name}: {why}")
+        else:
+            lines.append(f"{name}: left out: {why}")
+    return kept, lines
 
 
 def leaderboard(results: list[CVResult], problem: Problem) -> pd.DataFrame:

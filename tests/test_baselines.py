@@ -125,9 +125,10 @@ def test_tfidf_only_applies_to_free_text():
 
 def test_unknown_baseline_lists_the_known_ones():
     problem, _, fold_data = prepared("binary")
-    with pytest.raises(AutomlError, match=r"^--models: unknown baseline 'xgboost'; expected one of dummy, linear, "
-                                          r"random_forest, extra_trees, hist_gb, hist_gb_cuts, tfidf_linear$"):
-        cross_validate("xgboost", problem, fold_data)
+    with pytest.raises(AutomlError, match=r"^--models: unknown baseline 'xgb'; expected one of dummy, linear, "
+                                          r"random_forest, extra_trees, hist_gb, hist_gb_cuts, lightgbm, xgboost, "
+                                          r"catboost, tfidf_linear$"):
+        cross_validate("xgb", problem, fold_data)
 
 
 def test_folds_are_stratified_and_reproducible():

@@ -9,13 +9,15 @@ import pytest
 from conftest import bundle, synthetic_frame
 from typer.testing import CliRunner
 
-from automl.baselines import Skipped, cross_validate
+import automl.baselines.fitting as fitting
+import automl.baselines.inputs as inputs
+import automl.baselines.sizing as sizing
+from automl.baselines import BASELINES, Skipped, cross_validate
 from automl.budget import BLEND_SHARE, Budget, check_timeout, minimum_seconds
 from automl.cli import app
 from automl.competition import Competition
-from automl.folds import Fold, take
 from automl.errors import UsageError
-from automl.folds import fold_features, make_folds
+from automl.folds import Fold, fold_features, make_folds, take
 from automl.problem import make_problem
 
 
@@ -118,38 +120,32 @@ def test_a_costly_baseline_is_shrunk_to_its_share_and_says_so():
 
 def test_a_probe_builds_inputs_for_its_row_sample_only(monkeypatch):
     # At a million rows, building the whole fold's inputs for each timed probe cost more than the probe.
-    import automl.baselines as baselines
-
     problem, folds = _large_problem()
     built = []
-    real = baselines.dense
-    monkeypatch.setattr(baselines, "dense", lambda features: built.append(len(features)) or real(features))
-    baselines.plan_size(baselines.BASELINES["hist_gb"], problem, folds[0], 0, per_fold=60.0)
-    assert built and max(built) <= baselines.PROBE_ROWS < len(folds[0].train_rows)
+    real = inputs.dense
+    monkeypatch.setattr(inputs, "dense", lambda features: built.append(len(features)) or real(features))
+    sizing.plan_size(BASELINES["hist_gb"], problem, folds[0], 0, per_fold=60.0)
+    assert built and max(built) <= sizing.PROBE_ROWS < len(folds[0].train_rows)
 
 
 def test_forests_keep_to_their_memory_share(monkeypatch):
     # Fully grown trees on 240,000 rows hold 19 MB each: leaves grow with the rows and trees stop at the share.
-    import automl.baselines as baselines
-
     problem, folds = _large_problem(4_000)
     free = cross_validate("extra_trees", problem, folds)
-    monkeypatch.setattr(baselines, "FOREST_BYTES", 2**22)  # 4 MiB
+    monkeypatch.setattr(fitting, "FOREST_BYTES", 2**22)  # 4 MiB
     tight = cross_validate("extra_trees", problem, folds)
     assert "(memory)" in tight.info["note"] and "note" not in free.info
     assert tight.mean > 0.6  # still a real model
     rows = len(folds[0].train_rows)
-    model = baselines.BASELINES["extra_trees"].classifier(0).set_params(min_samples_leaf=baselines._leaf_for_memory(rows, 2))
-    x, y = baselines.dense(folds[0].train), problem.y[folds[0].train_rows]
-    baselines._grow(model, x, y, 300, None)
-    assert model.n_estimators < 300 and baselines._forest_bytes(model) <= 2**22 * 1.5
+    model = BASELINES["extra_trees"].classifier(0).set_params(min_samples_leaf=fitting._leaf_for_memory(rows, 2))
+    x, y = inputs.dense(folds[0].train), problem.y[folds[0].train_rows]
+    fitting._grow(model, x, y, 300, None)
+    assert model.n_estimators < 300 and fitting._forest_bytes(model) <= 2**22 * 1.5
 
 
 def test_a_baseline_with_no_time_left_is_skipped_without_a_probe(monkeypatch):
-    import automl.baselines as baselines
-
     problem, folds = _large_problem()
-    monkeypatch.setattr(baselines, "_timed_probe", lambda *a: pytest.fail("probed with no time left"))
+    monkeypatch.setattr(sizing, "_timed_probe", lambda *a: pytest.fail("probed with no time left"))
     with pytest.raises(Skipped, match="time was used up"):
         cross_validate("random_forest", problem, folds, seconds=0.0)
 
@@ -157,15 +153,13 @@ def test_a_baseline_with_no_time_left_is_skipped_without_a_probe(monkeypatch):
 def test_a_baseline_is_sized_for_predicting_every_validation_and_test_row():
     # A fold predicts all its validation and test rows whatever it trains on: at a million rows hist_gb
     # spent 6.4 s predicting in a fold given 4. The plan keeps that time out of the training's.
-    import automl.baselines as baselines
-
     problem, folds = _large_problem()
-    hist_gb = baselines.BASELINES["hist_gb"]
-    roomy = baselines.plan_size(hist_gb, problem, folds[0], 0, per_fold=60.0)
+    hist_gb = BASELINES["hist_gb"]
+    roomy = sizing.plan_size(hist_gb, problem, folds[0], 0, per_fold=60.0)
     assert roomy.rows is None and roomy.units is None and roomy.predicting > 0
-    # the same fold with 400 times its 500 test rows: predicting them takes most of a 2-second share
-    many = np.arange(len(folds[0].test)).repeat(400)
+    # the same fold with 1,000 times its 500 test rows: predicting them takes most of a 2-second share
+    many = np.arange(len(folds[0].test)).repeat(1000)
     big = Fold(folds[0].train_rows, folds[0].valid_rows, folds[0].train, folds[0].valid, take(folds[0].test, many))
-    tight = baselines.plan_size(hist_gb, problem, big, 0, per_fold=2.0)
+    tight = sizing.plan_size(hist_gb, problem, big, 0, per_fold=2.0)
     assert tight.predicting <= 1.0 + 1e-9 or tight.units == 20  # fewer rounds: cheaper to predict
     assert tight.units is not None and tight.units < 100 and tight.learning_rate  # fewer rounds, learning faster

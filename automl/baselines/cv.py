@@ -1,0 +1,112 @@
+"""The fold loop: every baseline cross-validated on the run's folds with the competition metric."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import replace
+
+import numpy as np
+
+from automl.baselines.fitting import Size, fit_one, predict
+from automl.baselines.gbdt import Failed, missing
+from automl.baselines.members import BASELINES
+from automl.baselines.result import CVResult, Skipped, finish
+from automl.baselines.sizing import plan_size, resize
+from automl.cuts import apply_cuts, cross_fitted
+from automl.errors import AutomlError, UsageError
+from automl.folds import Fold, predicted_rows, weights_for_test
+from automl.metrics import get_metric
+from automl.problem import Problem
+
+
+def cross_validate(name: str, problem: Problem, folds: list[Fold], seed: int = 0,
+                   on_fold: Callable[[int], None] | None = None, seconds: float | None = None,
+                   device: str = "cpu") -> CVResult:
+    """Fit baseline `name` on every fold; score out-of-fold with the competition metric.
+
+    With `seconds`, the baseline is sized to fit that time: a timed fit on a row sample
+    estimates its cost first; forests then grow trees until their share of each fold is
+    used, boosting gets as many rounds as fit, and a model too costly for every row
+    trains on a row sample (the leaderboard note says so). `Skipped` when even that
+    would not fit; `Failed` when a GBDT library fails on a fold. `device` (cpu, cuda, auto)
+    is where the GBDTs boost.
+    """
+    if name not in BASELINES:
+        raise AutomlError(f"--models: unknown baseline {name!r}; expected one of {', '.join(BASELINES)}")
+    baseline = BASELINES[name]
+    why = baseline.library and missing(baseline.library)
+    if why:
+        raise UsageError(f"--models {name}: {why}")
+    if seconds is not None and seconds <= 0 and name != "dummy":  # not even a probe: it takes seconds at scale
+        raise Skipped("skipped: the baselines' time was used up before it; give more time with --timeout")
+    if baseline.cuts and problem.n_classes:
+        return _with_cuts(name, problem, folds, seed, on_fold, seconds, device)
+    oof = np.zeros(problem.pred_shape(len(problem.y)))
+    test, weights = np.zeros(problem.pred_shape(len(problem.test))), weights_for_test(folds)
+    start = time.monotonic()
+    info, notes = {}, []
+    size = Size() if seconds is None or name == "dummy" else plan_size(baseline, problem, folds[0], seed,
+                                                                       seconds / len(folds), len(folds), device)
+    rng = np.random.default_rng(seed)
+    grown, rounds, boosted = [], [], []
+    for i, fold in enumerate(folds):
+        if on_fold:
+            on_fold(i)
+        fold_end = None if seconds is None else start + seconds * (i + 1) / len(folds)
+        fold_start = time.monotonic()
+        # trees and rounds are added until the time left is what predicting the fold's rows takes
+        until = None if fold_end is None else fold_end - size.predicting
+        try:
+            model, x_valid, x_test, info_fold = fit_one(baseline, problem, fold, seed, size, rng, until, device=device)
+        except Failed as error:
+            raise Failed(f"fold {i + 1}: {error}") from error
+        grown.append(getattr(model, "n_estimators", None))
+        boosted.append(getattr(model, "n_iter_", None) if baseline.library else None)
+        rounds.append(info_fold.pop("rounds", None))
+        info |= info_fold
+        oof[fold.valid_rows] = predict(model, x_valid, problem)
+        if weights[i]:  # an expanding window forecasts the test with its last fold's model only
+            test += predict(model, x_test, problem) * weights[i]
+        if seconds is not None and i < len(folds) - 1:
+            size = resize(size, baseline, time.monotonic() - fold_start,
+                           (start + seconds - time.monotonic()) / (len(folds) - i - 1), len(fold.train_rows))
+        notes.append(size.note(baseline, len(fold.train_rows)))
+    note = next((n for n in reversed(notes) if n), "")
+    if None not in grown and seconds is not None and min(grown) < 300:
+        trees = f"{min(grown)}-{max(grown)}" if min(grown) != max(grown) else str(min(grown))
+        note = f"{trees} trees, grown until the time share was used" + (note[note.index(" on "):] if " on " in note else "")
+    stopped = [r for r in rounds if r is not None]
+    if stopped:
+        span = f"{min(stopped)}-{max(stopped)}" if min(stopped) != max(stopped) else str(min(stopped))
+        note = "; ".join(x for x in (f"boosting stopped by its time share after {span} rounds", note) if x)
+    if None not in boosted:
+        span = f"{min(boosted)}-{max(boosted)}" if min(boosted) != max(boosted) else str(min(boosted))
+        note = "; ".join(x for x in (f"{span} rounds", note) if x)
+    if note:
+        info["note"] = "; ".join(x for x in (info.get("note"), note) if x)
+    return finish(name, problem, folds, oof, test, time.monotonic() - start, info=info)
+
+
+def _with_cuts(name: str, problem: Problem, folds: list[Fold], seed: int, on_fold, seconds: float | None,
+               device: str) -> CVResult:
+    """Regress the class code (classes in sorted order), then cut it into classes.
+
+    Each fold's cut points are chosen on the other folds' out-of-fold predictions, so its
+    score is not flattered; the test's on all of them. Predictions are one-hot class
+    probabilities, the form every classifier hands on, so blending and submission need
+    nothing new: in a blend the cut class is a vote of the member's weight.
+    """
+    codes = replace(problem, y=problem.y.astype(np.float64), classes=None, metric=get_metric("rmse"))
+    values = cross_validate(name, codes, folds, seed, on_fold, seconds, device)
+    start, k = time.monotonic(), problem.n_classes
+    classes, cuts = cross_fitted(problem.y, values.oof, folds, k)
+    oof = np.zeros((len(problem.y), k))
+    rows = predicted_rows(folds)
+    oof[rows, classes[rows]] = 1.0
+    note = "cut points cross-fitted: chosen on the other folds"
+    # JSON has no infinity: None is a cut beyond every prediction (a class that is never predicted)
+    info = values.info | {"cuts": [round(float(c), 4) if np.isfinite(c) else None for c in cuts],
+                          "note": "; ".join(x for x in (note, values.info.get("note")) if x)}
+    return finish(name, problem, folds, oof, np.eye(k)[apply_cuts(values.test, cuts)],
+                  values.seconds + time.monotonic() - start, info=info)
