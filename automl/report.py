@@ -41,9 +41,9 @@ def write_report(run_dir: str | Path) -> Path:
     study = _study(run_dir)
     if study is not None:
         figures |= _study_figures(study, metric)
-    weights = _ensemble_weights(run_dir)
+    weights, method = _ensemble_weights(run_dir)
     if weights:
-        figures["ensemble weights"] = _weights(weights)
+        figures["ensemble weights"] = _weights(weights, method)
     folder = run_dir / "figures"
     for name, figure in figures.items():
         atomic_write(folder / f"{name.replace(' ', '_')}.png", lambda tmp, f=figure: f.savefig(tmp, format="png", dpi=110))
@@ -127,15 +127,17 @@ def _timings(run_dir: Path) -> str:
     return f"Time: {timings['elapsed']:.1f}s{budget} ({stages})."
 
 
-def _ensemble_weights(run_dir: Path) -> dict:
+def _ensemble_weights(run_dir: Path) -> tuple[dict, str]:
+    """The members' weights in the greedy blend, or their shares of the stack's coefficients; and which."""
     path = run_dir / "models" / "ensemble" / "result.json"
-    return json.loads(path.read_text())["info"].get("weights", {}) if path.is_file() else {}
+    info = json.loads(path.read_text())["info"] if path.is_file() else {}
+    return info.get("weights", {}), info.get("method", "greedy")
 
 
-def _weights(weights: dict):
+def _weights(weights: dict, method: str = "greedy"):
     figure, axis = plt.subplots(figsize=(7, 0.4 * len(weights) + 1.2))
     axis.barh(list(weights), list(weights.values()), color=COLOURS["ensemble"])
-    axis.set_xlabel("weight in the blend")
+    axis.set_xlabel("share of the stack's standardised coefficients" if method == "stack" else "weight in the greedy blend")
     figure.tight_layout()
     return figure
 

@@ -112,8 +112,13 @@ def run(slug: str, *, source=None, name: str = "default", models: str = "all", f
                 blended = ensemble(problem, splits(assignment), members, seconds=budget.blend_allowance())
             if blended is not None:
                 save_result(run_dir / "models" / "ensemble", blended)
-                console.print(f"  ensemble: {comp.metric} {_fmt(blended.mean)} held-out "
-                              f"({_fmt(blended.info['optimistic'])} if scored where it was selected)")
+                if blended.info["method"] == "stack":
+                    console.print(f"  ensemble (stack): {comp.metric} {_fmt(blended.mean)} held-out "
+                                  f"(greedy blend {_fmt(blended.info['greedy'])})")
+                else:
+                    stacked = f"; stack {_fmt(blended.info['stack'])}" if "stack" in blended.info else ""
+                    console.print(f"  ensemble (greedy blend): {comp.metric} {_fmt(blended.mean)} held-out "
+                                  f"({_fmt(blended.info['optimistic'])} if scored where it was selected{stacked})")
                 results.append(blended)
             with budget.stage("outputs"):
                 board = leaderboard(results, problem)
@@ -188,7 +193,7 @@ def _fit(model: str, run_dir: Path, problem: Problem, fold_data, seed: int, cons
         console.print(f"  {model}: {why}", highlight=False)
         return None
     except baselines.Failed as why:  # a library's error on a fold: one line, the run goes on
-        log.warning("%s: %s", model, why, exc_info=why.__cause__)
+        log.info("%s: %s", model, why, exc_info=why.__cause__)  # the traceback goes to run.log only
         console.print(f"  {model}: {why}; going on without it (details in run.log)", highlight=False)
         return None
     save_result(run_dir / "models" / model, result)

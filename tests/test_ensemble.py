@@ -8,12 +8,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from automl import stacking
 from automl.baselines import CVResult, finish
 from automl.competition import Competition
 from automl.ensemble import blend_seconds, calibrate, ensemble
 from automl.folds import splits
 from automl.metrics import score
 from automl.problem import make_problem
+from automl.stacking import stack
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -40,7 +42,7 @@ def problem_and_members(metric: str, n: int = 3000, sharpness: float = 3.0, nois
 
 def test_log_loss_blend_is_calibrated_out_of_fold():
     problem, folds, members = problem_and_members("logloss")
-    blended = ensemble(problem, folds, members)
+    blended = ensemble(problem, folds, members, stacking=False)
     temperature, clip = blended.info["calibration"]
     assert temperature > 1.2  # the members are over-confident: the blend is softened
     assert f"temperature {temperature:.3g}" in blended.info["note"]
@@ -52,10 +54,10 @@ def test_log_loss_blend_is_calibrated_out_of_fold():
 
 def test_calibration_is_left_out_when_it_does_not_help():
     problem, folds, members = problem_and_members("logloss", sharpness=1.0, noise=0.0)  # the true probabilities
-    how = ensemble(problem, folds, members).info["calibration"]
+    how = ensemble(problem, folds, members, stacking=False).info["calibration"]
     assert how is None or (abs(np.log(how[0])) < np.log(1.1) and how[1] <= 1e-4)
     problem, folds, members = problem_and_members("accuracy")  # labels ignore the probabilities' scale
-    assert ensemble(problem, folds, members).info["calibration"] is None
+    assert ensemble(problem, folds, members, stacking=False).info["calibration"] is None
 
 
 def test_calibrate_keeps_the_ranking_and_sums_to_one():
@@ -82,11 +84,11 @@ def test_rows_no_fold_predicts_take_no_part_in_the_blend():
 
 def test_a_blend_given_little_time_chooses_its_weights_on_a_row_sample_and_says_so():
     problem, folds, members = problem_and_members("auc", n=30_000)
-    full = ensemble(problem, folds, members)
+    full = ensemble(problem, folds, members, stacking=False)
     assert full.info["select_rows"] == 20_000 and "row samples" not in full.info["note"]
     worst = blend_seconds(problem, len(folds), len(members))
     start = time.perf_counter()
-    quick = ensemble(problem, folds, members, seconds=worst / 4)
+    quick = ensemble(problem, folds, members, seconds=worst / 4, stacking=False)
     assert time.perf_counter() - start < worst / 2
     assert 2_000 <= quick.info["select_rows"] < 10_000
     assert f"weights chosen on {quick.info['select_rows']:,}-row samples" in quick.info["note"]
@@ -109,3 +111,47 @@ def test_a_member_that_predicts_one_value_for_every_row_gets_no_weight():
     result = ensemble(problem, folds, members)
     assert set(result.info["weights"]) == {"net0", "net1"}
     assert result.mean > max(m.mean for m in members[1:])
+
+
+def noise_problem(n: int = 300, members: int = 40):
+    """Labels that nothing predicts, and many members whose out-of-fold predictions are noise."""
+    rng = np.random.default_rng(1)
+    frame = pd.DataFrame({"id": np.arange(n), "x": rng.normal(size=n), "target": rng.integers(0, 2, n)})
+    comp = Competition(slug="noise", id="id", target="target", task="binary", metric="auc", labels="int")
+    problem = make_problem(comp, frame, frame.drop(columns="target").head(10))
+    folds = splits(np.arange(n) % 5)
+    found = []
+    for i in range(members):
+        p = rng.uniform(0.05, 0.95, n)
+        found.append(finish(f"m{i}", problem, folds, np.column_stack([1 - p, p]), np.full((10, 2), 0.5), 1.0))
+    return problem, folds, found
+
+
+def test_the_stack_never_sees_a_rows_own_label():
+    # Forty noise members: a second level fitted on the rows it scores finds a pattern in the noise
+    # (its in-sample AUC is far above 0.5); cross-fitted, every row is predicted by a stack that never
+    # saw its label, and the held-out AUC stays at chance.
+    problem, folds, members = noise_problem()
+    stacked = stack(problem, folds, members)
+    assert abs(stacked.mean - 0.5) < 0.08
+    x = stacking._features(problem, [m.oof for m in members], None)
+    rows = np.arange(len(problem.y))
+    in_sample = stacking._fit(problem, x, problem.y, rows, 0).predict(x)
+    assert score(problem.metric, problem.y, in_sample) > 0.65  # what a leaking stack would report
+
+
+def test_the_stack_is_kept_when_it_scores_better_held_out_and_the_board_says_so():
+    # Two noisy members, over-confident by 4x: a linear level on their log-probabilities learns the
+    # temperature and the mix at once, where the greedy blend can only average them and soften.
+    problem, folds, members = problem_and_members("logloss", sharpness=4.0, noise=0.5)
+    greedy = ensemble(problem, folds, members, stacking=False)
+    chosen = ensemble(problem, folds, members)
+    assert chosen.info["method"] == "stack" and chosen.mean < greedy.mean  # log loss: lower is better
+    assert chosen.info["greedy"] == pytest.approx(greedy.mean)
+    assert chosen.info["note"].startswith("stack:") and set(chosen.info["weights"]) == {"m0", "m1"}
+    np.testing.assert_allclose(chosen.test.sum(axis=1), 1.0)
+    # and where the greedy blend is better or equal, it stays, naming the stack's score
+    problem, folds, members = noise_problem(members=3)
+    kept = ensemble(problem, folds, members)
+    if kept.info["method"] == "greedy":
+        assert kept.info["note"].startswith("greedy blend; stack held-out")

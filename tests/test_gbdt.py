@@ -1,0 +1,120 @@
+"""LightGBM, XGBoost and CatBoost: one contract (automl/baselines/gbdt.py), checked on each library."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+
+import numpy as np
+import pytest
+from test_baselines import K, heavy_tailed_problem, multi_problem, prepared
+from test_run import invoke, write_folder
+
+from automl.baselines import BASELINES, Failed, cross_validate
+from automl.baselines.catb import CatBoost
+from automl.baselines.gbdt import GBDT
+from automl.baselines.lgbm import LightGBM
+from automl.baselines.xgb import XGBoost
+from automl.errors import UsageError
+from automl.folds import fold_features, make_folds
+
+GBDTS = ["lightgbm", "xgboost", "catboost"]
+CLASSES = {"lightgbm": LightGBM, "xgboost": XGBoost, "catboost": CatBoost}
+
+
+@pytest.mark.parametrize("name", GBDTS)
+def test_a_gbdt_trains_on_the_metrics_objective(name):
+    # y = a smooth function + Student-t noise (1.5 degrees of freedom): squared error chases the outliers,
+    # absolute error (the metric's objective for mae) finds the median.
+    problem = heavy_tailed_problem("mae")
+    fold_data = fold_features(problem, make_folds(problem, K, seed=0))
+    absolute = cross_validate(name, problem, fold_data)
+    squared = cross_validate(name, dataclasses.replace(
+        problem, metric=dataclasses.replace(problem.metric, objective="squared")), fold_data)
+    assert absolute.info["note"].startswith("trained on absolute error")
+    assert absolute.mean < squared.mean  # both mae on the same folds; lower is better
+
+
+@pytest.mark.parametrize("name", GBDTS)
+def test_a_gbdt_early_stops_on_its_own_folds_validation_rows(name, monkeypatch):
+    problem, _, fold_data = prepared("binary")
+    seen = []
+    real = GBDT.fit
+
+    def spy(self, x, y, x_valid=None, y_valid=None, until=None):
+        seen.append((len(y), None if y_valid is None else len(y_valid)))
+        return real(self, x, y, x_valid, y_valid, until)
+
+    monkeypatch.setattr(GBDT, "fit", spy)
+    result = cross_validate(name, problem, fold_data)
+    assert seen == [(len(f.train_rows), len(f.valid_rows)) for f in fold_data]
+    rounds = [int(r) for r in result.info["note"].split(" rounds")[0].split("-")]
+    assert max(rounds) < 2000  # stopped by its validation rows, not by max_iter (240 rows learn in far fewer)
+    # a target of pure noise: no round improves the validation loss for long, so boosting stops early
+    noise = dataclasses.replace(problem, y=np.random.default_rng(0).integers(0, 2, len(problem.y)))
+    model = CLASSES[name](objective="cross_entropy", n_iter_no_change=20)
+    x = np.random.default_rng(1).normal(size=(len(noise.y), 4))
+    model.fit(x[:160], noise.y[:160], x[160:], noise.y[160:])
+    assert model.n_iter_ < 200
+
+
+@pytest.mark.parametrize("name", GBDTS)
+def test_a_gbdt_predicts_the_test_rows_and_every_label(name):
+    problem = multi_problem("multilabel")
+    fold_data = fold_features(problem, make_folds(problem, K, seed=0))
+    result = cross_validate(name, problem, fold_data)
+    assert result.oof.shape == (240, 3) and result.test.shape == (30, 3)
+    assert ((result.test > 0) & (result.test < 1)).all() and result.test.std(axis=0).min() > 0.01
+    assert result.mean > 0.75  # the mean AUC of the three labels
+    problem = multi_problem("multitarget")
+    fold_data = fold_features(problem, make_folds(problem, K, seed=0))
+    values = cross_validate(name, problem, fold_data)
+    assert values.test.shape == (30, 3) and np.isfinite(values.test).all()
+    assert values.mean < cross_validate("dummy", problem, fold_data).mean  # mcrmse: lower is better
+
+
+def test_a_library_error_on_a_fold_is_one_line_and_the_run_goes_on(tmp_path, monkeypatch):
+    def broken(self, x, y, valid, stop):
+        raise RuntimeError("Check failed: (num_data) > (0)\nstack trace line")
+
+    monkeypatch.setattr(XGBoost, "_train", broken)
+    problem, _, fold_data = prepared("binary")
+    with pytest.raises(Failed, match=r"^fold 1: xgboost failed: RuntimeError: Check failed: \(num_data\) > \(0\)$"):
+        cross_validate("xgboost", problem, fold_data)
+    source = write_folder(tmp_path / "download", "binary")
+    result = invoke("run", "spam", "--from", source, "--models", "linear,xgboost,lightgbm", "--folds", 3,
+                    "--runs-dir", tmp_path / "runs", "--data-dir", tmp_path / "data", "--metric", "auc")
+    assert result.exit_code == 0, result.output
+    printed = " ".join(result.output.split())  # rich wraps lines at the terminal's width
+    assert "xgboost: fold 1: xgboost failed: RuntimeError: Check failed: (num_data) > (0); going on without it" in printed
+    assert "stack trace line" not in result.output
+    assert (tmp_path / "runs" / "spam" / "default" / "models" / "lightgbm" / "result.json").is_file()
+
+
+def test_a_library_that_does_not_import_is_named_with_its_fix(tmp_path, monkeypatch):
+    real = importlib.import_module
+
+    def without_lightgbm(name, *args):
+        if name == "lightgbm":
+            raise ImportError("No module named 'lightgbm'")
+        return real(name, *args)
+
+    monkeypatch.setattr(importlib, "import_module", without_lightgbm)
+    source = write_folder(tmp_path / "download", "binary")
+    common = ["--from", source, "--folds", 3, "--runs-dir", tmp_path / "runs", "--data-dir", tmp_path / "data", "--metric", "auc"]
+    asked = invoke("run", "spam", "--models", "lightgbm", *common)
+    assert asked.exit_code == 2
+    assert asked.output.strip().splitlines()[-1] == ("error: --models lightgbm: the lightgbm package is not importable "
+                                                     "(No module named 'lightgbm'); install it with pip install lightgbm")
+    everything = invoke("run", "spam", "--models", "baselines", "--name", "all", *common)
+    assert everything.exit_code == 0, everything.output
+    assert "lightgbm: left out: the lightgbm package is not importable" in " ".join(everything.output.split())
+    assert (tmp_path / "runs" / "spam" / "all" / "models" / "xgboost" / "result.json").is_file()
+    with pytest.raises(UsageError, match="pip install lightgbm"):
+        problem, _, fold_data = prepared("binary")
+        cross_validate("lightgbm", problem, fold_data)
+
+
+def test_every_gbdt_is_a_baseline_with_its_library():
+    assert {n: BASELINES[n].library for n in GBDTS} == {n: n for n in GBDTS}
+    assert all(BASELINES[n].inputs == "native" for n in GBDTS)
