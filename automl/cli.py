@@ -6,11 +6,13 @@ The library's warnings (logger "automl") print as one "warning:" line each.
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 from pathlib import Path
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -86,6 +88,8 @@ def inspect(slug: str = typer.Argument(..., help="Competition slug."), data_dir:
     out.print(f"[bold]{comp.title or slug}[/]: id [cyan]{comp.id}[/], {targets}, "
               f"task [cyan]{comp.task}[/], metric [cyan]{comp.metric}[/] ({origin}), labels [cyan]{comp.labels}[/]",
               highlight=False)
+    if comp.task_rule:
+        out.print(f"Task: [cyan]{comp.task}[/], chosen by {comp.task_rule}.", highlight=False)
     if comp.folds == "time":
         why = (f"every {comp.test} {comp.time_column} is later than {comp.train}'s" if "folds" in comp.inferred
                else "folds: time in the YAML")
@@ -176,21 +180,49 @@ def _run(slug: str, **options) -> None:
         _fail(f"interrupted; finished models and trials are kept in {options['runs_dir']}/{slug}/{options['name']} "
               "and reused when you run the same command again", 130)
     out.print(leaderboard_table(result.leaderboard))
+    line = blend_line(result.leaderboard, result.run_dir, out.width)
+    if line:
+        out.print(line, highlight=False)
     out.print(f"submission: {result.submission}  (from {result.leaderboard.iloc[0]['model']})", highlight=False)
     out.print(f"report: {result.paths['report']}", highlight=False)
 
 
 def leaderboard_table(board) -> Table:
-    """The leaderboard, best first; its fourth column is named after the metric."""
+    """The leaderboard, best first, one line a model at 80 columns and wider: the model, its score and a short
+    summary (cut with an ellipsis where the terminal ends). The full note is in leaderboard.csv and report.html."""
     metric = board.columns[3]
-    table = Table(title=f"leaderboard: {metric} over the folds, {get_metric(metric).direction}")
-    for column in ("rank", "model", "kind", metric, "± std", "seconds"):
-        table.add_column(column, no_wrap=True, justify="right" if column in (metric, "± std", "seconds") else "left")
-    table.add_column("note", overflow="fold")
-    for row in board.to_dict("records"):
-        table.add_row(str(row["rank"]), row["model"], row["kind"], f"{row[metric]:.5f}", f"{row['std']:.5f}",
-                      f"{row['seconds']:.1f}", row["note"])
+    table = Table(title=f"leaderboard: {metric} over the folds, {get_metric(metric).direction}",
+                  box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    rows = [[str(row["rank"]), row["model"], _score(row[metric]), _score(row["std"]), f"{row['seconds']:.0f}",
+             str(row.get("summary") or row["note"])] for row in board.to_dict("records")]
+    for i, column in enumerate(("#", "model", metric, "± std", "sec")):  # never squeezed: the summary gives way
+        width = max([len(column)] + [len(r[i]) for r in rows])
+        table.add_column(column, no_wrap=True, min_width=width, justify="right" if i >= 2 else "left")
+    table.add_column("what it is", no_wrap=True, overflow="ellipsis", ratio=1)
+    for row in rows:
+        table.add_row(*row)
     return table
+
+
+def _score(value: float) -> str:
+    return f"{value:.5f}" if abs(value) < 100 else f"{value:,.1f}"
+
+
+def blend_line(board, run_dir: Path, width: int = 80) -> str | None:
+    """The blend's members and their weights (or shares of the stack), for a line under the table."""
+    path = run_dir / "models" / "ensemble" / "result.json"
+    if "ensemble" not in set(board["model"]) or not path.is_file():
+        return None
+    info = json.loads(path.read_text())["info"]
+    weights = sorted(info.get("weights", {}).items(), key=lambda kv: -kv[1])
+    how = "stack, members' shares" if info.get("method") == "stack" else "greedy blend, weights"
+    line = f"ensemble ({how}):"
+    for i, (name, weight) in enumerate(weights):  # as many members as one line of the terminal holds
+        more = f" +{len(weights) - i - 1} in report.html" if i < len(weights) - 1 else ""
+        if i and len(line) + len(f" {name} {weight:.2f},") + len(more) > width:
+            return f"{line.rstrip(',')} +{len(weights) - i} in report.html"
+        line += f" {name} {weight:.2f},"
+    return line.rstrip(",")
 
 
 @app.command()
@@ -255,10 +287,11 @@ def submissions(slug: str = typer.Argument(..., help="Competition slug.")) -> No
 @app.command()
 def validate(file: Path = typer.Argument(..., help="The submission CSV to check."),
              slug: str = typer.Argument(..., help="Competition slug."),
-             data_dir: Path = DATA_DIR, source: Path = SOURCE) -> None:
+             data_dir: Path = DATA_DIR, source: Path = SOURCE, metric: str = METRIC) -> None:
     """Check a submission file against the competition's sample submission, as Kaggle would."""
+    _check_metric(metric)
     try:
-        problems = api.validate(file, slug, data_dir=data_dir, source=source)
+        problems = api.validate(file, slug, data_dir=data_dir, source=source, metric=metric)
     except AutomlError as exc:
         _fail(str(exc))
     if problems:

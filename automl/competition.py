@@ -24,7 +24,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from automl.errors import AutomlError
+from automl.errors import AutomlError, UsageError
 from automl.metrics import CLASSIFICATION, MULTI, default_metric, for_task, get_metric, kaggle_metric
 
 TASKS = ("binary", "multiclass", "regression", "multilabel", "multitarget")
@@ -61,6 +61,7 @@ class Competition:
     time_column: str = ""
     title: str = ""
     inferred: tuple[str, ...] = field(default=(), compare=False)  # keys guessed from data
+    task_rule: str = field(default="", compare=False)  # how an inferred task was chosen (automl inspect says)
 
     def __post_init__(self) -> None:
         if not self.submission_columns:
@@ -76,7 +77,7 @@ class Competition:
         return self.targets or (self.target,)
 
 
-KEYS = [f.name for f in fields(Competition) if f.name != "inferred"]
+KEYS = [f.name for f in fields(Competition) if f.name not in ("inferred", "task_rule")]
 
 
 def from_yaml(path: str | Path) -> Competition:
@@ -165,9 +166,11 @@ def to_yaml(comp: Competition) -> str:
     lines = [f"# {comp.title or comp.slug}: competition facts for automl."]
     if comp.inferred:
         lines.append(f"# Inferred from the data, check these: {', '.join(comp.inferred)}.")
+    if comp.task_rule:
+        lines.append(f"# The task was chosen by {comp.task_rule}.")
     defaults = Competition(slug="", id="", target="", task="", metric="", labels="")
     for key, value in asdict(comp).items():
-        if key == "inferred":
+        if key in ("inferred", "task_rule"):
             continue
         if key != "submission_columns" and value == getattr(defaults, key) and key not in (
             "train", "test", "sample_submission"
@@ -285,10 +288,20 @@ def infer(slug: str, folder: Path, record: dict | None = None, metric: str | Non
     elif classes:
         task, labels = ("binary" if len(classes) == 2 else "multiclass"), "proba"
     else:
-        task = _task_of(y)
+        task, rule = _task_of(y)
+        k = _labels_per_row(sample[columns[0]]) if task in CLASSIFICATION else 1
+        known = _known_metric(metric, (record or {}).get("evaluation_metric"), task, k)
+        try:
+            task, rule = _task_for_metric(task, rule, y, known, where, metric)
+        except UsageError:
+            if metric is not None:
+                raise
+            task, rule = _task_for_metric(task, rule, y, None, where, None)  # Kaggle's record may be wrong: the warning below says so
         labels = _labels_of(sample[columns[0]], task)
         if labels == "int" and not pd.api.types.is_numeric_dtype(y):
             labels = "class"  # the sample's 0s were placeholders: the classes are names
+    if len(targets) > 1 or classes:
+        rule = f"{len(targets)} target columns" if len(targets) > 1 else f"a submission column per class of {targets[0]!r}"
     k = _labels_per_row(sample[columns[0]]) if task in CLASSIFICATION and not classes else 1
     probabilities = labels in ("proba", "float") and task != "regression"
     guess = f"map@{k}" if k > 1 else "auc" if task == "binary" and labels == "float" else None
@@ -299,6 +312,7 @@ def infer(slug: str, folder: Path, record: dict | None = None, metric: str | Non
         submission_columns=tuple(columns), targets=targets if len(targets) > 1 else (), classes=tuple(classes), **files,
         folds="time" if time_column else "auto", time_column=time_column,
         title=(record or {}).get("title") or "", inferred=("task", "metric", "labels") + (("folds",) if time_column else ()),
+        task_rule=rule,
     ), where)
     if metric is not None:
         return with_metric(comp, metric)
@@ -417,16 +431,57 @@ def _multi_task(frame: pd.DataFrame, where: str) -> str:
     return "multilabel" if values.isin([0.0, 1.0]).all() else "multitarget"
 
 
-def _task_of(y: pd.Series) -> str:
+def _task_of(y: pd.Series) -> tuple[str, str]:
+    """The task the target's values suggest, and the rule that said so (for automl inspect)."""
     distinct = y.nunique()
     if distinct == 2:
-        return "binary"
+        return "binary", "the target holds 2 values"
     if pd.api.types.is_bool_dtype(y) or not pd.api.types.is_numeric_dtype(y):
-        return "multiclass"
+        return "multiclass", f"the target holds {distinct} names"
     integral = pd.api.types.is_integer_dtype(y) or bool((y == y.round()).all())
     if integral and distinct <= 30 and distinct <= 0.05 * len(y):
-        return "multiclass"
-    return "regression"
+        return "multiclass", f"the target holds {distinct} integers (30 or fewer)"
+    return "regression", f"the target holds {distinct:,} numbers"
+
+
+def _known_metric(metric: str | None, display: str | None, task: str, k: int) -> str | None:
+    """The metric's name when one is known (--metric, else Kaggle's record), whatever task it suits; else None."""
+    if metric is not None:
+        get_metric(metric, "--metric")
+        return metric
+    for candidate in dict.fromkeys((task, "regression", "binary", "multiclass")):
+        try:
+            return kaggle_metric(display, candidate, k if k > 1 else None) if display else None
+        except AutomlError:
+            continue
+    return None
+
+
+def _task_for_metric(task: str, rule: str, y: pd.Series, metric: str | None, where: str,
+                     option: str | None) -> tuple[str, str]:
+    """The metric decides the task whenever it is known: a metric that only scores values makes a numeric
+    target a regression, a classification metric keeps (or makes) it classes. Only without a metric do
+    the values decide. A metric that cannot apply to this target is one line, naming the fix."""
+    guessed = f"a guess from the values ({rule}); pass --metric NAME to let the competition's metric decide"
+    if metric is None:
+        return task, guessed
+    tasks = get_metric(metric).tasks
+    source = "--metric" if option is not None else "Kaggle's metric"
+    numeric = pd.api.types.is_numeric_dtype(y) and not pd.api.types.is_bool_dtype(y)
+    if "regression" in tasks and task != "regression" and numeric:
+        return "regression", f"{source} {metric}, which scores values ({rule})"
+    if task == "regression" and "regression" not in tasks:
+        integral = bool((y == y.round()).all())
+        if not integral or y.nunique() > 1000:
+            raise UsageError(f"{where}: {source} {metric} scores classes, but the target holds {y.nunique():,} "
+                             f"distinct numbers; pass a regression metric such as --metric rmse")
+        task = "binary" if y.nunique() == 2 else "multiclass"
+        return task, f"{source} {metric}, which scores classes ({rule})"
+    if task == "multiclass" and get_metric(metric).needs == "proba" and "multiclass" in tasks and numeric:
+        raise UsageError(f"{where}: {source} {metric} scores a probability per class, but the submission has one "
+                         f"column for a target of {y.nunique()} numbers; pass the competition's metric, such as "
+                         f"--metric rmse for a count or --metric accuracy for classes")
+    return task, f"{source} {metric}, which applies to a {task} task ({rule})"
 
 
 def _labels_of(values: pd.Series, task: str) -> str:

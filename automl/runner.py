@@ -63,8 +63,9 @@ def run(slug: str, *, source=None, name: str = "default", models: str = "all", f
                    "seed": seed, "device": device, "precision": precision, "metric": metric}
     console = console or Console(stderr=True)
     names, networks = _model_names(models)
-    names, unavailable = _installed(names, models)
     budget = Budget.start(timeout, started)
+    with budget.stage("imports"):  # the GBDT libraries: about 2.5 s together, named so the time line says so
+        names, unavailable = _installed(names, models)
     with budget.stage("read"):
         _check_minimum(timeout, budget, fetch(slug, data_dir, source))
         comp, problem, sample, test_ids = prepare(slug, data_dir, source, metric)
@@ -78,10 +79,11 @@ def run(slug: str, *, source=None, name: str = "default", models: str = "all", f
     handler = None
     with locked(run_dir):  # released on return, error or Ctrl-C
         try:
-            claim(run_dir, {"slug": slug, "competition": asdict(comp), "folds": folds, "seed": seed,
-                            "rows": len(problem.y)}, name)
-            handler = log_to(run_dir / "run.log")
-            assignment = load_folds(run_dir, problem, folds, seed)
+            with budget.stage("folds"):
+                claim(run_dir, {"slug": slug, "competition": asdict(comp), "folds": folds, "seed": seed,
+                                "rows": len(problem.y)}, name)
+                handler = log_to(run_dir / "run.log")
+                assignment = load_folds(run_dir, problem, folds, seed)
             pending = [m for m in names if not (run_dir / "models" / m / "result.json").is_file()]
             fold_data, digest = None, ""
             if pending or networks:
@@ -89,13 +91,15 @@ def run(slug: str, *, source=None, name: str = "default", models: str = "all", f
                     fold_data, digest = shared_features(problem, assignment, recipe)
                 problem = problem.without_frames()
             blended_models = len(names) + (recipe.complete_best if networks else 0)
-            budget.plan(len(problem.y) + len(problem.test), networks, recipe.network_share if recipe else 0.0,
-                        blend=blend_seconds(problem, folds, blended_models) if budget.bounded and blended_models > 1 else 0.0)
+            with budget.stage("plan"):  # timed scores of the metric size the blend's reserve
+                budget.plan(len(problem.y) + len(problem.test), networks, recipe.network_share if recipe else 0.0,
+                            blend=blend_seconds(problem, folds, blended_models) if budget.bounded and blended_models > 1 else 0.0)
             for line in unavailable:
                 console.print(f"  {line}", highlight=False)
             results, members = _baselines(names, networks, problem, fold_data, run_dir, budget, seed, console, device)
             if networks:
-                from automl.workers import search_networks  # torch and Lightning take seconds to import
+                with budget.stage("imports"):  # torch and Lightning: seconds
+                    from automl.workers import search_networks
 
                 with budget.stage("networks"):
                     found = search_networks(problem, fold_data, digest, recipe, run_dir, console,
@@ -239,6 +243,28 @@ def _installed(names: list[str], models: str) -> tuple[list[str], list[str]]:
     return kept, lines
 
 
+# A network's few key choices, in this order, as `summary` shows them: "resnet 2x128 adamw lr 1e-3 drop 0.2"
+_SHAPE = (("depth", "width"), ("blocks", "width"), ("layers", "d_token"), ("n_blocks", "d_block"))
+
+
+def summary(result: CVResult, note: str) -> str:
+    """A few words on what a model is, for a terminal's one line; the full note stays in leaderboard.csv."""
+    if result.kind == "network" and "params" in result.info:
+        p = result.info["params"]
+        shape = next((f"{p[a]}x{p[b]}" for a, b in _SHAPE if a in p and b in p), "")
+        if "k" in p:
+            shape = f"k{p['k']} {shape}"
+        drop = p.get("dropout", p.get("ffn_dropout"))
+        parts = [p.get("family", ""), shape, p.get("optimizer", ""), f"lr {p['lr']:.0e}" if "lr" in p else "",
+                 f"drop {drop:.1f}" if drop is not None else ""]
+        return " ".join(x for x in parts if x)
+    if result.kind == "ensemble":
+        members = len(result.info.get("weights", {}))
+        how = "stack" if result.info.get("method") == "stack" else "greedy blend"
+        return f"{how} of {members} (below)"
+    return note.split("; ")[0]
+
+
 def leaderboard(results: list[CVResult], problem: Problem) -> pd.DataFrame:
     """One row per model, best first by the competition metric's direction."""
     rows = []
@@ -247,6 +273,7 @@ def leaderboard(results: list[CVResult], problem: Problem) -> pd.DataFrame:
                "seconds": round(r.seconds, 2)}
         row |= {f"fold_{i}": s for i, s in enumerate(r.fold_scores)}
         row["note"] = r.info.get("note") or (baselines.BASELINES[r.name].description if r.name in baselines.BASELINES else "")
+        row["summary"] = summary(r, row["note"])
         rows.append(row)
     board = pd.DataFrame(rows).sort_values(problem.comp.metric, ascending=not problem.metric.greater_is_better,
                                            kind="stable")

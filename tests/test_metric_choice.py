@@ -160,10 +160,66 @@ def test_kaggle_without_a_metric_name_is_a_guess(stub, monkeypatch, tmp_path, ca
                                            "pass --metric NAME to set it")
 
 
-def test_a_kaggle_metric_unsuited_to_the_task_is_not_used(stub, monkeypatch, tmp_path, caplog):
-    monkeypatch.setitem(stub.metric_for, "mine-binary", "Root Mean Squared Error")
-    assert automl.inspect("mine-binary", data_dir=tmp_path).competition.metric == "accuracy"
-    assert "Kaggle's metric 'Root Mean Squared Error' (rmse) does not apply to a binary task" in warnings_of(caplog)[0]
+def test_a_kaggle_metric_unsuited_to_the_target_is_not_used(stub, monkeypatch, tmp_path, caplog):
+    monkeypatch.setitem(stub.metric_for, "mine-regression", "Categorization Accuracy")  # on continuous values
+    assert automl.inspect("mine-regression", data_dir=tmp_path).competition.metric == "rmse"
+    assert "Kaggle's metric 'Categorization Accuracy' (accuracy) does not apply to a regression task" in warnings_of(caplog)[0]
+
+
+# ------------------------------------------------------------- the metric decides the task
+
+def count_bundle(folder: Path, slug: str = "mine-count") -> Path:
+    """A count from 1 to 29 (29 distinct integers in 900 rows: the values alone say multiclass)."""
+    frame = synthetic_frame("regression", n=1200)
+    frame["target"] = (frame["target"].rank(pct=True) * 28.999).astype(int) + 1
+    train, test = frame.iloc[:900], frame.iloc[900:].drop(columns="target")
+    folder.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(folder / f"{slug}.zip", "w") as archive:
+        for name, table in (("train.csv", train), ("test.csv", test),
+                            ("sample_submission.csv", pd.DataFrame({"id": test["id"], "target": 1}))):
+            archive.writestr(name, table.to_csv(index=False))
+    return folder / f"{slug}.zip"
+
+
+def test_a_regression_metric_makes_an_integer_target_a_regression(tmp_path):
+    source = count_bundle(tmp_path / "bundles")
+    assert automl.inspect("mine-count", data_dir=tmp_path / "data", source=source).competition.task == "multiclass"
+    result = invoke("inspect", "mine-count", "--metric", "rmsle", "--from", source, "--data-dir", tmp_path / "data")
+    assert result.exit_code == 0, result.output
+    text = words(result.output)
+    assert "task regression, metric rmsle (from --metric), labels float" in text
+    assert "Task: regression, chosen by --metric rmsle, which scores values (the target holds 29 integers" in text
+    guessed = words(invoke("inspect", "mine-count", "--from", source, "--data-dir", tmp_path / "data").output)
+    assert "Task: multiclass, chosen by a guess from the values (the target holds 29 integers (30 or fewer)); " \
+           "pass --metric NAME to let the competition's metric decide." in guessed
+    run = automl.run("mine-count", source=source, models="linear,lightgbm", folds=3, metric="rmsle",
+                     runs_dir=tmp_path / "runs", data_dir=tmp_path / "data")
+    values = pd.read_csv(run.submission)["target"]
+    assert (values > 0).all() and (values != values.round()).any()  # numbers, not classes
+    assert automl.validate(run.submission, "mine-count", data_dir=tmp_path / "data", metric="rmsle") == []
+    check = invoke("validate", run.submission, "mine-count", "--metric", "rmsle", "--data-dir", tmp_path / "data")
+    assert check.exit_code == 0, check.output
+
+
+def test_a_classification_metric_keeps_an_integer_target_classes_and_auc_is_refused(tmp_path):
+    source = count_bundle(tmp_path / "bundles")
+    kept = automl.inspect("mine-count", data_dir=tmp_path / "data", source=source, metric="accuracy").competition
+    assert (kept.task, kept.labels) == ("multiclass", "int")
+    result = invoke("run", "mine-count", "--metric", "auc", "--from", source, "--data-dir", tmp_path / "data",
+                    "--runs-dir", tmp_path / "runs")
+    assert result.exit_code == 2
+    assert words(result.output).endswith(
+        "--metric auc scores a probability per class, but the submission has one column for a target of 29 numbers; "
+        "pass the competition's metric, such as --metric rmse for a count or --metric accuracy for classes")
+    assert len(result.output.strip().splitlines()) <= 3 and not (tmp_path / "runs").exists()  # one line, before any work
+
+
+def test_kaggles_record_decides_the_task_like_the_metric_option(stub, monkeypatch, tmp_path):
+    count_bundle(stub.bundles_dir)
+    monkeypatch.setitem(stub.metric_for, "mine-count", "Root Mean Squared Logarithmic Error")
+    comp = automl.inspect("mine-count", data_dir=tmp_path).competition
+    assert (comp.task, comp.metric, comp.labels) == ("regression", "rmsle", "float")
+    assert comp.task_rule.startswith("Kaggle's metric rmsle, which scores values")
 
 
 def test_a_failed_record_request_never_fails_the_fetch(stub, monkeypatch, tmp_path, caplog):

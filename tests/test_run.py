@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -115,6 +118,25 @@ def test_a_rerun_with_other_folds_is_refused(titanic_run):
     assert "was made with a different folds (5); use the same options, or --name with a new run name instead " \
            "of 'default'" in result.output
     assert json.loads((root / "runs" / "titanic" / "default" / "config.json").read_text())["folds"] == 5
+
+
+@pytest.mark.e2e
+def test_the_leaderboard_reads_at_80_columns(titanic_run):
+    # A terminal 80 columns wide, as a new user has: the finished run again (every model is reused, so it
+    # only blends and prints), one line a model, nothing past column 80, the blend's members on one line.
+    root, args, _ = titanic_run
+    command = [str(Path(sys.executable).parent / "automl"), *map(str, args)]
+    done = subprocess.run(command, capture_output=True, text=True, env=os.environ | {"COLUMNS": "80"}, timeout=300)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert all(len(line) <= 80 for line in lines), "\n".join(lines)
+    board = pd.read_csv(root / "runs" / "titanic" / "default" / "leaderboard.csv")
+    for model in board["model"]:
+        rows = [line for line in lines if re.match(rf"^\s*\d+\s+{re.escape(model)}\s", line)]
+        assert len(rows) == 1, (model, lines)
+    top = lines.index(next(line for line in lines if re.match(r"^\s*1\s", line)))
+    assert all(re.match(r"^\s*\d+\s+\S", line) for line in lines[top:top + len(board)])  # no wrapped note lines
+    assert sum(line.startswith("ensemble (") for line in lines) == 1
 
 
 @pytest.mark.e2e
