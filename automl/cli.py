@@ -215,12 +215,12 @@ def blend_line(board, run_dir: Path, width: int = 80) -> str | None:
         return None
     info = json.loads(path.read_text())["info"]
     weights = sorted(info.get("weights", {}).items(), key=lambda kv: -kv[1])
-    how = "stack, members' shares" if info.get("method") == "stack" else "greedy blend, weights"
-    line = f"ensemble ({how}):"
+    how = "stack shares" if info.get("method") == "stack" else "blend weights"
+    line = f"ensemble {how}:"
     for i, (name, weight) in enumerate(weights):  # as many members as one line of the terminal holds
-        more = f" +{len(weights) - i - 1} in report.html" if i < len(weights) - 1 else ""
+        more = f" +{len(weights) - i - 1} more" if i < len(weights) - 1 else ""
         if i and len(line) + len(f" {name} {weight:.2f},") + len(more) > width:
-            return f"{line.rstrip(',')} +{len(weights) - i} in report.html"
+            return f"{line.rstrip(',')} +{len(weights) - i} more"
         line += f" {name} {weight:.2f},"
     return line.rstrip(",")
 

@@ -21,6 +21,7 @@ as fit them.
 
 from __future__ import annotations
 
+import logging
 import time
 
 import numpy as np
@@ -30,6 +31,8 @@ from automl.folds import Split, predicted_rows
 from automl.metrics import score
 from automl.problem import Problem
 from automl.stacking import stack
+
+log = logging.getLogger("automl")
 
 SELECT_ROWS = 20_000  # greedy selection scores candidates on at most this many rows: seconds, not minutes, at 1M rows
 MIN_SELECT_ROWS = 2_000  # fewer rows would choose weights on noise: past this the blend takes its time
@@ -152,12 +155,19 @@ def ensemble(problem: Problem, folds: list[Split], members: list[CVResult], roun
     if len(members) < 2:
         return None
     start = time.perf_counter()
-    oofs = [m.oof for m in members]
-    limit = SELECT_ROWS
+    limit, dropped = SELECT_ROWS, 0
     if seconds is not None:
         fixed, per_row = score_cost(problem, min(limit, len(predicted)))
         fits = (seconds / _scores(len(folds), len(members)) - fixed) / max(per_row, 1e-12)
         limit = max(MIN_SELECT_ROWS, min(limit, int(fits)))
+        # Even MIN_SELECT_ROWS rows may not fit: a score's fixed cost (one AUC per label: 7 labels, 7 sorts)
+        # stays. Then only the best members are offered to the selection, as many as fit.
+        one = fixed + per_row * min(limit, len(predicted))
+        while len(members) > 2 and _scores(len(folds), len(members)) * one > seconds:
+            sign = 1.0 if problem.metric.greater_is_better else -1.0
+            members = sorted(members, key=lambda m: -sign * m.mean)[:-1]
+            dropped += 1
+    oofs = [m.oof for m in members]
     held_out, calibrated = np.zeros_like(oofs[0]), np.zeros_like(oofs[0])
     for fold in folds:
         rows = np.setdiff1d(predicted, fold.valid_rows, assume_unique=True)  # the other folds' predicted rows
@@ -182,10 +192,15 @@ def ensemble(problem: Problem, folds: list[Split], members: list[CVResult], roun
                    "select_rows": min(limit, len(predicted)),
                    "note": f"held-out; optimistic {optimistic.mean:.5f}; "
                            + (f"weights chosen on {limit:,}-row samples; " if limit < min(SELECT_ROWS, len(predicted)) else "")
+                           + (f"the {len(members)} best members only (time); " if dropped else "")
                            + ", ".join(f"{k} {v:g}" for k, v in named.items()) + scaled}
     result.info["method"] = "greedy"
     left = None if seconds is None else seconds - (time.perf_counter() - start)
-    stacked = stack(problem, folds, members, left) if stacking and (left is None or left > 0) else None
+    try:
+        stacked = stack(problem, folds, members, left) if stacking and (left is None or left > 0) else None
+    except (ValueError, np.linalg.LinAlgError) as error:  # the greedy blend stands; run.log says why
+        log.info("stack: %s; the greedy blend stands alone", error)
+        stacked = None
     if stacked is None:
         return result
     sign = 1.0 if problem.metric.greater_is_better else -1.0

@@ -38,7 +38,8 @@ def _features(problem: Problem, predictions: list[np.ndarray], column: int | Non
             parts.append(np.log(p / (1 - p)) if p.ndim == 1 else np.log(p[:, 1:2] / p[:, :1]) if p.shape[1] == 2 else np.log(p))
         else:
             parts.append(np.log1p(np.maximum(p, 0)) if problem.metric.target_transform == "log1p" else p)
-    return np.column_stack([q.reshape(len(q), -1) for q in parts])
+    x = np.column_stack([q.reshape(len(q), -1) for q in parts])
+    return np.clip(np.nan_to_num(x, nan=0.0), -1e12, 1e12)  # a diverged member's inf must not break the fit
 
 
 @dataclass

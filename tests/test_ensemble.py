@@ -155,3 +155,36 @@ def test_the_stack_is_kept_when_it_scores_better_held_out_and_the_board_says_so(
     kept = ensemble(problem, folds, members)
     if kept.info["method"] == "greedy":
         assert kept.info["note"].startswith("greedy blend; stack held-out")
+
+
+def test_a_blend_short_of_time_offers_only_its_best_members():
+    # A score's fixed cost stays on any row sample (seven labels: seven AUCs a score): with many
+    # members and little time, only the best ones are offered to the greedy selection.
+    problem, folds, members = problem_and_members("auc")
+    rng = np.random.default_rng(3)
+    weaker = [finish(f"w{i}", problem, folds, softmax(np.log(members[0].oof) + rng.normal(scale=1.0 + i, size=members[0].oof.shape)),
+                     members[0].test, 1.0) for i in range(6)]
+    everyone = members + weaker
+    quick = ensemble(problem, folds, everyone, seconds=1e-3, stacking=False)
+    kept = int(quick.info["note"].split("the ")[1].split(" best")[0])
+    assert 2 <= kept < len(everyone) and "best members only (time)" in quick.info["note"]
+    best = sorted(everyone, key=lambda m: -m.mean)[:kept]
+    assert set(quick.info["weights"]) <= {m.name for m in best}
+    assert "best members" not in ensemble(problem, folds, everyone, stacking=False).info["note"]
+
+
+def test_a_diverged_regression_member_scores_badly_instead_of_failing():
+    n = 200
+    frame = pd.DataFrame({"id": np.arange(n), "x": np.arange(n) % 7, "target": np.arange(n) % 29 + 1.0})
+    comp = Competition(slug="counts", id="id", target="target", task="regression", metric="rmsle", labels="float")
+    problem = make_problem(comp, frame, frame.drop(columns="target").head(10))
+    folds = splits(np.arange(n) % 5)
+    good = problem.y + np.random.default_rng(0).normal(scale=2, size=n)
+    diverged = good.copy()
+    diverged[::7] = np.inf  # expm1 of a log-scale output past 709
+    members = [finish("good", problem, folds, good, np.full(10, 10.0), 1.0),
+               finish("diverged", problem, folds, diverged, np.full(10, np.nan), 1.0)]
+    assert np.isfinite(members[1].oof).all() and members[1].oof.max() == 29 + 28  # the range widened by its span
+    assert members[1].mean > members[0].mean  # rmsle: it scores worse, and the run goes on
+    blended = ensemble(problem, folds, members)
+    assert blended is not None and np.isfinite(blended.test).all()

@@ -136,7 +136,7 @@ def test_the_leaderboard_reads_at_80_columns(titanic_run):
         assert len(rows) == 1, (model, lines)
     top = lines.index(next(line for line in lines if re.match(r"^\s*1\s", line)))
     assert all(re.match(r"^\s*\d+\s+\S", line) for line in lines[top:top + len(board)])  # no wrapped note lines
-    assert sum(line.startswith("ensemble (") for line in lines) == 1
+    assert sum(line.startswith("ensemble ") for line in lines) == 1
 
 
 @pytest.mark.e2e
