@@ -74,10 +74,8 @@ def run(shape: str, bundle: Path, timeout: int, workdir: Path) -> dict:
     run_dir = workdir / "runs" / bundle.stem / "default"
     if done.returncode:
         figures["error"] = (done.stderr.strip().splitlines() or ["?"])[-1][:300]
-        log = run_dir / "run.log"
-        if log.is_file() and "Traceback" in log.read_text():  # where it failed, for the report
-            trace = log.read_text().rsplit("Traceback", 1)[1].splitlines()
-            figures["where"] = [line.strip() for line in trace if line.strip().startswith("File")][-3:]
+        files = [line.strip() for line in done.stderr.splitlines() if line.strip().startswith("File ")]
+        figures["where"] = files[-4:]  # an unexpected error's traceback: where it failed
         return figures
     check = subprocess.run([sys.executable, "-m", "automl.cli", "validate", str(run_dir / "submission.csv"), bundle.stem,
                             "--data-dir", str(workdir / "data"), "--metric", metric], capture_output=True, text=True)
