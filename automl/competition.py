@@ -477,10 +477,13 @@ def _task_for_metric(task: str, rule: str, y: pd.Series, metric: str | None, whe
                              f"distinct numbers; pass a regression metric such as --metric rmse")
         task = "binary" if y.nunique() == 2 else "multiclass"
         return task, f"{source} {metric}, which scores classes ({rule})"
-    if task == "multiclass" and get_metric(metric).needs == "proba" and "multiclass" in tasks and numeric:
+    ranked = get_metric(metric).decision == "rank"  # map@k: a column of space-separated labels is its format
+    if task == "multiclass" and get_metric(metric).needs == "proba" and "multiclass" in tasks and numeric and not ranked:
         raise UsageError(f"{where}: {source} {metric} scores a probability per class, but the submission has one "
                          f"column for a target of {y.nunique()} numbers; pass the competition's metric, such as "
                          f"--metric rmse for a count or --metric accuracy for classes")
+    if task not in tasks:  # validate() names it in one line (--metric); Kaggle's record is set aside with a warning
+        return task, guessed
     return task, f"{source} {metric}, which applies to a {task} task ({rule})"
 
 

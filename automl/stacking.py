@@ -103,21 +103,25 @@ def stack(problem: Problem, folds: list[Split], members: list[CVResult], seconds
     start = time.perf_counter()
     predicted = predicted_rows(folds)
     columns = [None] if problem.y.ndim == 1 else list(range(problem.y.shape[1]))
-    held_parts, test_parts, shares = [], [], np.zeros(len(members))
+    held_parts, test_parts, shares, fits = [], [], np.zeros(len(members)), 0
     for column in columns:
         x = _features(problem, [m.oof for m in members], column)
         x_test = _features(problem, [m.test for m in members], column)
         y = problem.y if column is None else problem.y[:, column]
+        if not (problem.n_classes or problem.multilabel) and problem.metric.target_transform == "log1p":
+            y = np.log1p(y)  # the level learns where its inputs are: on the log1p scale, inverted once at the end
         held = None
-        for i, fold in enumerate(folds):
+        for fold in folds:
             rows = np.setdiff1d(predicted, fold.valid_rows, assume_unique=True)  # the other folds' rows only
             part = _fit(problem, x, y, rows, seed).predict(x[fold.valid_rows])
             if held is None:
                 held = np.zeros((len(y),) + part.shape[1:])
             held[fold.valid_rows] = part
-            if seconds is not None and i == 0 and (time.perf_counter() - start) * (len(folds) + 1) * len(columns) > seconds:
+            fits += 1
+            if seconds is not None and (time.perf_counter() - start) / fits * (len(folds) + 1) * len(columns) > seconds:
                 return None  # would not fit its allowance: the greedy blend stands alone
         level = _fit(problem, x, y, predicted, seed)
+        fits += 1
         shares = shares + level.member_shares(len(members)) / len(columns)
         held_parts.append(held)
         test_parts.append(level.predict(x_test))

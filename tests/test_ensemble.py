@@ -188,3 +188,18 @@ def test_a_diverged_regression_member_scores_badly_instead_of_failing():
     assert members[1].mean > members[0].mean  # rmsle: it scores worse, and the run goes on
     blended = ensemble(problem, folds, members)
     assert blended is not None and np.isfinite(blended.test).all()
+
+
+def test_the_stack_learns_on_the_log1p_scale_for_rmsle():
+    # Two members off by a multiplicative factor each (rmsle's kind of error): a stack on log1p inputs with
+    # a raw-scale target would turn 29 into e^29; on the log1p scale it beats the worse member.
+    n, rng = 600, np.random.default_rng(2)
+    frame = pd.DataFrame({"id": np.arange(n), "x": rng.normal(size=n), "target": rng.integers(1, 30, n).astype(float)})
+    comp = Competition(slug="counts", id="id", target="target", task="regression", metric="rmsle", labels="float")
+    problem = make_problem(comp, frame, frame.drop(columns="target").head(10))
+    folds = splits(np.arange(n) % 5)
+    members = [finish(f"m{i}", problem, folds, problem.y * np.exp(rng.normal(scale=s, size=n)), np.full(10, 10.0), 1.0)
+               for i, s in enumerate((0.3, 0.5))]
+    stacked = stack(problem, folds, members)
+    assert stacked.mean < max(m.mean for m in members)
+    assert stacked.oof.max() <= problem.y.max() * 3 and 5 < stacked.test.mean() < 15

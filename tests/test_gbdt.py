@@ -118,3 +118,20 @@ def test_a_library_that_does_not_import_is_named_with_its_fix(tmp_path, monkeypa
 def test_every_gbdt_is_a_baseline_with_its_library():
     assert {n: BASELINES[n].library for n in GBDTS} == {n: n for n in GBDTS}
     assert all(BASELINES[n].inputs == "native" for n in GBDTS)
+
+
+def test_a_library_whose_shared_object_does_not_load_is_missing_not_a_crash(monkeypatch):
+    # xgboost raises its own XGBoostError (a ValueError) when libxgboost.so cannot load; LightGBM a bare Exception
+    from automl.baselines.gbdt import missing
+
+    real = importlib.import_module
+
+    def broken(name, *args):
+        if name == "xgboost":
+            raise ValueError("XGBoost Library (libxgboost.so) could not be loaded.\nLikely causes: libgomp")
+        return real(name, *args)
+
+    monkeypatch.setattr(importlib, "import_module", broken)
+    assert missing("xgboost") == ("the xgboost package is not importable (XGBoost Library (libxgboost.so) could not be "
+                                  "loaded.); install it with pip install xgboost")
+    assert missing("lightgbm") is None

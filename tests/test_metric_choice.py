@@ -212,6 +212,8 @@ def test_a_classification_metric_keeps_an_integer_target_classes_and_auc_is_refu
         "--metric auc scores a probability per class, but the submission has one column for a target of 29 numbers; "
         "pass the competition's metric, such as --metric rmse for a count or --metric accuracy for classes")
     assert len(result.output.strip().splitlines()) <= 3 and not (tmp_path / "runs").exists()  # one line, before any work
+    ranked = automl.inspect("mine-count", data_dir=tmp_path / "data", source=source, metric="map@3").competition
+    assert (ranked.task, ranked.metric) == ("multiclass", "map@3")  # a column of ranked labels is map@k's format
 
 
 def test_kaggles_record_decides_the_task_like_the_metric_option(stub, monkeypatch, tmp_path):

@@ -32,7 +32,7 @@ def missing(library: str) -> str | None:
     """None when `library` imports; else why not, in one line with the fix."""
     try:
         importlib.import_module(library)
-    except (ImportError, OSError) as error:  # OSError: a shared library it needs (libgomp) is missing
+    except Exception as error:  # ImportError; OSError or the library's own error when its .so cannot load (libgomp)
         first = (str(error).strip().splitlines() or [type(error).__name__])[0]
         return f"the {library} package is not importable ({first}); install it with pip install {library}"
     return None
@@ -114,11 +114,18 @@ class GBDT(BaseEstimator):
         return int(self.n_iter_) if self.stopped_by_clock_ else None
 
     def predict(self, x) -> np.ndarray:
-        raw = self._raw(x)
+        raw = self._predicted(x)
         return self.classes_[raw.argmax(axis=1)] if self.classify else raw
 
     def predict_proba(self, x) -> np.ndarray:
-        return self._raw(x)
+        return self._predicted(x)
+
+    def _predicted(self, x) -> np.ndarray:
+        try:
+            return self._raw(x)
+        except Exception as error:  # a library error while predicting (GPU memory): one line, like fitting's
+            first = (str(error).strip().splitlines() or [""])[0][:200]
+            raise Failed(f"{self.library} failed predicting: {type(error).__name__}: {first}") from error
 
     @property
     def _k(self) -> int:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from automl.baselines.gbdt import GBDT, cuda, threads
+from automl.baselines.gbdt import GBDT, threads
 
 OBJECTIVE = {"squared": "regression", "absolute": "regression_l1"}
 
@@ -23,14 +23,15 @@ class LightGBM(GBDT):
             "learning_rate": self.learning_rate, "num_leaves": 31, "min_data_in_leaf": 20, "feature_fraction": 0.8,
             "bagging_fraction": 0.8, "bagging_freq": 1, "lambda_l2": 1.0, "max_cat_to_onehot": 8,
             "seed": self.random_state, "num_threads": threads(), "verbosity": -1,
-            "device_type": "gpu" if cuda(self.device) else "cpu"}
+            # its OpenCL learner needs an OpenCL driver many GPU machines lack: only on --device cuda, never auto
+            "device_type": "gpu" if self.device == "cuda" else "cpu"}
         categorical = self._categorical_indices()
         data = lgb.Dataset(x, y, categorical_feature=categorical, free_raw_data=True)
-        callbacks = [_clock(stop, lgb)]
-        sets = []
+        sets, early = [], None
         if valid is not None:
             sets = [lgb.Dataset(valid[0], valid[1], reference=data, categorical_feature=categorical)]
-            callbacks.append(lgb.early_stopping(self.n_iter_no_change, first_metric_only=True, verbose=False))
+            early = lgb.early_stopping(self.n_iter_no_change, first_metric_only=True, verbose=False)
+        callbacks = [c for c in (early, _clock(stop, lgb, early)) if c is not None]
         booster = lgb.train(params, data, num_boost_round=self.max_iter, valid_sets=sets, callbacks=callbacks)
         return booster, booster.current_iteration()
 
@@ -42,9 +43,12 @@ class LightGBM(GBDT):
         return pred
 
 
-def _clock(stop, lgb):
+def _clock(stop, lgb, early):
+    """Stops boosting when the clock says so, keeping early stopping's best round so far (it runs after it)."""
     def callback(env) -> None:
         if stop():
+            if early is not None and getattr(early, "best_iter", None):
+                raise lgb.callback.EarlyStopException(early.best_iter[0], early.best_score_list[0])
             raise lgb.callback.EarlyStopException(env.iteration, env.evaluation_result_list or [])
-    callback.order = 5  # before early stopping's own check (order 30)
+    callback.order = 31  # after early stopping's own check (order 30)
     return callback
