@@ -237,6 +237,9 @@ def demo(timeout: float = typer.Option(90, "--timeout", help="Seconds for the ru
         _fail(str(exc))
     board = result.run.leaderboard
     out.print(leaderboard_table(board))
+    line = blend_line(board, result.run.run_dir, out.width)
+    if line:
+        out.print(line, highlight=False)
     out.print(f"submission: {result.run.submission} (valid; from {board.iloc[0]['model']})", highlight=False)
     out.print(f"report:     {result.run.paths['report']}", highlight=False)
     out.print(f"cross-validated {result.metric} {board.iloc[0][result.metric]:.4f}; scored like Kaggle on the "
