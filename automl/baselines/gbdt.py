@@ -33,9 +33,13 @@ def missing(library: str) -> str | None:
     try:
         importlib.import_module(library)
     except Exception as error:  # ImportError; OSError or the library's own error when its .so cannot load (libgomp)
-        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
-        return f"the {library} package is not importable ({first}); install it with pip install {library}"
+        return f"the {library} package is not importable ({first_line(error)}); install it with pip install {library}"
     return None
+
+
+def first_line(error: BaseException) -> str:
+    """An error's message in one line (libraries add tracebacks and hints below it)."""
+    return (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
 
 
 def threads() -> int:
@@ -96,8 +100,7 @@ class GBDT(BaseEstimator):
         except (ImportError, AutomlError):
             raise
         except Exception as error:  # a library error: one line, the run goes on without this model
-            first = (str(error).strip().splitlines() or [""])[0][:200]
-            raise Failed(f"{self.library} failed: {type(error).__name__}: {first}") from error
+            raise Failed(f"{self.library} failed: {type(error).__name__}: {first_line(error)}") from error
         return self
 
     def _clock(self, until: float | None):
@@ -124,8 +127,7 @@ class GBDT(BaseEstimator):
         try:
             return self._raw(x)
         except Exception as error:  # a library error while predicting (GPU memory): one line, like fitting's
-            first = (str(error).strip().splitlines() or [""])[0][:200]
-            raise Failed(f"{self.library} failed predicting: {type(error).__name__}: {first}") from error
+            raise Failed(f"{self.library} failed predicting: {type(error).__name__}: {first_line(error)}") from error
 
     @property
     def _k(self) -> int:
