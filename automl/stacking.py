@@ -20,6 +20,7 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression, RidgeCV
 
 from automl.baselines import CVResult, finish
+from automl.baselines.fitting import values_of
 from automl.folds import Split, predicted_rows
 from automl.problem import Problem
 
@@ -92,9 +93,7 @@ def _to_prediction(problem: Problem, parts: list[np.ndarray]) -> np.ndarray:
     if problem.n_classes:
         return parts[0]
     values = np.column_stack(parts) if len(parts) > 1 else parts[0]
-    if problem.metric.target_transform == "log1p":
-        values = np.expm1(values)
-    return np.maximum(values, np.where(problem.y.min(axis=0) >= 0, 0.0, -np.inf))  # a count is never negative
+    return values_of(values, problem.metric.target_transform == "log1p", problem.y)
 
 
 def stack(problem: Problem, folds: list[Split], members: list[CVResult], seconds: float | None = None,

@@ -91,15 +91,20 @@ def test_a_library_error_on_a_fold_is_one_line_and_the_run_goes_on(tmp_path, mon
     assert (tmp_path / "runs" / "spam" / "default" / "models" / "lightgbm" / "result.json").is_file()
 
 
-def test_a_library_that_does_not_import_is_named_with_its_fix(tmp_path, monkeypatch):
+def without(monkeypatch, library: str, error: Exception) -> None:
+    """importlib.import_module(library) raises `error`; every other module imports as usual."""
     real = importlib.import_module
 
-    def without_lightgbm(name, *args):
-        if name == "lightgbm":
-            raise ImportError("No module named 'lightgbm'")
+    def importer(name, *args):
+        if name == library:
+            raise error
         return real(name, *args)
 
-    monkeypatch.setattr(importlib, "import_module", without_lightgbm)
+    monkeypatch.setattr(importlib, "import_module", importer)
+
+
+def test_a_library_that_does_not_import_is_named_with_its_fix(tmp_path, monkeypatch):
+    without(monkeypatch, "lightgbm", ImportError("No module named 'lightgbm'"))
     source = write_folder(tmp_path / "download", "binary")
     common = ["--from", source, "--folds", 3, "--runs-dir", tmp_path / "runs", "--data-dir", tmp_path / "data", "--metric", "auc"]
     asked = invoke("run", "spam", "--models", "lightgbm", *common)
@@ -124,14 +129,7 @@ def test_a_library_whose_shared_object_does_not_load_is_missing_not_a_crash(monk
     # xgboost raises its own XGBoostError (a ValueError) when libxgboost.so cannot load; LightGBM a bare Exception
     from automl.baselines.gbdt import missing
 
-    real = importlib.import_module
-
-    def broken(name, *args):
-        if name == "xgboost":
-            raise ValueError("XGBoost Library (libxgboost.so) could not be loaded.\nLikely causes: libgomp")
-        return real(name, *args)
-
-    monkeypatch.setattr(importlib, "import_module", broken)
+    without(monkeypatch, "xgboost", ValueError("XGBoost Library (libxgboost.so) could not be loaded.\nLikely causes: libgomp"))
     assert missing("xgboost") == ("the xgboost package is not importable (XGBoost Library (libxgboost.so) could not be "
                                   "loaded.); install it with pip install xgboost")
     assert missing("lightgbm") is None

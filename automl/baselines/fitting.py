@@ -197,7 +197,7 @@ def predict(model, x, problem: Problem) -> np.ndarray:
         return _proba(model, x, problem.n_classes)
     if problem.multilabel:
         return _label_proba(model, x)
-    return _values(model.predict(x), problem.metric.target_transform == "log1p", problem.y)
+    return values_of(model.predict(x), problem.metric.target_transform == "log1p", problem.y)
 
 
 def _cap_rounds(model, baseline: Baseline, columns: int, classes: int) -> dict:
@@ -223,6 +223,7 @@ def _label_proba(model, x) -> np.ndarray:
                             for p, c in zip(probas, model.classes_, strict=True)])
 
 
-def _values(pred: np.ndarray, transform: bool, y: np.ndarray) -> np.ndarray:
+def values_of(pred: np.ndarray, transform: bool, y: np.ndarray) -> np.ndarray:
+    """Predicted values on the target's scale (expm1 after a log1p fit), never negative for a count."""
     pred = np.expm1(pred) if transform else pred
     return np.maximum(pred, np.where(y.min(axis=0) >= 0, 0.0, -np.inf))  # a count is never negative (per target)
