@@ -121,7 +121,7 @@ def batchable(folds: list[Fold], params: dict) -> bool:
     return bool(folds) and plain and params.get("family", "mlp") in TOGETHER_FAMILIES
 
 
-def choose(device: str, rows: list[int], params: dict) -> bool:
+def choose(device: str, rows: list[int], params: dict, batch: int | None = None) -> bool:
     """Together on a GPU (small networks wait on kernel launches there); on a CPU where
     benchmarks/fold_parallel.py measured it faster at this batch size and row count.
     Members whose training rows differ by more than a quarter (expanding windows in time)
@@ -130,7 +130,7 @@ def choose(device: str, rows: list[int], params: dict) -> bool:
         return False
     if device == "cuda":
         return True
-    batch = batch_size_for(params, max(rows))
+    batch = batch or batch_size_for(params, max(rows))
     table = CPU_RATIOS[min(CPU_RATIOS, key=lambda b: abs(math.log2(b / batch)))]
     return table[min(table, key=lambda r: abs(math.log(r / max(rows))))] < CPU_GAIN
 
@@ -154,26 +154,28 @@ def member_bytes(problem: Problem, fold: Fold, params: dict, batch: int) -> int:
     return 5 * sum(p.numel() * p.element_size() for p in module.parameters()) + 2 * sum(saved)
 
 
-def members_at_once(problem: Problem, folds: list[Fold], params: dict, rows: int, device: str) -> int:
+def members_at_once(problem: Problem, folds: list[Fold], params: dict, rows: int, device: str,
+                    batch: int | None = None) -> int:
     """How many members fit this process's share of TRAINING_BYTES on a CPU (at least one); all on a GPU."""
     if device != "cpu":
         return len(folds)
-    each = member_bytes(problem, folds[0], params, batch_size_for(params, rows))
+    each = member_bytes(problem, folds[0], params, batch or batch_size_for(params, rows))
     return int(max(1, min(len(folds), TRAINING_BYTES // train.SHARING_PROCESSES // max(each, 1))))
 
 
 def fit_folds(problem: Problem, folds: list[Fold], params: dict, *, device: str = "cpu", max_epochs: int = 30,
               patience: int = 5, precision: str = "32-true", deadline: float | None = None, seed: int = 0,
-              together: bool | None = None, samples: list[np.ndarray | None] | None = None) -> list[FoldFit]:
+              together: bool | None = None, samples: list[np.ndarray | None] | None = None,
+              batch: int | None = None) -> list[FoldFit]:
     """One FoldFit per fold, in order; fold j trains with seed + j. `together=None` lets
     `choose` decide; a family or table that cannot be batched trains sequentially anyway, and
     members train together in groups of `members_at_once` (one: sequentially).
     `samples[j]`: positions among fold j's training rows that it trains on (None: all of them);
-    its validation and test rows are all predicted."""
+    its validation and test rows are all predicted. `batch`: the mini-batch size (None: `batch_size_for` the rows)."""
     samples = samples or [None] * len(folds)
     rows = [len(f.train_rows) if s is None else len(s) for f, s in zip(folds, samples, strict=True)]
-    together = choose(device, rows, params) if together is None else together
-    size = members_at_once(problem, folds, params, max(rows), device) if together and batchable(folds, params) else 1
+    together = choose(device, rows, params, batch) if together is None else together
+    size = members_at_once(problem, folds, params, max(rows), device, batch) if together and batchable(folds, params) else 1
     fits, start = [], time.monotonic()
 
     def until(j: int) -> float | None:  # the end of fold j's part of the time
@@ -183,14 +185,14 @@ def fit_folds(problem: Problem, folds: list[Fold], params: dict, *, device: str 
         if len(group) > 1:
             try:
                 fits += Together(problem, [folds[j] for j in group], params, device, max_epochs, seed + int(group[0]),
-                                 [samples[j] for j in group]).fit(patience, precision, until(group[-1]))
+                                 [samples[j] for j in group], batch).fit(patience, precision, until(group[-1]))
                 continue
             except Unbatchable:
                 pass  # members' weights differ in shape: one after another, below
         for j in group:  # a sample's copy of the features exists only while its fold trains
             fits.append(fit_fold(problem, folds[j] if samples[j] is None else train_sample(folds[j], samples[j]), params,
                                  device=device, max_epochs=max_epochs, patience=patience, precision=precision,
-                                 deadline=until(j), seed=seed + int(j)))
+                                 deadline=until(j), seed=seed + int(j), batch=batch))
     return fits
 
 
@@ -247,7 +249,7 @@ class Together:
     """Members trained as one vmapped model; `active` holds the members still training, in stack order."""
 
     def __init__(self, problem: Problem, folds: list[Fold], params: dict, device: str, max_epochs: int, seed: int,
-                 samples: list[np.ndarray | None] | None = None):
+                 samples: list[np.ndarray | None] | None = None, batch: int | None = None):
         layout = common_layout([f.train for f in folds])
         self.problem, self.folds, self.device, self.max_epochs = problem, [aligned(f, layout) for f in folds], device, max_epochs
         samples = samples or [None] * len(folds)
@@ -256,7 +258,7 @@ class Together:
         trained = [f.train_rows if s is None else f.train_rows[s] for f, s in zip(self.folds, samples, strict=True)]
         self.targets = [Target(problem, rows) for rows in trained]
         rows = [len(r) for r in trained]
-        self.batch = batch_size_for(params, max(rows))  # one batch size for all: rows differ by a few at most
+        self.batch = batch or batch_size_for(params, max(rows))  # one batch size for all: rows differ by a few at most
         self.steps = max(math.ceil(min(n, MAX_STEPS_PER_EPOCH * self.batch) / self.batch) for n in rows)
         params = {**params, "batch_size": self.batch}
         modules = []
@@ -400,5 +402,5 @@ class Together:
         self.params = {n: torch.stack([s[n] for s in states]) for n in self.params}
         self.buffers = {n: torch.stack([s[n] for s in states]) for n in self.buffers}
         valid, test = self._predict("valid", autocast), self._predict("test", autocast)
-        return [FoldFit(valid[m], test[m], self.epochs[m], sign * self.best[m][0], self.curves[m])
+        return [FoldFit(valid[m], test[m], self.epochs[m], sign * self.best[m][0], self.curves[m], batch=self.batch)
                 for m in range(len(self.folds))]

@@ -39,7 +39,7 @@ from automl.metrics import score
 from automl.parallel import fit_folds, sample_positions
 from automl.pipeline import Pipeline, suggest
 from automl.problem import Problem
-from automl.train import VALID_ROWS, fit_fold
+from automl.train import MAX_STEPS_PER_EPOCH, VALID_ROWS, batch_size_for, fit_fold, predict_seconds_per_row, rows_per_second
 
 log = logging.getLogger("automl")
 optuna.logging.set_verbosity(optuna.logging.ERROR)  # failures are counted and stored with their reason
@@ -143,7 +143,30 @@ class Surplus(Exception):
     """Another worker already started the last trial the study needs."""
 
 
-SEARCH_ROWS = 100_000  # above this many training rows, the one-fold search trains on a row sample
+SEARCH_ROWS = 100_000  # the one-fold search's row sample: at least this many rows, more where a trial's time trains on more
+
+
+def search_rows(problem: Problem, folds: list[Fold], pipeline: Pipeline, seconds: float | None, *,
+                device: str = "cpu") -> int:
+    """Training rows of the search's sample: as many as one trial can train on within its share of
+    the search's `seconds` (the recipe's `trial_share`) at the pace a timed probe of the recipe's
+    first network measures (with this process's share of torch's threads, as each search process
+    has), in the batches the sample's rows call for (`batch_size_for`: the batch size follows the
+    rows); SEARCH_ROWS at least, every row where they fit. Unbounded: SEARCH_ROWS."""
+    fold = folds[search_index(folds)]
+    n = len(fold.train_rows)
+    if n <= SEARCH_ROWS or seconds is None:
+        return min(n, SEARCH_ROWS)
+    params = pipeline.defaults[0] if pipeline.defaults else {"family": "mlp"}
+    try:
+        pace = rows_per_second(problem, fold, params, batch_size_for(params, SEARCH_ROWS), device)
+    except (RuntimeError, ValueError, TypeError) as exc:  # a recipe whose first network cannot be probed
+        log.info("search: timing a probe of %s failed (%s); searching on %d rows", params.get("family"), exc, SEARCH_ROWS)
+        return SEARCH_ROWS
+    rows = int(min(n, max(SEARCH_ROWS, pace * pipeline.trial_share * seconds)))
+    log.info("search: %s trains about %.0f rows a second in a search process; a trial's %.0fs share of the search trains on "
+             "%d of the fold's %d rows", params.get("family", "mlp"), pace, pipeline.trial_share * seconds, rows, n)
+    return rows
 
 
 def search_index(folds: list[Split]) -> int:
@@ -152,18 +175,19 @@ def search_index(folds: list[Split]) -> int:
     return int(np.argmax(weights_for_test(folds)))
 
 
-def search_fold(folds: list[Fold]) -> tuple[Fold, bool]:
-    """The fold the search trains on, row-sampled on large tables; and whether it was sampled.
+def search_fold(folds: list[Fold], rows: int | None = None) -> tuple[Fold, bool]:
+    """The fold the search trains on, a sample of `rows` (SEARCH_ROWS) training rows on large tables; and whether
+    it was sampled.
 
     The sample is the same in every process and on every machine that joins the study (its
     seed is fixed, not the worker's): trials are ranked on the same rows, and scored on the
     same validation rows. `automl run` makes it once, before its search processes fork: they
     share it."""
-    fold = folds[search_index(folds)]
-    if len(fold.train_rows) <= SEARCH_ROWS:
+    fold, rows = folds[search_index(folds)], SEARCH_ROWS if rows is None else rows
+    if len(fold.train_rows) <= rows:
         return fold, False
     rng = np.random.default_rng(0)
-    train = np.sort(rng.choice(len(fold.train_rows), SEARCH_ROWS, replace=False))
+    train = np.sort(rng.choice(len(fold.train_rows), rows, replace=False))
     valid = np.sort(rng.choice(len(fold.valid_rows), min(len(fold.valid_rows), VALID_ROWS), replace=False))
     return Fold(fold.train_rows[train], fold.valid_rows[valid], take(fold.train, train), take(fold.valid, valid),
                 take(fold.test, np.arange(0))), True
@@ -180,8 +204,9 @@ class Objective:
 
     def __init__(self, problem: Problem, folds: list[Fold], pipeline: Pipeline, run_dir: Path, *,
                  device: str, precision: str, deadline: float | None, seed: int, trials: int | None = None,
-                 on: tuple[Fold, bool] | None = None):
+                 on: tuple[Fold, bool] | None = None, predict_limit: float | None = None):
         self.problem, self.folds, self.pipeline, self.run_dir = problem, folds, pipeline, run_dir
+        self.predict_limit = predict_limit  # seconds a completion may spend predicting every fold
         self.device, self.precision, self.deadline, self.seed = device, precision, deadline, seed
         self.budget = None if deadline is None else max(deadline - time.monotonic(), 1.0)
         self.trials = trials
@@ -207,6 +232,13 @@ class Objective:
         deadline = self.deadline
         if deadline is not None:  # no trial may take more than its share of the search's time
             deadline = min(deadline, time.monotonic() + pipeline.trial_share * self.budget)
+        if self.predict_limit is not None:  # a network too slow to ever be completed in this run's time
+            rows = sum(len(f.valid_rows) + len(problem.test) for f in self.folds)
+            predicting = predict_seconds_per_row(problem, fold, params, self.device) * rows
+            if predicting > self.predict_limit:
+                trial.set_user_attr("stopped", f"too slow for this table: predicting every fold would take about "
+                                               f"{predicting:.0f}s, more than a completion could give it ({self.predict_limit:.0f}s)")
+                raise optuna.TrialPruned(trial.user_attrs["stopped"])
         prune = [StrictPruning(trial, "val_score")] if isinstance(trial, optuna.Trial) else []
         fit = fit_fold(problem, fold, params, device=self.device, max_epochs=pipeline.max_epochs,
                        patience=pipeline.patience, precision=self.precision, callbacks=prune,
@@ -221,6 +253,7 @@ class Objective:
         trial.set_user_attr("epochs", [fit.epochs])
         trial.set_user_attr("rows", len(fold.train_rows))
         trial.set_user_attr("predict_per_row", fit.predict_per_row)
+        trial.set_user_attr("batch", fit.batch)
         trial.set_user_attr("seconds", time.perf_counter() - start)
         if not self.sampled:  # the first fold's predictions are reused when the trial is completed
             write_npz(self.run_dir / "trials" / str(trial.number) / "searched.npz", valid=fit.valid, test=fit.test)
@@ -238,9 +271,9 @@ def complete(study: optuna.Study, problem: Problem, folds: list[Fold], pipeline:
 
     Whatever ran where, the finishing run completes: folds whose predictions are not on
     this machine are trained here (all of them for a trial searched by another worker or
-    on a row sample). The best gets half of the time left (the last all of it), split over its
-    folds; a trial that cannot train every fold in time is left one-fold only. Time left once
-    `n` are done completes further candidates whose every row fits it.
+    on a row sample). The best MIN_COMPLETED share the time left equally (the last all of it),
+    split over its folds; a trial that cannot train every fold in time is left one-fold only. Time
+    left once `n` are done completes further candidates whose every row fits it.
     """
     results = []
     # the best first; one left one-fold (too slow to predict or train in time) makes way for the next
@@ -257,9 +290,9 @@ def complete(study: optuna.Study, problem: Problem, folds: list[Fold], pipeline:
         if not (folder / "oof.npy").is_file():
             if on_trial:
                 on_trial(trial.number)
-            # The best gets half of what is left (all of it when it is the last); time unused rolls over.
+            # The best MIN_COMPLETED share what is left equally (all of it for the last); time unused rolls over.
             share = None if deadline is None else (deadline - time.monotonic()) / (
-                1 if extra else min(2, n - len(results), len(candidates) - rank))
+                1 if extra else min(MIN_COMPLETED, n - len(results), len(candidates) - rank))
             if share is not None and share <= 0:
                 break
             done = _complete_one(trial, problem, folds, pipeline, folder, share, device, precision, seed, extra)
@@ -292,15 +325,14 @@ def _complete_one(trial, problem: Problem, folds: list[Fold], pipeline: Pipeline
             oof[folds[index].valid_rows], test = first["valid"], test + weights[index] * first["test"]
             todo.remove(index)
     rows, planned = _completion_plan(trial, problem, [folds[i] for i in todo], share, pipeline.max_epochs)
-    if not rows or full_only and (rows < min(max(len(folds[i].train_rows) for i in todo), SEARCH_ROWS)
-                                  or planned < pipeline.max_epochs):
+    if not rows or full_only and (rows < max(len(folds[i].train_rows) for i in todo) or planned < pipeline.max_epochs):
         return None
     # the remaining folds in one call: trained together as one batched model where that is faster
     # (a row sample of each where the time asks for it: positions into its features, not a copy of them)
     samples = [sample_positions(folds[i], rows, seed + i) for i in todo]
     fits = fit_folds(problem, [folds[i] for i in todo], trial.params, device=device, max_epochs=planned,
                      patience=pipeline.patience, precision=precision, deadline=None if share is None else start + share,
-                     seed=seed + len(folds) - len(todo), samples=samples)
+                     seed=seed + len(folds) - len(todo), samples=samples, batch=trial.user_attrs.get("batch"))
     for i, fit in zip(todo, fits, strict=True):
         if not fit.curve:
             log.info("trial %d: fold %d got no epoch within its time; left one-fold", trial.number, i + 1)
@@ -319,15 +351,32 @@ def _complete_one(trial, problem: Problem, folds: list[Fold], pipeline: Pipeline
 
 
 MIN_COMPLETION_EPOCHS = 3  # a completion short of time trains fewer epochs on every row down to this many, then fewer rows
+MIN_COMPLETED = 3  # trials the search leaves time to complete on every fold, as their measured costs say
+
+
+def _epoch_rows(trial) -> int:
+    """Rows one epoch trains on at most: MAX_STEPS_PER_EPOCH steps of the batch size the trial was searched
+    with (a completion keeps it: the learning rate was tuned for it)."""
+    return MAX_STEPS_PER_EPOCH * (trial.user_attrs.get("batch") or batch_size_for(trial.params, trial.user_attrs["rows"]))
+
+
+def _epoch_seconds(trial, rows: int) -> float:
+    """Seconds of one epoch of one fold on `rows` training rows, from the trial's search: past
+    `_epoch_rows`, more rows cost nothing (an epoch is a fixed number of steps), they are only fresher."""
+    searched, seconds = trial.user_attrs["rows"], trial.user_attrs["seconds"]
+    ran = max(1, *trial.user_attrs.get("epochs", [1]))  # as early stopping or its time share left it
+    cap = _epoch_rows(trial)
+    return seconds / ran * min(rows, cap) / min(searched, cap)
 
 
 def _completion_plan(trial, problem: Problem, folds: list[Fold], share: float | None, max_epochs: int) -> tuple[int, int]:
     """Training rows per fold and epochs for a completion, from the search's time for this trial:
-    every row (SEARCH_ROWS at most) for up to `max_epochs` where the folds fit the share; short of
-    time, fewer epochs on every row first (the learning-rate schedule fitted to them: seeing every
-    row matters more than seeing a few rows often), down to MIN_COMPLETION_EPOCHS, then a row
-    sample; (0, 0) when predicting every fold's validation and test rows alone would take most of it."""
-    rows = min(max(len(f.train_rows) for f in folds), SEARCH_ROWS)
+    every row for up to `max_epochs` where the folds fit the share; short of time, fewer epochs on
+    every row first (the learning-rate schedule fitted to them: seeing every row matters more than
+    seeing a few rows often), down to MIN_COMPLETION_EPOCHS (down to one where an epoch's steps
+    cover only part of the rows: each epoch then sees rows the last did not), then a row sample;
+    (0, 0) when predicting every fold's validation and test rows alone would take most of it."""
+    rows = max(len(f.train_rows) for f in folds)
     searched, seconds = trial.user_attrs.get("rows"), trial.user_attrs.get("seconds")
     if share is None or not searched or not seconds:
         return rows, max_epochs
@@ -337,13 +386,41 @@ def _completion_plan(trial, problem: Problem, folds: list[Fold], share: float | 
                  trial.number, predicting, share)
         return 0, 0
     ran = max(1, *trial.user_attrs.get("epochs", [max_epochs]))  # as early stopping left it in the search
-    epoch = seconds / ran * rows / searched * len(folds)  # one epoch of every fold on every row
-    room = share - predicting
+    epoch, room = _epoch_seconds(trial, rows) * len(folds), share - predicting  # one epoch of every fold
     if ran * epoch <= room:
         return rows, max_epochs
-    if room >= MIN_COMPLETION_EPOCHS * epoch:
+    cap = _epoch_rows(trial)
+    if room >= (1 if rows > cap else MIN_COMPLETION_EPOCHS) * epoch:
         return rows, min(max_epochs, int(room / epoch))
-    return max(2_000, int(rows * room / (MIN_COMPLETION_EPOCHS * epoch))), MIN_COMPLETION_EPOCHS
+    return min(rows, max(2_000, int(min(rows, cap) * room / (MIN_COMPLETION_EPOCHS * epoch)))), MIN_COMPLETION_EPOCHS
+
+
+def completion_seconds(trial, problem: Problem, folds: list[Fold]) -> float:
+    """About how long completing the trial on every fold takes: MIN_COMPLETION_EPOCHS epochs of each
+    fold it has no predictions for (as many as its search ran, when fewer) on every row, and predicting
+    their validation and test rows; as fast as its search ran (the same processes share the machine)."""
+    index = search_index(folds)
+    reused = trial.user_attrs.get("rows") == len(folds[index].train_rows)  # searched on all its rows
+    todo = [f for i, f in enumerate(folds) if not (reused and i == index)]
+    epochs = min(MIN_COMPLETION_EPOCHS, max(1, *trial.user_attrs.get("epochs", [1])))
+    predicting = trial.user_attrs.get("predict_per_row", 0.0) * sum(len(f.valid_rows) + len(problem.test) for f in todo)
+    return predicting + epochs * _epoch_seconds(trial, max(len(f.train_rows) for f in todo)) * len(todo)
+
+
+def _completion_due(study: optuna.Study, problem: Problem, folds: list[Fold], end: float, completers: int) -> bool:
+    """Whether the search must stop now to leave `completers` processes the time to complete
+    MIN_COMPLETED of its best trials by `end`: the cheapest MIN_COMPLETED to complete among the best
+    3 x MIN_COMPLETED (`complete` passes over those too slow to predict every fold in their share).
+    At 1,000,000 rows, completing a trial took as long as searching 3 to 20."""
+    best = [t for t in best_trials(study, 3 * MIN_COMPLETED) if t.user_attrs.get("seconds") and t.user_attrs.get("rows")]
+    if len(best) < MIN_COMPLETED:
+        return False
+    needed = sum(sorted(completion_seconds(t, problem, folds) for t in best)[:MIN_COMPLETED]) / max(1, completers)
+    if time.monotonic() + needed < end:
+        return False
+    log.info("search: stopped with %.0fs left, about what completing the best %d trials on every fold takes (%.0fs)",
+             end - time.monotonic(), MIN_COMPLETED, needed)
+    return True
 
 
 def _cv_result(trial, problem: Problem, folds: list[Split], folder: Path, cv: dict) -> CVResult:
@@ -364,9 +441,11 @@ def search(problem: Problem, folds: list[Fold], pipeline: Pipeline, run_dir: Pat
            deadline: float | None, storage: str | None = None, study_name: str = "networks", device: str = "cpu",
            precision: str = "32-true", seed: int = 0, features_hash: str = "",
            on_trial: Callable[[optuna.Study, optuna.trial.FrozenTrial | None], None] | None = None,
-           on: tuple[Fold, bool] | None = None) -> optuna.Study:
+           on: tuple[Fold, bool] | None = None, complete_by: float | None = None, completers: int = 1) -> optuna.Study:
     """Run trials until `trials` have finished in the study (across resumes and workers) or time is up.
-    `on`: `search_fold(folds)`, when the caller made it already.
+    `on`: `search_fold(folds)`, when the caller made it already. `complete_by`: when the best trials
+    must be completed on every fold (by `completers` processes): the search stops early enough for
+    MIN_COMPLETED of them, as the trials' measured costs say.
 
     Each worker takes one trial at a time. Before each it fails stale trials (their
     worker stopped sending heartbeats; they are retried), stops once enough trials have
@@ -374,8 +453,14 @@ def search(problem: Problem, folds: list[Fold], pipeline: Pipeline, run_dir: Pat
     """
     store = open_storage(storage_url(run_dir, storage))
     study = make_study(store, study_name, pipeline, problem.metric.greater_is_better, seed, len(folds), features_hash)
+    on = on or search_fold(folds, study.user_attrs.get("search_rows", SEARCH_ROWS))  # the sample `automl run` sized
+    # Completing a trial predicts every fold's validation and test rows; `complete` passes over a trial whose
+    # predicting would take more than 0.6 of its share (a MIN_COMPLETED-th of the completion's time). Such
+    # a trial is of no use to this run, so the search prunes it before training it.
+    limit = None if complete_by is None or deadline is None or complete_by <= deadline else \
+        0.6 * (complete_by - deadline) / MIN_COMPLETED
     objective = Objective(problem, folds, pipeline, run_dir, device=device, precision=precision, deadline=deadline,
-                          seed=seed, trials=trials, on=on)
+                          seed=seed, trials=trials, on=on, predict_limit=limit)
     # each trial's tensors and Lightning objects freed and handed back (glibc keeps freed heap pages):
     # a run's search processes then hold one trial's memory each, not the high-water mark of all
     callbacks = [_prune_files(run_dir, pipeline.keep_best), lambda study, trial: release_memory()] + (
@@ -384,7 +469,7 @@ def search(problem: Problem, folds: list[Fold], pipeline: Pipeline, run_dir: Pat
         optuna.storages.fail_stale_trials(study)
         states = [t.state for t in study.get_trials(deepcopy=False)]
         finished = sum(state in FINISHED for state in states)
-        if finished >= trials:
+        if finished >= trials or complete_by is not None and _completion_due(study, problem, folds, complete_by, completers):
             break
         if finished + states.count(TrialState.RUNNING) >= trials:
             _fail_unstarted(study)

@@ -19,7 +19,7 @@ import torch
 from lightning.pytorch.callbacks import Callback, EarlyStopping
 
 from automl.data import OneBatch, TensorBatches
-from automl.folds import Fold
+from automl.folds import Fold, take
 from automl.metrics import score
 from automl.models import TabularModule
 from automl.models.tabular import ATTENTION_FLOATS, attention_rows
@@ -53,6 +53,7 @@ class FoldFit:
     best_score: float
     curve: list[float]  # validation score after each epoch
     predict_per_row: float = 0.0  # seconds to predict one row (the final valid and test predictions)
+    batch: int = 0  # the mini-batch size it trained with
 
 
 class Deadline(Callback):
@@ -167,6 +168,44 @@ def batch_size_for(params: dict, rows: int, tokens: int = 0, device: str = "cpu"
     return batch
 
 
+def rows_per_second(problem: Problem, fold: Fold, params: dict, batch: int, device: str = "cpu", steps: int = 12) -> float:
+    """Training rows a second for this network in batches of `batch`: a timed probe of a few optimizer steps
+    (forward, loss, backward, step) on the fold's first rows, after one untimed step; a fraction of a second."""
+    rows = np.arange(min(len(fold.train_rows), batch * (steps + 1)))
+    sample = Fold(fold.train_rows[rows], fold.valid_rows[:0], take(fold.train, rows), fold.valid, fold.test)
+    module = build_module(problem, sample, {**params, "batch_size": batch}, total_steps=steps + 1).to(device)
+    optimizer = torch.optim.AdamW(module.parameters(), lr=1e-4)
+    inputs = tensors(sample.train, device)
+    y = torch.as_tensor(Target(problem, sample.train_rows).encode(sample.train_rows), device=device)
+    module.train()
+    started, served = 0.0, 0
+    for step in range(steps + 1):
+        if step == 1:
+            started = time.perf_counter()
+        at = torch.as_tensor(np.random.default_rng(step).integers(0, len(rows), batch), device=device)
+        optimizer.zero_grad()
+        module.loss(module(*(t.index_select(0, at) for t in inputs)), y.index_select(0, at)).backward()
+        optimizer.step()
+        served += batch * (step > 0)
+    if device == "cuda":
+        torch.cuda.synchronize()
+    return served / max(time.perf_counter() - started, 1e-6)
+
+
+def predict_seconds_per_row(problem: Problem, fold: Fold, params: dict, device: str = "cpu", rows: int = 2048) -> float:
+    """Seconds this network takes to predict one row (its weights do not matter, only its shape): a
+    timed prediction of up to `rows` validation rows, after an untimed one of a few rows."""
+    sample = np.arange(min(len(fold.train_rows), 4 * rows))  # piecewise bins follow training rows
+    module = build_module(problem, Fold(fold.train_rows[sample], fold.valid_rows[:0], take(fold.train, sample),
+                                        fold.valid, fold.test), params, total_steps=1).to(device)
+    module.eval()
+    inputs = tensors(take(fold.valid, np.arange(min(len(fold.valid_rows), rows))), device)
+    module.predict_arrays(*(t[:8] for t in inputs))
+    started = time.perf_counter()
+    module.predict_arrays(*inputs)
+    return (time.perf_counter() - started) / max(1, len(inputs[0]))
+
+
 def objective_for(problem: Problem) -> str:
     """The network's loss, from the competition metric's row of the metric table."""
     objective = getattr(problem.metric, "objective", "")
@@ -177,8 +216,11 @@ def objective_for(problem: Problem) -> str:
 
 def fit_fold(problem: Problem, fold: Fold, params: dict, *, device: str = "cpu", max_epochs: int = 30,
              patience: int = 5, precision: str = "32-true", callbacks=(), deadline: float | None = None,
-             seed: int = 0, predict_test: bool = True, give_up: float | None = None) -> FoldFit:
+             seed: int = 0, predict_test: bool = True, give_up: float | None = None, batch: int | None = None) -> FoldFit:
     """Train on the fold's train rows, early-stop on its validation rows, predict test.
+
+    `batch`: the mini-batch size to train with (a completion keeps the one its trial was searched
+    with); None: `batch_size_for` the fold's rows.
 
     `give_up`: a time.monotonic() after which the fit is of no use to the caller (the run's
     deadline for a search trial): when training ends past it, nothing is predicted (predicting
@@ -187,7 +229,7 @@ def fit_fold(problem: Problem, fold: Fold, params: dict, *, device: str = "cpu",
     target = Target(problem, fold.train_rows)
     y = torch.as_tensor(target.encode(fold.train_rows), device=device)
     tokens = fold.train.numeric.shape[1] + fold.train.categorical.shape[1] + 1
-    params = {**params, "batch_size": batch_size_for(params, len(fold.train_rows), tokens, device)}
+    params = {**params, "batch_size": batch or batch_size_for(params, len(fold.train_rows), tokens, device)}
     batches = TensorBatches(*tensors(fold.train, device), y, batch_size=params["batch_size"], seed=seed,
                             max_steps=MAX_STEPS_PER_EPOCH)
     module = build_module(problem, fold, params, total_steps=max_epochs * batches.steps)
@@ -214,12 +256,12 @@ def fit_fold(problem: Problem, fold: Fold, params: dict, *, device: str = "cpu",
         module.load_state_dict(keep.state)
     module.eval()
     if give_up is not None and time.monotonic() >= give_up:
-        return FoldFit(np.zeros(0), np.zeros(0), trainer.current_epoch, keep.sign * keep.best, [], 0.0)
+        return FoldFit(np.zeros(0), np.zeros(0), trainer.current_epoch, keep.sign * keep.best, [], 0.0, params["batch_size"])
     predicting = time.monotonic()
     valid = target.decode(module.predict_arrays(*valid_inputs))
     test = target.decode(module.predict_arrays(*tensors(fold.test, device))) if predict_test else np.zeros(0)
     per_row = (time.monotonic() - predicting) / max(1, len(valid) + len(test))
-    return FoldFit(valid, test, trainer.current_epoch, keep.sign * keep.best, keep.curve, per_row)
+    return FoldFit(valid, test, trainer.current_epoch, keep.sign * keep.best, keep.curve, per_row, params["batch_size"])
 
 
 def _score(problem: Problem, y: np.ndarray, pred: np.ndarray) -> float:

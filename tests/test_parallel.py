@@ -178,7 +178,7 @@ def test_members_train_together_in_groups_that_fit_the_memory_share(monkeypatch)
     and one fit_fold at a time where one is all that fits (two processes sharing the machine halve the share)."""
     problem, folds = small_problem("binary", n=400, k=5)
     members, real, groups, alone = folds[1:], parallel.Together, [], []
-    monkeypatch.setattr(parallel, "Together", lambda problem, folds, params, device, epochs, seed, samples:
+    monkeypatch.setattr(parallel, "Together", lambda problem, folds, params, device, epochs, seed, samples, batch:
                         groups.append((len(folds), seed)) or real(problem, folds, params, device, epochs, seed, samples))
     one = parallel.fit_fold
     monkeypatch.setattr(parallel, "fit_fold", lambda *args, **kw: alone.append(kw["seed"]) or one(*args, **kw))

@@ -314,20 +314,97 @@ def test_a_completion_short_of_time_trains_fewer_epochs_on_every_row_before_it_s
 
     from automl.search import MIN_COMPLETION_EPOCHS, _completion_plan
 
-    problem, folds = small_problem("binary", n=400, k=5)
+    problem, folds = small_problem("binary", n=20_000, k=5)
     rows = max(len(f.train_rows) for f in folds[1:])
     # the search trained fold 0 on `rows` rows for 10 epochs in 10 s: one epoch of the 4 other folds costs 4 s
-    trial = SimpleNamespace(number=0, user_attrs={"rows": rows, "seconds": 10.0, "epochs": [10], "predict_per_row": 0.0})
+    # (in batches of 64: an epoch's 256 steps cover every row)
+    trial = SimpleNamespace(number=0, params={"batch_size": 64},
+                            user_attrs={"rows": rows, "seconds": 10.0, "epochs": [10], "predict_per_row": 0.0, "batch": 64})
     assert _completion_plan(trial, problem, folds[1:], None, 12) == (rows, 12)  # no deadline: as the recipe says
     assert _completion_plan(trial, problem, folds[1:], 41.0, 12) == (rows, 12)  # the 10 epochs fit
     assert _completion_plan(trial, problem, folds[1:], 20.0, 12) == (rows, 5)  # every row, 5 epochs
     # under the fewest epochs on every row (searched on a hundredth of the rows: 400 s an epoch), a row sample,
     # 2,000 rows at least, for that many epochs
-    small = SimpleNamespace(number=0, user_attrs={**trial.user_attrs, "rows": rows // 100})
+    small = SimpleNamespace(number=0, params=trial.params, user_attrs={**trial.user_attrs, "rows": rows // 100})
     assert _completion_plan(small, problem, folds[1:], 20.0, 12) == (2_000, MIN_COMPLETION_EPOCHS)
     # predicting alone would take most of the share: not completed
-    slow = SimpleNamespace(number=0, user_attrs={**trial.user_attrs, "predict_per_row": 1.0})
+    slow = SimpleNamespace(number=0, params=trial.params, user_attrs={**trial.user_attrs, "predict_per_row": 1.0})
     assert _completion_plan(slow, problem, folds[1:], 20.0, 12) == (0, 0)
+
+
+def test_where_an_epoch_covers_part_of_the_rows_a_completion_short_of_time_keeps_every_row():
+    """An epoch is MAX_STEPS_PER_EPOCH steps of the searched batch size: on a table with more rows than
+    that, more rows cost nothing, so a short completion trains fewer epochs (down to one) on every row,
+    each seeing rows the last did not, and never a sample."""
+    from types import SimpleNamespace
+
+    from automl.search import _completion_plan, completion_seconds
+    from automl.train import MAX_STEPS_PER_EPOCH
+
+    problem, folds = small_problem("binary", n=20_000, k=5)
+    rows = max(len(f.train_rows) for f in folds)
+    # searched on a 1,000-row sample in batches of 2: an epoch is 512 rows, 1 s
+    trial = SimpleNamespace(number=0, params={"batch_size": 2},
+                            user_attrs={"rows": 1_000, "seconds": 10.0, "epochs": [10], "predict_per_row": 0.0, "batch": 2})
+    assert MAX_STEPS_PER_EPOCH * 2 < rows
+    assert _completion_plan(trial, problem, folds, 100.0, 30) == (rows, 30)  # 10 epochs of 5 folds fit: all of them
+    assert _completion_plan(trial, problem, folds, 11.0, 30) == (rows, 2)  # 5 s an epoch of every fold
+    assert _completion_plan(trial, problem, folds, 6.0, 30) == (rows, 1)
+    rows_kept, epochs = _completion_plan(trial, problem, folds, 4.0, 30)  # under one epoch: only then a sample
+    assert rows_kept < rows and epochs == 3
+    # its cost: 3 epochs of the 5 folds (the search's fold was a sample: trained again) and the predictions
+    assert completion_seconds(trial, problem, folds) == 15.0
+    trial.user_attrs["predict_per_row"] = 1e-3
+    assert completion_seconds(trial, problem, folds) == 15.0 + 1e-3 * (len(problem.y) + 5 * len(problem.test))
+
+
+def test_the_search_sample_follows_the_time_a_trial_has(monkeypatch):
+    """Above SEARCH_ROWS training rows, the search's sample holds the rows one trial can train on in its
+    share of the search, at the pace a timed probe measures: more time, more rows, every row at most."""
+    import automl.search as search_module
+    from automl.pipeline import load_pipeline
+    from automl.search import search_fold, search_rows
+    from automl.train import rows_per_second
+
+    problem, folds = small_problem("binary", n=3_000, k=5)
+    recipe = load_pipeline("tabular")
+    monkeypatch.setattr(search_module, "SEARCH_ROWS", 100)
+    rows = len(folds[0].train_rows)
+    pace = rows_per_second(problem, folds[0], recipe.defaults[0], 128)
+    assert pace > 1_000  # rows a second of a small mlp, on any machine
+    assert search_rows(problem, folds, recipe, None) == 100  # unbounded: the fixed sample
+    assert search_rows(problem, folds, recipe, 1e-6) == 100  # no time: the least sample
+    assert search_rows(problem, folds, recipe, 1e6) == rows  # all the time in the world: every row
+    monkeypatch.setattr(search_module, "rows_per_second", lambda *args, **kwargs: 1_000.0)
+    assert search_rows(problem, folds, recipe, 10.0) == int(1_000 * recipe.trial_share * 10.0)
+    fold, sampled = search_fold(folds, search_rows(problem, folds, recipe, 10.0))
+    assert sampled and len(fold.train_rows) == int(1_000 * recipe.trial_share * 10.0)
+
+
+def test_the_search_stops_early_enough_to_complete_its_best_trials(tmp_path):
+    """Once three trials are scored, the search stops when what is left is what completing them takes."""
+    import optuna
+
+    from automl.search import _completion_due
+
+    problem, folds = small_problem("binary", n=2_000, k=5)
+    study = optuna.create_study(direction="maximize")
+    for i in range(3):
+        study.add_trial(optuna.trial.create_trial(
+            params={"batch_size": 2}, distributions={"batch_size": optuna.distributions.CategoricalDistribution([2])},
+            value=0.7 + i / 100, user_attrs={"rows": 1_000, "seconds": 10.0, "epochs": [10], "batch": 2}))
+    # each takes 15 s to complete; two processes complete them: 22.5 s
+    assert not _completion_due(study, problem, folds, time.monotonic() + 30, completers=2)
+    assert _completion_due(study, problem, folds, time.monotonic() + 20, completers=2)
+    assert _completion_due(study, problem, folds, time.monotonic() + 30, completers=1)
+    # the best trial is too slow to predict every fold: the three cheapest of the best nine decide
+    study.add_trial(optuna.trial.create_trial(
+        params={"batch_size": 2}, distributions={"batch_size": optuna.distributions.CategoricalDistribution([2])},
+        value=0.9, user_attrs={"rows": 1_000, "seconds": 10.0, "epochs": [10], "batch": 2, "predict_per_row": 1.0}))
+    assert not _completion_due(study, problem, folds, time.monotonic() + 30, completers=2)
+    fewer = optuna.create_study(direction="maximize")
+    fewer.add_trial(study.trials[0])  # one trial's cost says nothing yet about the best three
+    assert not _completion_due(fewer, problem, folds, time.monotonic() + 1, completers=1)
 
 
 def test_a_completion_given_fewer_epochs_trains_no_more_and_its_note_says_so(tmp_path, monkeypatch, caplog):
