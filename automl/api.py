@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -31,15 +31,17 @@ class Inspection:
     saved: Path | None
     metric_source: str = ""  # where the metric came from: --metric, the YAML, Kaggle, or "guess"
     kaggle: dict | None = None  # Kaggle's record: title, evaluation_metric, max_daily_submissions
+    extra: list = field(default_factory=list)  # each --extra-train file: path, sha256, rows
 
 
-def inspect(slug: str, *, data_dir="data", source=None, save: bool = False, metric: str | None = None) -> Inspection:
+def inspect(slug: str, *, data_dir="data", source=None, save: bool = False, metric: str | None = None,
+            extra_train=()) -> Inspection:
     """What automl makes of a competition: its spec, where its metric came from, and each train column's role.
 
     `metric` overrides the spec's metric, and `save` writes it into competitions/SLUG.yaml.
     """
     record = read_record(fetch(slug, data_dir, source))
-    comp, problem, _, _ = prepare(slug, data_dir, source, metric)
+    comp, problem, _, _ = prepare(slug, data_dir, source, metric, extra_train)
     pre = Preprocessor(text_columns=comp.text_columns, date_columns=comp.date_columns,
                        image_shape=comp.image_shape).fit(problem.train)
     roles = pre.describe()
@@ -61,7 +63,8 @@ def inspect(slug: str, *, data_dir="data", source=None, save: bool = False, metr
                      "missing": float(values.isna().mean()), "distinct": int(values.nunique())})
     text = to_yaml(comp)
     saved = write_text(Path("competitions") / f"{slug}.yaml", text) if save else None
-    return Inspection(comp, pd.DataFrame(rows), text, saved, metric_source(comp, slug, metric, record), record)
+    return Inspection(comp, pd.DataFrame(rows), text, saved, metric_source(comp, slug, metric, record), record,
+                      list(problem.extra_files))
 
 
 def metric_source(comp: Competition, slug: str, metric: str | None, record: dict | None) -> str:

@@ -28,6 +28,9 @@ err = Console(stderr=True)
 
 DATA_DIR = typer.Option("data", "--data-dir", help="Folder that holds each competition's files, one subfolder per slug.")
 SOURCE = typer.Option(None, "--from", help="Use this local zip or folder instead of downloading from Kaggle.")
+EXTRA = typer.Option(None, "--extra-train", help="More labelled rows (a CSV, a zip or a folder holding one) with the "
+                     "competition's feature and target columns, such as the original dataset a Playground table came from: "
+                     "they train in every fold and are never scored. Repeatable.")
 METRIC = typer.Option(None, "--metric", help="The metric to score and select models by, overriding competitions/SLUG.yaml, "
                       f"Kaggle's record and the guess: one of {', '.join(names())}.")
 
@@ -73,14 +76,14 @@ def fetch(slug: str = typer.Argument(..., help="Competition slug, as in its kagg
 
 @app.command()
 def inspect(slug: str = typer.Argument(..., help="Competition slug."), data_dir: Path = DATA_DIR,
-            source: Path = SOURCE, metric: str = METRIC,
+            source: Path = SOURCE, metric: str = METRIC, extra_train: list[Path] = EXTRA,
             save: bool = typer.Option(False, "--save", help="Write competitions/SLUG.yaml (with --metric's metric) to edit.")) -> None:
     """Show the competition spec automl uses, where its metric came from, and the role it gives each column."""
     _check_metric(metric)
     try:
-        result = api.inspect(slug, data_dir=data_dir, source=source, save=save, metric=metric)
+        result = api.inspect(slug, data_dir=data_dir, source=source, save=save, metric=metric, extra_train=extra_train or ())
     except AutomlError as exc:
-        _fail(str(exc))
+        _fail(str(exc), getattr(exc, "exit_code", 1))
     comp = result.competition
     origin = ("[yellow]a guess: pass --metric NAME[/]" if result.metric_source == "guess"
               else f"from {result.metric_source}")
@@ -95,6 +98,10 @@ def inspect(slug: str = typer.Argument(..., help="Competition slug."), data_dir:
                else "folds: time in the YAML")
         out.print(f"Shape: a forecast on [cyan]{comp.time_column}[/] ({why}): folds are an expanding window in time, "
                   "each validated on a later stretch than it trains on.", highlight=False)
+    if result.extra:
+        out.print(f"Extra training rows: {sum(f['rows'] for f in result.extra):,} from "
+                  + ", ".join(f"{f['path']} ({f['rows']:,})" for f in result.extra)
+                  + "; they train in every fold and are never scored.", highlight=False)
     if result.kaggle and result.kaggle.get("max_daily_submissions"):
         out.print(f"Kaggle takes {result.kaggle['max_daily_submissions']} submissions a day.", highlight=False)
     if comp.inferred:
@@ -129,29 +136,29 @@ def run(slug: str = typer.Argument(..., help="Competition slug."), source: Path 
         pipeline: str = PIPELINE, storage: str = STORAGE, device: str = DEVICE, precision: str = PRECISION,
         workers: int = typer.Option(0, "--workers", help="Search processes on this machine, sharing the study: 0 is one per CPU core "
                                      "(up to 4; one on a GPU)."),
-        metric: str = METRIC, runs_dir: Path = RUNS_DIR, data_dir: Path = DATA_DIR) -> None:
+        metric: str = METRIC, extra_train: list[Path] = EXTRA, runs_dir: Path = RUNS_DIR, data_dir: Path = DATA_DIR) -> None:
     """Cross-validate baselines and searched networks on shared folds, print the leaderboard, write submission.csv."""
     _run(slug, source=source, name=name, models=models, folds=folds, seed=seed, trials=trials, timeout=timeout,
          pipeline=pipeline, storage=storage, device=device, precision=precision, workers=workers, runs_dir=runs_dir,
-         data_dir=data_dir, metric=metric)
+         data_dir=data_dir, metric=metric, extra_train=tuple(extra_train or ()))
 
 
 @app.command()
 def search(slug: str = typer.Argument(..., help="Competition slug."), source: Path = SOURCE, name: str = NAME,
            folds: int = FOLDS, seed: int = SEED, trials: int = TRIALS, timeout: float = TIMEOUT,
            pipeline: str = PIPELINE, storage: str = STORAGE, device: str = DEVICE, precision: str = PRECISION,
-           metric: str = METRIC, runs_dir: Path = RUNS_DIR, data_dir: Path = DATA_DIR) -> None:
+           metric: str = METRIC, extra_train: list[Path] = EXTRA, runs_dir: Path = RUNS_DIR, data_dir: Path = DATA_DIR) -> None:
     """Run only the neural search (same folds, metric and run directory as `automl run`)."""
     _run(slug, source=source, name=name, models="networks", folds=folds, seed=seed, trials=trials, timeout=timeout,
          pipeline=pipeline, storage=storage, device=device, precision=precision, runs_dir=runs_dir, data_dir=data_dir,
-         metric=metric)
+         metric=metric, extra_train=tuple(extra_train or ()))
 
 
 @app.command()
 def worker(slug: str = typer.Argument(..., help="Competition slug."), source: Path = SOURCE, name: str = NAME,
            folds: int = FOLDS, seed: int = SEED, trials: int = TRIALS, timeout: float = TIMEOUT,
            pipeline: str = PIPELINE, storage: str = STORAGE, device: str = DEVICE, precision: str = PRECISION,
-           metric: str = METRIC, runs_dir: Path = RUNS_DIR, data_dir: Path = DATA_DIR) -> None:
+           metric: str = METRIC, extra_train: list[Path] = EXTRA, runs_dir: Path = RUNS_DIR, data_dir: Path = DATA_DIR) -> None:
     """Join a run's network search (any number of workers, on any machines sharing --storage); no blend or submission."""
     _check_metric(metric)
     from automl.workers import worker as run_worker
@@ -159,7 +166,7 @@ def worker(slug: str = typer.Argument(..., help="Competition slug."), source: Pa
     try:
         run_worker(slug, name=name, storage=storage, trials=trials, timeout=timeout, pipeline=pipeline, source=source, started=STARTED,
                    folds=folds, seed=seed, device=device, precision=precision, runs_dir=runs_dir, data_dir=data_dir,
-                   console=err, metric=metric)
+                   console=err, metric=metric, extra_train=tuple(extra_train or ()))
     except AutomlError as exc:
         _fail(str(exc), getattr(exc, "exit_code", 1))
     except KeyboardInterrupt:
@@ -180,6 +187,10 @@ def _run(slug: str, **options) -> None:
         _fail(f"interrupted; finished models and trials are kept in {options['runs_dir']}/{slug}/{options['name']} "
               "and reused when you run the same command again", 130)
     out.print(leaderboard_table(result.leaderboard))
+    extra = json.loads((result.run_dir / "config.json").read_text()).get("extra_train") or []
+    if extra:
+        out.print(f"trained with {sum(f['rows'] for f in extra):,} extra rows (--extra-train), scored on the "
+                  "competition's own rows only", highlight=False)
     line = blend_line(result.leaderboard, result.run_dir, out.width)
     if line:
         out.print(line, highlight=False)

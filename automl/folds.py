@@ -26,7 +26,12 @@ from automl.problem import Problem
 
 
 def make_folds(problem: Problem, k: int = 5, seed: int = 0) -> np.ndarray:
-    """Return the validation fold (0..k-1) of each labelled train row; -1 for rows that only train."""
+    """Return the validation fold (0..k-1) of each labelled train row; -1 for rows that only train (the
+    first stretch of an expanding window), EXTRA_FOLD for --extra-train rows (they train in every fold)."""
+    if problem.extra:  # folds over the competition's own rows; the extra rows after them never validate
+        from automl.extra import EXTRA_FOLD
+
+        return np.concatenate([make_folds(problem.own(), k, seed), np.full(problem.extra, EXTRA_FOLD, np.int64)])
     n = len(problem.y)
     if k < 2 or k > n:
         raise AutomlError(f"--folds {k}: expected a number from 2 to the {n} training rows")
@@ -95,8 +100,9 @@ class Split:
 
 
 def splits(folds: np.ndarray) -> list[Split]:
-    """Each fold's rows; with rows marked -1 (an expanding window in time) a fold trains only on earlier folds' rows."""
-    if (folds < 0).any():
+    """Each fold's rows; with rows marked -1 (an expanding window in time) a fold trains only on earlier folds' rows.
+    Rows marked below -1 (--extra-train's) train in every fold."""
+    if (folds == -1).any():  # (extra rows are below every fold's number: earlier, they train in each)
         return [Split(np.flatnonzero(folds < f), np.flatnonzero(folds == f)) for f in range(int(folds.max()) + 1)]
     return [Split(np.flatnonzero(folds != f), np.flatnonzero(folds == f)) for f in range(int(folds.max()) + 1)]
 
@@ -110,7 +116,7 @@ def weights_for_test(folds: list[Split]) -> np.ndarray:
     """How the fold models' test predictions are averaged: equally; but for an expanding window
     in time only the last fold's model counts, since it trained on the latest rows and a forecast
     from a model that stopped earlier misses the trend since (a tree cannot extrapolate it)."""
-    expanding = np.setdiff1d(folds[0].train_rows, predicted_rows(folds)).size > 0
+    expanding = len(folds) > 1 and np.intersect1d(folds[0].train_rows, predicted_rows(folds)).size == 0
     return np.eye(len(folds))[-1] if expanding else np.full(len(folds), 1 / len(folds))
 
 

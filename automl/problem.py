@@ -29,6 +29,8 @@ class Problem:
     y: np.ndarray  # int64 class codes, or float64 values; (n, t) with several targets
     classes: np.ndarray | None  # class value per code, in sorted order
     labelled: pd.DataFrame  # every column of the labelled train rows (groups, times)
+    extra: int = 0  # the last `extra` rows come from --extra-train: they train in every fold, never validate
+    extra_files: tuple = ()  # each --extra-train file: {"path", "sha256", "rows"}
 
     @property
     def n_classes(self) -> int:
@@ -43,6 +45,18 @@ class Problem:
     def multilabel(self) -> bool:
         return self.comp.task == "multilabel"
 
+    @property
+    def own_rows(self) -> int:
+        """The competition's own labelled rows (the first ones)."""
+        return len(self.y) - self.extra
+
+    def own(self) -> Problem:
+        """The problem without its --extra-train rows: the competition's own labelled rows."""
+        if not self.extra:
+            return self
+        n = len(self.y) - self.extra
+        return replace(self, train=self.train.iloc[:n], y=self.y[:n], labelled=self.labelled.iloc[:n], extra=0)
+
     def without_frames(self) -> Problem:
         """The same problem with its frames emptied of columns (their rows' count kept): once every fold's
         features are made, no stage reads the raw columns again (at 300,000 rows they held 100 MB)."""
@@ -53,7 +67,10 @@ class Problem:
         return (n, self.n_classes) if self.n_classes else (n, self.n_targets) if self.y.ndim == 2 else (n,)
 
 
-def make_problem(comp: Competition, train: pd.DataFrame, test: pd.DataFrame) -> Problem:
+def make_problem(comp: Competition, train: pd.DataFrame, test: pd.DataFrame, extra_files: tuple = ()) -> Problem:
+    """`train` may end with --extra-train rows, marked by automl.extra's indicator column."""
+    from automl.extra import EXTRA_COLUMN
+
     targets = list(comp.target_columns)
     labelled = train[train[targets].notna().all(axis=1)]  # a row missing any target cannot train
     dropped = len(train) - len(labelled)
@@ -70,8 +87,10 @@ def make_problem(comp: Competition, train: pd.DataFrame, test: pd.DataFrame) -> 
         y, classes, metric = _encode_targets(comp, labelled[targets]), None, get_metric(comp.metric)
     else:
         y, classes, metric = _encode_target(comp, labelled[comp.target])
+    extra = int(labelled[EXTRA_COLUMN].sum()) if EXTRA_COLUMN in labelled.columns else 0
     return Problem(comp, metric, labelled[columns].reset_index(drop=True),
-                   test[columns].reset_index(drop=True), y, classes, labelled.reset_index(drop=True))
+                   test[columns].reset_index(drop=True), y, classes, labelled.reset_index(drop=True), extra,
+                   tuple(extra_files))
 
 
 def _encode_target(comp: Competition, target: pd.Series) -> tuple[np.ndarray, np.ndarray | None, Metric]:

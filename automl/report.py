@@ -142,6 +142,16 @@ def _weights(weights: dict, method: str = "greedy"):
     return figure
 
 
+def _extra(config: dict) -> str:
+    """A paragraph on the --extra-train rows, when the run had some."""
+    files = config.get("extra_train") or []
+    if not files:
+        return ""
+    listed = ", ".join(f"{html.escape(str(f['path']))} ({f['rows']:,} rows, sha256 {f['sha256'][:12]})" for f in files)
+    return (f"<p>Extra training rows: {sum(f['rows'] for f in files):,} from {listed}. They trained every fold's "
+            "models and were never scored: every score above is on the competition's own rows.</p>")
+
+
 def _html(run_dir: Path, config: dict, board: pd.DataFrame, metric: str, folder: Path, figures: dict) -> str:
     title = f"automl: {config.get('slug', run_dir.parent.name)} / {run_dir.name}"
     best = board.iloc[0]
@@ -163,6 +173,7 @@ img {{ max-width: 100%; }} .best {{ background: #eef6ee; padding: 0.8rem; border
 <p class="best">Best: <b>{html.escape(str(best['model']))}</b> ({html.escape(str(best['kind']))}), {html.escape(metric)}
 {best[metric]:.5f} ± {best['std']:.5f} over {config.get('folds', '?')} folds ({get_metric(metric).direction}).
 The submission is written from this model.</p>
+{_extra(config)}
 <p>Network trials are ranked on one fold (the optimization history shows that score); the best few are then
 trained on every fold, and only those cross-validated scores are on the leaderboard. Notes say how each model
 was sized to the time budget. {html.escape(_timings(run_dir))}</p>

@@ -23,24 +23,30 @@ import pandas as pd
 from automl.baselines import CVResult
 from automl.competition import Competition, load, read_tables
 from automl.errors import AutomlError
+from automl.extra import read_extra, with_extra
 from automl.fetch import fetch, read_record
 from automl.folds import Fold, fold_features, make_folds
 from automl.io import write_csv, write_json, write_npy
 from automl.problem import Problem, make_problem
 
 
-def prepare(slug: str, data_dir="data", source=None,
-            metric: str | None = None) -> tuple[Competition, Problem, pd.DataFrame, pd.Series | None]:
+def prepare(slug: str, data_dir="data", source=None, metric: str | None = None,
+            extra_train=()) -> tuple[Competition, Problem, pd.DataFrame, pd.Series | None]:
     """Fetch, read and check the data; return spec, problem, sample and test ids.
 
     `metric` (--metric) overrides the spec's metric; without a YAML, the metric named by
-    Kaggle's record (saved beside the data by fetch) comes before a guess.
+    Kaggle's record (saved beside the data by fetch) comes before a guess. `extra_train`
+    (--extra-train): files of more labelled rows, checked before any work (automl.extra).
     """
     folder = fetch(slug, data_dir, source)
     comp = load(slug, folder, metric, read_record(folder))
     train, test, sample = read_tables(comp, folder, f"competitions/{slug}.yaml")
     test_ids = test[comp.id] if comp.id in test.columns else None
-    return comp, make_problem(comp, train, test), sample, test_ids
+    records = []
+    if extra_train:
+        extra, records = read_extra(list(extra_train), comp, train, test)
+        train, test = with_extra(train, test, extra)
+    return comp, make_problem(comp, train, test, tuple(records)), sample, test_ids
 
 
 SPEC_DEFAULTS = {f.name: f.default for f in fields(Competition) if f.default is not MISSING}
@@ -53,10 +59,12 @@ def claim(run_dir: Path, config: dict, name: str) -> None:
         before = json.loads(path.read_text())
         if isinstance(before.get("competition"), dict):  # a spec key added since the run began had its default
             before["competition"] = {**SPEC_DEFAULTS, **before["competition"]}
-        for key in ("competition", "folds", "seed", "rows"):
-            if json.dumps(before.get(key), sort_keys=True) != json.dumps(config[key], sort_keys=True, default=list):
+        before.setdefault("extra_train", [])  # made before --extra-train existed: none
+        for key in ("competition", "folds", "seed", "extra_train", "rows"):
+            if json.dumps(before.get(key), sort_keys=True) != json.dumps(config.get(key, []), sort_keys=True, default=list):
+                made = {"competition": "spec", "extra_train": "set of --extra-train files"}.get(key)
                 raise AutomlError(
-                    f"{run_dir} was made with a different {key} ({before.get(key) if key != 'competition' else 'spec'}); "
+                    f"{run_dir} was made with a different {key} ({made or before.get(key)}); "
                     f"use the same options, or --name with a new run name instead of {name!r}"
                 )
         return

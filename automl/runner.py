@@ -48,7 +48,7 @@ def run(slug: str, *, source=None, name: str = "default", models: str = "all", f
         trials: int | None = None, timeout: float | None = None, pipeline: str = "auto",
         storage: str | None = None, device: str = "auto", precision: str = "32-true", workers: int = 0,
         runs_dir="runs", data_dir="data", console: Console | None = None, metric: str | None = None,
-        started: float | None = None) -> RunResult:
+        started: float | None = None, extra_train=()) -> RunResult:
     """Cross-validate baselines and searched networks on shared folds; write the best one's submission.
 
     `timeout` (seconds) bounds the whole run from the moment the process started: reading,
@@ -60,7 +60,7 @@ def run(slug: str, *, source=None, name: str = "default", models: str = "all", f
     if workers < 0:
         raise UsageError(f"--workers {workers}: expected 0 (one search process per CPU core) or more")
     worker_args = {"source": source, "data_dir": data_dir, "runs_dir": runs_dir, "pipeline": pipeline, "folds": folds,
-                   "seed": seed, "device": device, "precision": precision, "metric": metric}
+                   "seed": seed, "device": device, "precision": precision, "metric": metric, "extra_train": extra_train}
     console = console or Console(stderr=True)
     names, networks = _model_names(models)
     budget = Budget.start(timeout, started)
@@ -68,7 +68,12 @@ def run(slug: str, *, source=None, name: str = "default", models: str = "all", f
         names, unavailable = _installed(names, models)
     with budget.stage("read"):
         _check_minimum(timeout, budget, fetch(slug, data_dir, source))
-        comp, problem, sample, test_ids = prepare(slug, data_dir, source, metric)
+        comp, problem, sample, test_ids = prepare(slug, data_dir, source, metric, extra_train)
+    if problem.extra:
+        console.print(f"  extra training rows: {problem.extra:,} from "
+                      + ", ".join(f"{Path(f['path']).name} ({f['rows']:,})" for f in problem.extra_files)
+                      + f", beside {problem.own_rows:,} of {comp.train}; they train in every fold and are never scored",
+                      highlight=False)
     if networks and pipeline == "auto":
         pipeline = choose(problem)
         console.print(f"  networks: pipelines/{pipeline}.yaml (chosen from the columns; --pipeline to change)")
@@ -81,7 +86,7 @@ def run(slug: str, *, source=None, name: str = "default", models: str = "all", f
         try:
             with budget.stage("folds"):
                 claim(run_dir, {"slug": slug, "competition": asdict(comp), "folds": folds, "seed": seed,
-                                "rows": len(problem.y)}, name)
+                                "rows": len(problem.y), "extra_train": list(problem.extra_files)}, name)
                 handler = log_to(run_dir / "run.log")
                 assignment = load_folds(run_dir, problem, folds, seed)
             pending = [m for m in names if not (run_dir / "models" / m / "result.json").is_file()]

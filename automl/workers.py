@@ -63,8 +63,8 @@ def search_networks(problem: Problem, folds: list[Fold], digest: str, recipe: Pi
     search_deadline = None if deadline is None else time.monotonic() + (1 - recipe.complete_share) * max(
         0.0, deadline - time.monotonic())
     options = {"deadline": search_deadline, "storage": storage, "study_name": study_name, "device": device,
-               "precision": precision, "features_hash": digest,
-               "on": search.search_fold(folds)}  # made once: forks share it (a row sample on large tables)
+               "precision": precision, "features_hash": digest, "complete_by": deadline,
+               "completers": processes if forks else 1}
     metric = problem.comp.metric
     columns = [TextColumn("networks"), BarColumn(), MofNCompleteColumn(), TextColumn("trials on one fold"),
                TimeElapsedColumn(), TextColumn("{task.fields[best]}")]
@@ -74,8 +74,15 @@ def search_networks(problem: Problem, folds: list[Fold], digest: str, recipe: Pi
     with frozen_heap():
         try:  # the study and its tables exist before any fork joins them
             train.SHARING_PROCESSES = processes if forks else 1  # the forks share this machine's memory for activations
-            search.make_study(search.open_storage(search.storage_url(run_dir, storage)), study_name, recipe,
-                              problem.metric.greater_is_better, seed, len(folds), digest)
+            study = search.make_study(search.open_storage(search.storage_url(run_dir, storage)), study_name, recipe,
+                                      problem.metric.greater_is_better, seed, len(folds), digest)
+            # the search's row sample, sized to the time once and kept in the study: every process, machine
+            # and resumed run that joins it ranks trials on the same rows
+            if "search_rows" not in study.user_attrs:
+                study.set_user_attr("search_rows", search.search_rows(
+                    problem, folds, recipe, None if search_deadline is None else search_deadline - time.monotonic(),
+                    device=device))
+            options["on"] = search.search_fold(folds, study.user_attrs["search_rows"])  # made once: forks share it
             if forks:
                 helpers = [fork(run_dir, threads, lambda i=i: _search_summary(search.search(
                     problem, folds, recipe, run_dir, trials=trials, seed=seed + i, **options)), "search")
@@ -207,6 +214,8 @@ def start_worker(slug: str, name: str, storage: str | None, trials: int, timeout
         command += ["--metric", str(args["metric"])]
     if args.get("source"):
         command += ["--from", str(args["source"])]
+    for path in args.get("extra_train") or ():
+        command += ["--extra-train", str(path)]
     run_dir = Path(args.get("runs_dir", "runs")) / slug / name
     env = os.environ | {"OMP_NUM_THREADS": str(threads)}
     with open(run_dir / f"worker-{os.getpid()}-{time.monotonic_ns()}.log", "w") as logfile:  # the child keeps its copy
@@ -264,17 +273,19 @@ def _search_summary(study: optuna.Study) -> str:
 def worker(slug: str, *, name: str = "default", storage: str | None = None, trials: int | None = None,
            timeout: float | None = None, pipeline: str = "auto", source=None, folds: int = 5, seed: int = 0,
            device: str = "auto", precision: str = "32-true", runs_dir="runs", data_dir="data",
-           console: Console | None = None, metric: str | None = None, started: float | None = None) -> dict:
+           console: Console | None = None, metric: str | None = None, started: float | None = None,
+           extra_train=()) -> dict:
     """Join a study and run trials until it has enough or time is up; no blending, no submission."""
     from dataclasses import asdict
 
     console = console or Console(stderr=True)
     check_timeout(timeout)
     deadline = None if timeout is None else (time.monotonic() if started is None else started) + timeout
-    comp, problem, _, _ = prepare(slug, data_dir, source, metric)
+    comp, problem, _, _ = prepare(slug, data_dir, source, metric, extra_train)
     recipe = load_pipeline(choose(problem) if pipeline == "auto" else pipeline)
     run_dir = Path(runs_dir) / slug / name
-    claim(run_dir, {"slug": slug, "competition": asdict(comp), "folds": folds, "seed": seed, "rows": len(problem.y)}, name)
+    claim(run_dir, {"slug": slug, "competition": asdict(comp), "folds": folds, "seed": seed, "rows": len(problem.y),
+                    "extra_train": list(problem.extra_files)}, name)
     assignment = load_folds(run_dir, problem, folds, seed)
     features, digest = shared_features(problem, assignment, recipe)
     problem = problem.without_frames()
