@@ -94,6 +94,8 @@ class Budget:
     network_reserve: float = 0.0  # kept for the networks
     network_start: float | None = None  # the moment the baselines must have ended
     peaks: dict[str, float] = field(default_factory=dict)  # stage -> the process's peak memory (MiB) when it ended
+    pseudo_reserve: float = 0.0  # kept for --pseudo-label's second pass, after the first blend
+    blend_estimate: float = 0.0  # the blend's planned seconds
 
     @classmethod
     def start(cls, total: float | None, started: float | None = None) -> Budget:
@@ -122,21 +124,37 @@ class Budget:
     def left(self) -> float | None:
         return None if self.deadline is None else max(0.0, self.deadline - time.monotonic())
 
-    def plan(self, rows: int, networks: bool, network_share: float, blend: float = 0.0) -> None:
-        """Fix the reserves once the data is read and preprocessed; `blend`: the blend's estimated seconds."""
+    def plan(self, rows: int, networks: bool, network_share: float, blend: float = 0.0, pseudo_share: float = 0.0) -> None:
+        """Fix the reserves once the data is read and preprocessed; `blend`: the blend's estimated seconds;
+        `pseudo_share`: of what is left, kept for a second pass with pseudo-labels (and its second blend)."""
         if self.total is None:
             return
         # The submission and report: a few seconds, more for millions of predictions; and the blend.
         self.outputs_reserve = 1.0 + rows / 300_000
         blend = min(blend, BLEND_SHARE * self.total)  # past that, the blend scores its choices on fewer rows
+        self.blend_estimate = blend
         self.final_reserve = min(0.15 * self.total, 1.0 + self.outputs_reserve + blend)
+        left = self.left() or 0.0
+        self.pseudo_reserve = pseudo_share * left
+        self.final_reserve += self.pseudo_reserve + (blend if pseudo_share else 0.0)  # the pass, then a second blend
         left = self.left() or 0.0
         self.network_reserve = network_share * left if networks else 0.0
         self.network_start = time.monotonic() + left - self.network_reserve
 
     def blend_allowance(self) -> float | None:
-        """Seconds the blend may take: what is left but the outputs' reserve."""
-        return None if self.end is None else max(0.0, self.end - time.monotonic() - self.outputs_reserve)
+        """Seconds the blend may take: what is left but the outputs' reserve (and the pseudo-labels' pass
+        and its blend, while they are to come)."""
+        if self.end is None:
+            return None
+        pending = self.pseudo_reserve + self.blend_estimate if self.pseudo_reserve else 0.0
+        return max(0.0, self.end - time.monotonic() - self.outputs_reserve - pending)
+
+    def pseudo_allowance(self) -> float | None:
+        """Seconds --pseudo-label's second pass may take: what is left but a second blend and the outputs."""
+        if self.end is None:
+            return None
+        self.pseudo_reserve = 0.0  # from now on the blend may use what the pass leaves
+        return max(0.0, self.end - time.monotonic() - self.outputs_reserve - self.blend_estimate)
 
     def networks_deadline(self) -> float | None:
         """When the network stage must end: a small margin before the deadline for its wrap-up

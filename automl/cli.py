@@ -136,11 +136,15 @@ def run(slug: str = typer.Argument(..., help="Competition slug."), source: Path 
         pipeline: str = PIPELINE, storage: str = STORAGE, device: str = DEVICE, precision: str = PRECISION,
         workers: int = typer.Option(0, "--workers", help="Search processes on this machine, sharing the study: 0 is one per CPU core "
                                      "(up to 4; one on a GPU)."),
-        metric: str = METRIC, extra_train: list[Path] = EXTRA, runs_dir: Path = RUNS_DIR, data_dir: Path = DATA_DIR) -> None:
+        metric: str = METRIC, extra_train: list[Path] = EXTRA,
+        pseudo_label: bool = typer.Option(False, "--pseudo-label", help="After the first blend, train the best baselines "
+                                          "again with confident test rows added to every fold (classification; "
+                                          "kept only when the held-out score improves)."),
+        runs_dir: Path = RUNS_DIR, data_dir: Path = DATA_DIR) -> None:
     """Cross-validate baselines and searched networks on shared folds, print the leaderboard, write submission.csv."""
     _run(slug, source=source, name=name, models=models, folds=folds, seed=seed, trials=trials, timeout=timeout,
          pipeline=pipeline, storage=storage, device=device, precision=precision, workers=workers, runs_dir=runs_dir,
-         data_dir=data_dir, metric=metric, extra_train=tuple(extra_train or ()))
+         data_dir=data_dir, metric=metric, extra_train=tuple(extra_train or ()), pseudo_label=pseudo_label)
 
 
 @app.command()

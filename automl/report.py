@@ -152,6 +152,15 @@ def _extra(config: dict) -> str:
             "models and were never scored: every score above is on the competition's own rows.</p>")
 
 
+def _pseudo(run_dir: Path) -> str:
+    """A paragraph on --pseudo-label's second pass: what it did, and whether it was kept."""
+    path = run_dir / "pseudo.json"
+    if not path.is_file():
+        return ""
+    lines = json.loads(path.read_text()).get("lines", [])
+    return "<p>" + "<br>".join(html.escape(line) for line in lines) + "</p>" if lines else ""
+
+
 def _html(run_dir: Path, config: dict, board: pd.DataFrame, metric: str, folder: Path, figures: dict) -> str:
     title = f"automl: {config.get('slug', run_dir.parent.name)} / {run_dir.name}"
     best = board.iloc[0]
@@ -173,7 +182,7 @@ img {{ max-width: 100%; }} .best {{ background: #eef6ee; padding: 0.8rem; border
 <p class="best">Best: <b>{html.escape(str(best['model']))}</b> ({html.escape(str(best['kind']))}), {html.escape(metric)}
 {best[metric]:.5f} ± {best['std']:.5f} over {config.get('folds', '?')} folds ({get_metric(metric).direction}).
 The submission is written from this model.</p>
-{_extra(config)}
+{_extra(config)}{_pseudo(run_dir)}
 <p>Network trials are ranked on one fold (the optimization history shows that score); the best few are then
 trained on every fold, and only those cross-validated scores are on the leaderboard. Notes say how each model
 was sized to the time budget. {html.escape(_timings(run_dir))}</p>

@@ -83,6 +83,8 @@ def load_folds(run_dir: Path, problem: Problem, k: int, seed: int) -> np.ndarray
 def save_result(folder: Path, result: CVResult) -> None:
     write_npy(folder / "oof.npy", result.oof)
     write_npy(folder / "test.npy", result.test)
+    if result.test_folds is not None:
+        write_npy(folder / "test_folds.npy", result.test_folds)
     write_json(folder / "result.json", {  # written last: its presence means finished
         "name": result.name, "kind": result.kind, "fold_scores": result.fold_scores,
         "mean": result.mean, "std": result.std, "seconds": result.seconds,
@@ -94,8 +96,10 @@ def load_result(folder: Path) -> CVResult | None:
     if not (folder / "result.json").is_file():
         return None
     meta = json.loads((folder / "result.json").read_text())
+    own = folder / "test_folds.npy"
     return CVResult(meta["name"], np.load(folder / "oof.npy"), np.load(folder / "test.npy"),
-                    meta["fold_scores"], meta["seconds"], meta["threshold"], meta["kind"], meta["info"])
+                    meta["fold_scores"], meta["seconds"], meta["threshold"], meta["kind"], meta["info"],
+                    np.load(own) if own.is_file() else None)
 
 
 def log_to(path: Path) -> logging.Handler:

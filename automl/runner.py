@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 from rich.console import Console
 
-from automl import baselines
+from automl import baselines, pseudo
 from automl.baselines import CVResult
 from automl.budget import Budget, check_timeout, minimum_seconds
 from automl.competition import Competition
@@ -33,6 +33,7 @@ from automl.rundir import claim, load_folds, load_result, locked, log_to, prepar
 from automl.submission import make_submission, validate
 
 log = logging.getLogger("automl")
+PSEUDO_SHARE = 0.2  # of the time left after preprocessing, kept for --pseudo-label's second pass
 
 
 @dataclass(frozen=True)
@@ -48,7 +49,7 @@ def run(slug: str, *, source=None, name: str = "default", models: str = "all", f
         trials: int | None = None, timeout: float | None = None, pipeline: str = "auto",
         storage: str | None = None, device: str = "auto", precision: str = "32-true", workers: int = 0,
         runs_dir="runs", data_dir="data", console: Console | None = None, metric: str | None = None,
-        started: float | None = None, extra_train=()) -> RunResult:
+        started: float | None = None, extra_train=(), pseudo_label: bool = False) -> RunResult:
     """Cross-validate baselines and searched networks on shared folds; write the best one's submission.
 
     `timeout` (seconds) bounds the whole run from the moment the process started: reading,
@@ -91,14 +92,15 @@ def run(slug: str, *, source=None, name: str = "default", models: str = "all", f
                 assignment = load_folds(run_dir, problem, folds, seed)
             pending = [m for m in names if not (run_dir / "models" / m / "result.json").is_file()]
             fold_data, digest = None, ""
-            if pending or networks:
+            if pending or networks or pseudo_label:
                 with budget.stage("preprocess"), console.status("preprocessing each fold"):
                     fold_data, digest = shared_features(problem, assignment, recipe)
                 problem = problem.without_frames()
             blended_models = len(names) + (recipe.complete_best if networks else 0)
             with budget.stage("plan"):  # timed scores of the metric size the blend's reserve
                 budget.plan(len(problem.y) + len(problem.test), networks, recipe.network_share if recipe else 0.0,
-                            blend=blend_seconds(problem, folds, blended_models) if budget.bounded and blended_models > 1 else 0.0)
+                            blend=blend_seconds(problem, folds, blended_models) if budget.bounded and blended_models > 1 else 0.0,
+                            pseudo_share=PSEUDO_SHARE if pseudo_label and not pseudo.applies(problem) else 0.0)
             for line in unavailable:
                 console.print(f"  {line}", highlight=False)
             results, members = _baselines(names, networks, problem, fold_data, run_dir, budget, seed, console, device)
@@ -119,6 +121,21 @@ def run(slug: str, *, source=None, name: str = "default", models: str = "all", f
                                                          if budget.bounded else "; see run.log for each trial's failure"))
             with budget.stage("blend"):
                 blended = ensemble(problem, splits(assignment), members, seconds=budget.blend_allowance())
+            if pseudo_label:
+                with budget.stage("pseudo-labels"):
+                    kept, lines = pseudo.second_pass(problem, fold_data, blended, members, seed=seed, device=device,
+                                                     seconds=budget.pseudo_allowance())
+                for line in lines:
+                    log.info(line)
+                    console.print(f"  {line}", highlight=False)
+                write_json(run_dir / "pseudo.json", {"lines": lines, "kept": [r.name for r in kept]})
+                for result in kept:
+                    save_result(run_dir / "models" / result.name, result)
+                results += kept
+                members += kept
+                if kept:
+                    with budget.stage("blend"):
+                        blended = ensemble(problem, splits(assignment), members, seconds=budget.blend_allowance())
             if blended is not None:
                 save_result(run_dir / "models" / "ensemble", blended)
                 if blended.info["method"] == "stack":

@@ -139,6 +139,9 @@ def make_study(storage: optuna.storages.BaseStorage, name: str, pipeline: Pipeli
     return study
 
 
+SLOWEST_PREDICT = 1e-3  # seconds a row, more than any searched network takes to predict on a CPU (FT-Transformer: 0.35 ms)
+
+
 class Surplus(Exception):
     """Another worker already started the last trial the study needs."""
 
@@ -232,8 +235,10 @@ class Objective:
         deadline = self.deadline
         if deadline is not None:  # no trial may take more than its share of the search's time
             deadline = min(deadline, time.monotonic() + pipeline.trial_share * self.budget)
-        if self.predict_limit is not None:  # a network too slow to ever be completed in this run's time
-            rows = sum(len(f.valid_rows) + len(problem.test) for f in self.folds)
+        rows = sum(len(f.valid_rows) + len(problem.test) for f in self.folds)
+        # a network too slow to ever be completed in this run's time (checked where a millisecond a row,
+        # slower than any network here predicts, would not fit)
+        if self.predict_limit is not None and rows * SLOWEST_PREDICT > self.predict_limit:
             predicting = predict_seconds_per_row(problem, fold, params, self.device) * rows
             if predicting > self.predict_limit:
                 trial.set_user_attr("stopped", f"too slow for this table: predicting every fold would take about "

@@ -49,7 +49,7 @@ def cross_validate(name: str, problem: Problem, folds: list[Fold], seed: int = 0
     size = Size() if seconds is None or name == "dummy" else plan_size(baseline, problem, folds[0], seed,
                                                                        seconds / len(folds), len(folds), device)
     rng = np.random.default_rng(seed)
-    grown, rounds, boosted = [], [], []
+    grown, rounds, boosted, own = [], [], [], []
     for i, fold in enumerate(folds):
         if on_fold:
             on_fold(i)
@@ -67,7 +67,8 @@ def cross_validate(name: str, problem: Problem, folds: list[Fold], seed: int = 0
         info |= info_fold
         oof[fold.valid_rows] = predict(model, x_valid, problem)
         if weights[i]:  # an expanding window forecasts the test with its last fold's model only
-            test += predict(model, x_test, problem) * weights[i]
+            own.append(predict(model, x_test, problem))
+            test += own[-1] * weights[i]
         if seconds is not None and i < len(folds) - 1:
             size = resize(size, baseline, time.monotonic() - fold_start,
                            (start + seconds - time.monotonic()) / (len(folds) - i - 1), len(fold.train_rows))
@@ -85,7 +86,9 @@ def cross_validate(name: str, problem: Problem, folds: list[Fold], seed: int = 0
         note = "; ".join(x for x in (f"{span} rounds", note) if x)
     if note:
         info["note"] = "; ".join(x for x in (info.get("note"), note) if x)
-    return finish(name, problem, folds, oof, test, time.monotonic() - start, info=info)
+    result = finish(name, problem, folds, oof, test, time.monotonic() - start, info=info)
+    result.test_folds = np.stack(own).astype(np.float32) if len(own) == len(folds) else None
+    return result
 
 
 def _with_cuts(name: str, problem: Problem, folds: list[Fold], seed: int, on_fold, seconds: float | None,

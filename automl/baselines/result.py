@@ -21,6 +21,9 @@ class CVResult:
     threshold: float | None = None
     kind: str = "baseline"
     info: dict = field(default_factory=dict)
+    # each fold model's own test predictions, (folds, *test's shape), where kept (baselines): a teacher for
+    # fold k that never saw fold k's labels (--pseudo-label)
+    test_folds: np.ndarray | None = None
 
     @property
     def mean(self) -> float:
