@@ -95,7 +95,11 @@ def common_layout(features: list[Features]) -> Layout:
 
 
 def align(features: Features, layout: Layout) -> Features:
-    """The same rows in the common layout: zeros for a numeric column this fold dropped, code 0 for a categorical one."""
+    """The same rows in the common layout: zeros for a numeric column this fold dropped, code 0 for a categorical one.
+    Where only the cardinalities differ (a fold saw fewer levels), the arrays are shared, not copied: every
+    code stays below the widest cardinality (at 300,000 rows the copies of four members' rows held 300 MB)."""
+    if (features.numeric_names, features.categorical_names) == (layout.numeric_names, layout.categorical_names):
+        return replace(features, cardinalities=layout.cardinalities)
     n = len(features)
     numeric = np.zeros((n, len(layout.numeric_names)), np.float32)  # (n, p_union)
     at = {name: i for i, name in enumerate(layout.numeric_names)}

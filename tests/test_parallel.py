@@ -142,6 +142,19 @@ def test_folds_with_differing_layouts_train_together():
     assert score(problem.metric, problem.y[np.concatenate([f.valid_rows for f in folds])], oof) > 0.6
 
 
+def test_folds_that_differ_only_in_levels_seen_share_their_arrays():
+    """Columns alike, cardinalities not (a fold saw fewer levels): the common layout widens the cardinalities
+    and keeps the arrays as they are, no copy of four members' rows."""
+    problem, folds = small_problem("binary", n=240, k=3)
+    wider = replace(folds[1].train, cardinalities=tuple(c + 5 for c in folds[1].train.cardinalities))
+    layout = common_layout([folds[0].train, wider])
+    first = aligned(folds[0], layout)
+    assert first.train.cardinalities == layout.cardinalities != folds[0].train.cardinalities
+    for part in ("train", "valid", "test"):
+        assert getattr(first, part).numeric is getattr(folds[0], part).numeric
+        assert getattr(first, part).categorical is getattr(folds[0], part).categorical
+
+
 def test_a_passed_deadline_still_validates_every_member_once():
     problem, folds = small_problem("multiclass")
     start = time.monotonic()
