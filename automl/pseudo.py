@@ -112,7 +112,8 @@ def second_pass(problem: Problem, folds: list[Fold], blend: CVResult | None, mem
     sign = 1.0 if problem.metric.greater_is_better else -1.0
     taught = teachers(blend, members, sign)
     if taught is None:
-        return [], ["pseudo-labels: no baseline kept its fold models' test predictions to teach; skipped"]
+        return [], ["pseudo-labels: no baseline kept its fold models' test predictions to teach (baselines reused from "
+                    "a run without --pseudo-label keep none: use a new --name); skipped"]
     teacher, taught_oof, names = taught
     cut = threshold(problem, folds, taught_oof)
     if cut is None:

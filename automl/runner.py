@@ -103,7 +103,8 @@ def run(slug: str, *, source=None, name: str = "default", models: str = "all", f
                             pseudo_share=PSEUDO_SHARE if pseudo_label and not pseudo.applies(problem) else 0.0)
             for line in unavailable:
                 console.print(f"  {line}", highlight=False)
-            results, members = _baselines(names, networks, problem, fold_data, run_dir, budget, seed, console, device)
+            results, members = _baselines(names, networks, problem, fold_data, run_dir, budget, seed, console, device,
+                                          keep_test_folds=pseudo_label)
             if networks:
                 with budget.stage("imports"):  # torch and Lightning: seconds
                     from automl.workers import search_networks
@@ -177,7 +178,8 @@ def _check_minimum(timeout: float | None, budget: Budget, folder: Path) -> None:
 
 
 def _baselines(names: list[str], networks: bool, problem: Problem, fold_data, run_dir: Path,
-               budget: Budget, seed: int, console: Console, device: str = "cpu") -> tuple[list[CVResult], list[CVResult]]:
+               budget: Budget, seed: int, console: Console, device: str = "cpu",
+               keep_test_folds: bool = False) -> tuple[list[CVResult], list[CVResult]]:
     """Every requested baseline, cheap ones first, each sized to its part of the baselines' time."""
     results, pending = [], []
     for model in names:
@@ -201,18 +203,19 @@ def _baselines(names: list[str], networks: bool, problem: Problem, fold_data, ru
         weights = [baselines.BASELINES[m].weight for m in order[i:]]
         share = None if left is None or model == "dummy" else left * weights[0] / sum(weights)
         with budget.stage(f"baseline {model}"):
-            result = _fit(model, run_dir, problem, fold_data, seed, console, share, device)
+            result = _fit(model, run_dir, problem, fold_data, seed, console, share, device, keep_test_folds)
         if result is not None:
             results.append(result)
     return results, list(results)
 
 
 def _fit(model: str, run_dir: Path, problem: Problem, fold_data, seed: int, console: Console,
-         seconds: float | None, device: str = "cpu") -> CVResult | None:
+         seconds: float | None, device: str = "cpu", keep_test_folds: bool = False) -> CVResult | None:
     k = len(fold_data)
     try:
         with console.status(f"{model}: fold 1/{k}") as status:
             result = baselines.cross_validate(model, problem, fold_data, seed, seconds=seconds, device=device,
+                                              keep_test_folds=keep_test_folds,
                                               on_fold=lambda i: status.update(f"{model}: fold {i + 1}/{k}"))
     except baselines.Skipped as why:
         log.info("%s: %s", model, why)

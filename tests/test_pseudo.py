@@ -53,7 +53,8 @@ def test_the_threshold_is_where_out_of_fold_predictions_were_right_often_enough(
 
 def test_baselines_keep_each_fold_models_test_predictions():
     problem, folds = small_problem("binary", n=300, k=3)
-    result = cross_validate("linear", problem, folds)
+    assert cross_validate("linear", problem, folds).test_folds is None  # only when asked: memory at scale
+    result = cross_validate("linear", problem, folds, keep_test_folds=True)
     assert result.test_folds.shape == (3, *result.test.shape)
     assert np.allclose(result.test_folds.mean(axis=0), result.test, atol=1e-6)
 

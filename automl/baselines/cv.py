@@ -22,7 +22,7 @@ from automl.problem import Problem
 
 def cross_validate(name: str, problem: Problem, folds: list[Fold], seed: int = 0,
                    on_fold: Callable[[int], None] | None = None, seconds: float | None = None,
-                   device: str = "cpu") -> CVResult:
+                   device: str = "cpu", keep_test_folds: bool = False) -> CVResult:
     """Fit baseline `name` on every fold; score out-of-fold with the competition metric.
 
     With `seconds`, the baseline is sized to fit that time: a timed fit on a row sample
@@ -30,7 +30,8 @@ def cross_validate(name: str, problem: Problem, folds: list[Fold], seed: int = 0
     used, boosting gets as many rounds as fit, and a model too costly for every row
     trains on a row sample (the leaderboard note says so). `Skipped` when even that
     would not fit; `Failed` when a GBDT library fails on a fold. `device` (cpu, cuda, auto)
-    is where the GBDTs boost.
+    is where the GBDTs boost. `keep_test_folds`: the result keeps each fold model's test predictions
+    too (`test_folds`, for --pseudo-label's teachers).
     """
     if name not in BASELINES:
         raise AutomlError(f"--models: unknown baseline {name!r}; expected one of {', '.join(BASELINES)}")
@@ -67,8 +68,10 @@ def cross_validate(name: str, problem: Problem, folds: list[Fold], seed: int = 0
         info |= info_fold
         oof[fold.valid_rows] = predict(model, x_valid, problem)
         if weights[i]:  # an expanding window forecasts the test with its last fold's model only
-            own.append(predict(model, x_test, problem))
-            test += own[-1] * weights[i]
+            fold_test = predict(model, x_test, problem)
+            test += fold_test * weights[i]
+            if keep_test_folds:
+                own.append(fold_test)
         if seconds is not None and i < len(folds) - 1:
             size = resize(size, baseline, time.monotonic() - fold_start,
                            (start + seconds - time.monotonic()) / (len(folds) - i - 1), len(fold.train_rows))
@@ -87,7 +90,8 @@ def cross_validate(name: str, problem: Problem, folds: list[Fold], seed: int = 0
     if note:
         info["note"] = "; ".join(x for x in (info.get("note"), note) if x)
     result = finish(name, problem, folds, oof, test, time.monotonic() - start, info=info)
-    result.test_folds = np.stack(own).astype(np.float32) if len(own) == len(folds) else None
+    if keep_test_folds and len(own) == len(folds):
+        result.test_folds = np.stack(own).astype(np.float32)
     return result
 
 
