@@ -104,6 +104,16 @@ def synthetic_multi(task: str, n: int = 240, seed: int = 0) -> pd.DataFrame:
     return frame
 
 
+def write_bundle(folder: Path, frame: pd.DataFrame, train_rows: int, fill=0) -> Path:
+    """A competition folder in Kaggle's layout (for --from): the first `train_rows` rows of `frame` as
+    train.csv, the rest without their target as test.csv, and a sample submission of `fill`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    frame.iloc[:train_rows].to_csv(folder / "train.csv", index=False)
+    frame.iloc[train_rows:].drop(columns="target").to_csv(folder / "test.csv", index=False)
+    pd.DataFrame({"id": frame.iloc[train_rows:]["id"], "target": fill}).to_csv(folder / "sample_submission.csv", index=False)
+    return folder
+
+
 @pytest.fixture(params=["binary", "multiclass", "regression"])
 def task(request) -> str:
     return request.param

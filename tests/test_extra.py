@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import synthetic_frame
+from conftest import synthetic_frame, write_bundle
 from typer.testing import CliRunner
 
 from automl.cli import app
@@ -101,12 +101,7 @@ def test_an_extra_file_for_another_task_is_refused():
 
 
 def _bundle(folder, n=300, seed=0):
-    frame = synthetic_frame("binary", n + 100, seed)
-    folder.mkdir(parents=True, exist_ok=True)
-    frame.iloc[:n].to_csv(folder / "train.csv", index=False)
-    frame.iloc[n:].drop(columns="target").to_csv(folder / "test.csv", index=False)
-    pd.DataFrame({"id": frame.iloc[n:]["id"], "target": 0.5}).to_csv(folder / "sample_submission.csv", index=False)
-    return folder
+    return write_bundle(folder, synthetic_frame("binary", n + 100, seed), n, fill=0.5)
 
 
 @pytest.mark.e2e

@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import write_bundle
 from net_helpers import small_problem
 from typer.testing import CliRunner
 
@@ -74,14 +75,6 @@ def _clusters(rows: int, clusters: int, seed: int = 3) -> pd.DataFrame:
     return pd.DataFrame({"id": np.arange(rows), "a": x[:, 0], "b": x[:, 1], "target": label[which]})
 
 
-def _bundle(folder, frame: pd.DataFrame, train_rows: int):
-    folder.mkdir(parents=True, exist_ok=True)
-    frame.iloc[:train_rows].to_csv(folder / "train.csv", index=False)
-    frame.iloc[train_rows:].drop(columns="target").to_csv(folder / "test.csv", index=False)
-    pd.DataFrame({"id": frame.iloc[train_rows:]["id"], "target": 0}).to_csv(folder / "sample_submission.csv", index=False)
-    return folder
-
-
 @pytest.mark.e2e
 @pytest.mark.parametrize("case", ["helps", "does-not-help"])
 def test_pseudo_label_end_to_end(tmp_path, case):
@@ -89,7 +82,7 @@ def test_pseudo_label_end_to_end(tmp_path, case):
     kept (and joins the blend). 200 rows in 12 clusters: the first pass already places every cluster, the
     second is no better, so it is dropped; the run and the report say which."""
     train_rows, clusters = (120, 8) if case == "helps" else (200, 12)
-    data = _bundle(tmp_path / "bundle", _clusters(5_000, clusters), train_rows)
+    data = write_bundle(tmp_path / "bundle", _clusters(5_000, clusters), train_rows)
     result = invoke("run", f"pseudo-{case}", "--from", data, "--models", "linear,hist_gb,lightgbm,random_forest",
                     "--metric", "accuracy", "--pseudo-label", "--runs-dir", tmp_path / "runs", "--data-dir", tmp_path / "data")
     assert result.exit_code == 0, result.output
