@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from automl.competition import Competition, looks_like_date, read_csv
+from automl.competition import Competition, looks_like_date
 from automl.errors import UsageError
 
 log = logging.getLogger("automl")
@@ -59,7 +59,7 @@ def _read(path: Path) -> tuple[str, pd.DataFrame, str]:
             if len(members) != 1:
                 raise UsageError(f"--extra-train {path}: the zip holds {_count(members)}; unpack it and pass the CSV to use")
             return f"{path}:{members[0]}", _csv(io.BytesIO(archive.read(members[0])), f"{path}:{members[0]}"), digest
-    return str(path), read_csv(path), digest
+    return str(path), _csv(io.BytesIO(data), str(path)), digest
 
 
 def _csv(handle, name: str) -> pd.DataFrame:
@@ -105,10 +105,15 @@ def conform(frame: pd.DataFrame, name: str, comp: Competition, train: pd.DataFra
                          + (f" (nor are {', '.join(map(repr, other[1:4]))})" if len(other) > 1 else "")
                          + "; drop it from the file, or rename it to the competition's column")
     frame = frame[wanted].copy()
-    for column in wanted:  # a column numeric in train stays numeric: unreadable values become missing
+    for column in wanted:  # a column numeric in train must hold numbers here too
         if column not in comp.target_columns and pd.api.types.is_numeric_dtype(train[column]) \
                 and not pd.api.types.is_numeric_dtype(frame[column]):
-            frame[column] = pd.to_numeric(frame[column], errors="coerce")
+            numbers = pd.to_numeric(frame[column], errors="coerce")
+            bad = frame[column][numbers.isna() & frame[column].notna()]
+            if len(bad):
+                raise UsageError(f"--extra-train {name}: column {column!r} holds {bad.iloc[0]!r}, but {comp.train} "
+                                 "holds numbers there; write it as the competition does")
+            frame[column] = numbers
     for column in comp.target_columns:
         frame[column] = _labels(frame[column], train[column], comp, name)
     return frame

@@ -61,7 +61,8 @@ def claim(run_dir: Path, config: dict, name: str) -> None:
             before["competition"] = {**SPEC_DEFAULTS, **before["competition"]}
         before.setdefault("extra_train", [])  # made before --extra-train existed: none
         for key in ("competition", "folds", "seed", "extra_train", "rows"):
-            if json.dumps(before.get(key), sort_keys=True) != json.dumps(config.get(key, []), sort_keys=True, default=list):
+            if json.dumps(_pinned(key, before.get(key)), sort_keys=True) != \
+                    json.dumps(_pinned(key, config.get(key, [])), sort_keys=True, default=list):
                 made = {"competition": "spec", "extra_train": "set of --extra-train files"}.get(key)
                 raise AutomlError(
                     f"{run_dir} was made with a different {key} ({made or before.get(key)}); "
@@ -69,6 +70,14 @@ def claim(run_dir: Path, config: dict, name: str) -> None:
                 )
         return
     write_json(path, config)
+
+
+def _pinned(key: str, value):
+    """What must match for a run to be resumed: extra files by their content (sha256, rows), not the path
+    they were given by (relative, absolute, another machine's)."""
+    if key == "extra_train":
+        return [{"sha256": f.get("sha256"), "rows": f.get("rows")} for f in value or []]
+    return value
 
 
 def load_folds(run_dir: Path, problem: Problem, k: int, seed: int) -> np.ndarray:

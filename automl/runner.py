@@ -122,6 +122,7 @@ def run(slug: str, *, source=None, name: str = "default", models: str = "all", f
                                                          if budget.bounded else "; see run.log for each trial's failure"))
             with budget.stage("blend"):
                 blended = ensemble(problem, splits(assignment), members, seconds=budget.blend_allowance())
+            (run_dir / "pseudo.json").unlink(missing_ok=True)  # a report says only what this run did
             if pseudo_label:
                 with budget.stage("pseudo-labels"):
                     kept, lines = pseudo.second_pass(problem, fold_data, blended, members, seed=seed, device=device,

@@ -420,7 +420,8 @@ def _completion_due(study: optuna.Study, problem: Problem, folds: list[Fold], en
     best = [t for t in best_trials(study, 3 * MIN_COMPLETED) if t.user_attrs.get("seconds") and t.user_attrs.get("rows")]
     if len(best) < MIN_COMPLETED:
         return False
-    needed = sum(sorted(completion_seconds(t, problem, folds) for t in best)[:MIN_COMPLETED]) / max(1, completers)
+    costs = sorted(completion_seconds(t, problem, folds) for t in best)[:MIN_COMPLETED]
+    needed = max(sum(costs[p::max(1, completers)]) for p in range(max(1, completers)))  # handed out in turn
     if time.monotonic() + needed < end:
         return False
     log.info("search: stopped with %.0fs left, about what completing the best %d trials on every fold takes (%.0fs)",
@@ -460,10 +461,12 @@ def search(problem: Problem, folds: list[Fold], pipeline: Pipeline, run_dir: Pat
     study = make_study(store, study_name, pipeline, problem.metric.greater_is_better, seed, len(folds), features_hash)
     on = on or search_fold(folds, study.user_attrs.get("search_rows", SEARCH_ROWS))  # the sample `automl run` sized
     # Completing a trial predicts every fold's validation and test rows; `complete` passes over a trial whose
-    # predicting would take more than 0.6 of its share (a MIN_COMPLETED-th of the completion's time). Such
+    # predicting would take more than 0.6 of its share (an equal part of the completion's time for each of the
+    # trials one completing process takes, MIN_COMPLETED at most). Such
     # a trial is of no use to this run, so the search prunes it before training it.
+    each = min(MIN_COMPLETED, -(-pipeline.complete_best // max(1, completers)))  # trials one completing process takes
     limit = None if complete_by is None or deadline is None or complete_by <= deadline else \
-        0.6 * (complete_by - deadline) / MIN_COMPLETED
+        0.6 * (complete_by - deadline) / each
     objective = Objective(problem, folds, pipeline, run_dir, device=device, precision=precision, deadline=deadline,
                           seed=seed, trials=trials, on=on, predict_limit=limit)
     # each trial's tensors and Lightning objects freed and handed back (glibc keeps freed heap pages):

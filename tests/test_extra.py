@@ -82,6 +82,7 @@ def test_an_extra_file_is_matched_to_train_columns_and_labels():
     (lambda f: f.drop(columns="x2"), ["original.csv", "feature column 'x2'", "missing"]),
     (lambda f: f.assign(weight=1.0), ["original.csv", "column 'weight'", "drop it"]),
     (lambda f: f.assign(target=np.arange(len(f)) % 5), ["original.csv", "'target'", "5 labels", "2 classes"]),
+    (lambda f: f.assign(x1="high"), ["original.csv", "column 'x1' holds 'high'", "numbers"]),
 ])
 def test_an_extra_file_that_does_not_fit_is_one_line_naming_the_file_and_column(change, words):
     frame = synthetic_frame("binary", 100)
@@ -132,6 +133,11 @@ def test_run_with_extra_train_end_to_end(tmp_path):
     original.iloc[:400].to_csv(tmp_path / "fewer.csv", index=False)
     again = invoke(*args, "--extra-train", tmp_path / "fewer.csv")
     assert again.exit_code == 1 and "different extra_train (set of --extra-train files)" in again.output
+    # the same file by another path resumes the run: its content is what is pinned
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "copy.csv").write_bytes((tmp_path / "original.csv").read_bytes())
+    resumed = invoke(*args, "--extra-train", tmp_path / "elsewhere" / "copy.csv")
+    assert resumed.exit_code == 0 and "finished earlier, reused" in resumed.output
     # inspect counts them too
     shown = invoke("inspect", "extra-e2e", "--data-dir", tmp_path / "data", "--extra-train", tmp_path / "original.csv")
     assert shown.exit_code == 0 and "Extra training rows: 500" in shown.output

@@ -382,7 +382,8 @@ def test_the_search_sample_follows_the_time_a_trial_has(monkeypatch):
 
 
 def test_the_search_stops_early_enough_to_complete_its_best_trials(tmp_path):
-    """Once three trials are scored, the search stops when what is left is what completing them takes."""
+    """Once three trials are scored, the search stops when what is left is what completing them takes, as the
+    completing processes take them in turn."""
     import optuna
 
     from automl.search import _completion_due
@@ -393,15 +394,16 @@ def test_the_search_stops_early_enough_to_complete_its_best_trials(tmp_path):
         study.add_trial(optuna.trial.create_trial(
             params={"batch_size": 2}, distributions={"batch_size": optuna.distributions.CategoricalDistribution([2])},
             value=0.7 + i / 100, user_attrs={"rows": 1_000, "seconds": 10.0, "epochs": [10], "batch": 2}))
-    # each takes 15 s to complete; two processes complete them: 22.5 s
-    assert not _completion_due(study, problem, folds, time.monotonic() + 30, completers=2)
-    assert _completion_due(study, problem, folds, time.monotonic() + 20, completers=2)
-    assert _completion_due(study, problem, folds, time.monotonic() + 30, completers=1)
+    # each takes 15 s to complete; two processes take them in turn, one does two: 30 s
+    assert not _completion_due(study, problem, folds, time.monotonic() + 40, completers=2)
+    assert _completion_due(study, problem, folds, time.monotonic() + 25, completers=2)
+    assert _completion_due(study, problem, folds, time.monotonic() + 40, completers=1)  # one process: 45 s
+    assert not _completion_due(study, problem, folds, time.monotonic() + 20, completers=3)  # one each: 15 s
     # the best trial is too slow to predict every fold: the three cheapest of the best nine decide
     study.add_trial(optuna.trial.create_trial(
         params={"batch_size": 2}, distributions={"batch_size": optuna.distributions.CategoricalDistribution([2])},
         value=0.9, user_attrs={"rows": 1_000, "seconds": 10.0, "epochs": [10], "batch": 2, "predict_per_row": 1.0}))
-    assert not _completion_due(study, problem, folds, time.monotonic() + 30, completers=2)
+    assert not _completion_due(study, problem, folds, time.monotonic() + 40, completers=2)
     fewer = optuna.create_study(direction="maximize")
     fewer.add_trial(study.trials[0])  # one trial's cost says nothing yet about the best three
     assert not _completion_due(fewer, problem, folds, time.monotonic() + 1, completers=1)
