@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from automl.competition import Competition, looks_like_date
+from automl.competition import ENCODINGS, Competition, looks_like_date
 from automl.errors import UsageError
 
 log = logging.getLogger("automl")
@@ -58,15 +58,20 @@ def _read(path: Path) -> tuple[str, pd.DataFrame, str]:
             members = [m for m in archive.namelist() if m.lower().endswith(".csv") and not m.split("/")[-1].startswith(".")]
             if len(members) != 1:
                 raise UsageError(f"--extra-train {path}: the zip holds {_count(members)}; unpack it and pass the CSV to use")
-            return f"{path}:{members[0]}", _csv(io.BytesIO(archive.read(members[0])), f"{path}:{members[0]}"), digest
-    return str(path), _csv(io.BytesIO(data), str(path)), digest
+            return f"{path}:{members[0]}", _csv(archive.read(members[0]), f"{path}:{members[0]}"), digest
+    return str(path), _csv(data, str(path)), digest
 
 
-def _csv(handle, name: str) -> pd.DataFrame:
-    try:
-        return pd.read_csv(handle, low_memory=False, encoding_errors="replace")
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise UsageError(f"--extra-train {name}: cannot be read as CSV ({str(exc).splitlines()[0]})") from exc
+def _csv(data: bytes, name: str) -> pd.DataFrame:
+    """The table, decoded as train.csv would be (competition.ENCODINGS in turn): its labels and levels then match."""
+    for encoding in ENCODINGS:
+        try:
+            return pd.read_csv(io.BytesIO(data), low_memory=False, encoding=encoding)
+        except UnicodeDecodeError:
+            continue
+        except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+            raise UsageError(f"--extra-train {name}: cannot be read as CSV ({str(exc).splitlines()[0]})") from exc
+    raise AssertionError("latin-1 decodes every byte")  # pragma: no cover
 
 
 def _count(files: list) -> str:

@@ -235,7 +235,7 @@ class Objective:
         deadline = self.deadline
         if deadline is not None:  # no trial may take more than its share of the search's time
             deadline = min(deadline, time.monotonic() + pipeline.trial_share * self.budget)
-        rows = sum(len(f.valid_rows) + len(problem.test) for f in self.folds)
+        rows = predicted(problem, self.folds)
         # a network too slow to ever be completed in this run's time (checked where a millisecond a row,
         # slower than any network here predicts, would not fit)
         if self.predict_limit is not None and rows * SLOWEST_PREDICT > self.predict_limit:
@@ -359,6 +359,11 @@ MIN_COMPLETION_EPOCHS = 3  # a completion short of time trains fewer epochs on e
 MIN_COMPLETED = 3  # trials the search leaves time to complete on every fold, as their measured costs say
 
 
+def predicted(problem: Problem, folds: list[Split]) -> int:
+    """Rows a completion predicts on these folds: each one's validation rows and the whole test."""
+    return sum(len(f.valid_rows) + len(problem.test) for f in folds)
+
+
 def _epoch_rows(trial) -> int:
     """Rows one epoch trains on at most: MAX_STEPS_PER_EPOCH steps of the batch size the trial was searched
     with (a completion keeps it: the learning rate was tuned for it)."""
@@ -385,7 +390,7 @@ def _completion_plan(trial, problem: Problem, folds: list[Fold], share: float | 
     searched, seconds = trial.user_attrs.get("rows"), trial.user_attrs.get("seconds")
     if share is None or not searched or not seconds:
         return rows, max_epochs
-    predicting = trial.user_attrs.get("predict_per_row", 0.0) * sum(len(f.valid_rows) + len(problem.test) for f in folds)
+    predicting = trial.user_attrs.get("predict_per_row", 0.0) * predicted(problem, folds)
     if predicting > 0.6 * share:
         log.info("trial %d: predicting every fold would take about %.0fs of its %.0fs; left one-fold",
                  trial.number, predicting, share)
@@ -408,7 +413,7 @@ def completion_seconds(trial, problem: Problem, folds: list[Fold]) -> float:
     reused = trial.user_attrs.get("rows") == len(folds[index].train_rows)  # searched on all its rows
     todo = [f for i, f in enumerate(folds) if not (reused and i == index)]
     epochs = min(MIN_COMPLETION_EPOCHS, max(1, *trial.user_attrs.get("epochs", [1])))
-    predicting = trial.user_attrs.get("predict_per_row", 0.0) * sum(len(f.valid_rows) + len(problem.test) for f in todo)
+    predicting = trial.user_attrs.get("predict_per_row", 0.0) * predicted(problem, todo)
     return predicting + epochs * _epoch_seconds(trial, max(len(f.train_rows) for f in todo)) * len(todo)
 
 
