@@ -319,6 +319,39 @@ def validate(file: Path = typer.Argument(..., help="The submission CSV to check.
     out.print(f"[green]✓[/] {file} is a valid submission for {slug}", highlight=False)
 
 
+@app.command()
+def kernel(slug: str = typer.Argument(..., help="Competition slug."),
+           out_dir: Path = typer.Option(None, "--out", help="The notebook folder to write (default: kernels/SLUG)."),
+           user: str = typer.Option(None, "--user", help="Your Kaggle username, the notebook's and the wheelhouse's owner "
+                                    "(default: the one your Kaggle credentials name)."),
+           timeout: float = typer.Option(3600, "--timeout", help="Seconds for `automl run` inside the notebook."),
+           models: str = MODELS, metric: str = METRIC,
+           gpu: bool = typer.Option(False, "--gpu", help="Ask Kaggle for a GPU and search the networks on it."),
+           push: bool = typer.Option(False, "--push", help="Upload the wheelhouse as your private dataset "
+                                     "automl-wheelhouse and push the notebook, which Kaggle then runs.")) -> None:
+    """Write a Kaggle notebook that runs `automl run` on the competition with the internet off, and a wheelhouse
+    to attach; --push uploads both."""
+    from automl import kernel as notebooks
+
+    _check_metric(metric)
+    folder = out_dir or Path("kernels") / slug
+    try:
+        with err.status("building the wheelhouse (automl and its pure-Python dependencies)"):
+            made, pushed = notebooks.make(slug, folder, user=user, timeout=timeout, models=models, gpu=gpu,
+                                          metric=metric, push=push)
+    except AutomlError as exc:
+        _fail(str(exc))
+    notebook = folder / f"{notebooks.kernel_slug(slug)}.ipynb"
+    out.print(f"wrote {notebook} and kernel-metadata.json ({made.ref}, internet off)", highlight=False, soft_wrap=True)
+    out.print(f"wheelhouse: {folder / 'wheelhouse'} ({len(made.wheels)} wheels); from Kaggle's image: "
+              f"{', '.join(made.from_image)}", highlight=False, soft_wrap=True)
+    for line in pushed:
+        out.print(f"pushed: {line}", highlight=False, soft_wrap=True)
+    if not push:
+        out.print(f"push it: automl kernel {slug} --push   (or: kaggle datasets create -p {folder / 'wheelhouse'}, "
+                  f"then kaggle kernels push -p {folder})", highlight=False, soft_wrap=True)
+
+
 STARTED: float | None = None  # when the `automl` process started: the budget's clock counts imports too
 
 

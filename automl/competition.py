@@ -457,6 +457,14 @@ def _known_metric(metric: str | None, display: str | None, task: str, k: int) ->
     return None
 
 
+def metric_of_record(display: str) -> str | None:
+    """Our metric for the name Kaggle's record gives, whatever task it suits; None when automl knows none."""
+    try:
+        return _known_metric(None, display, "binary", 1)
+    except AutomlError:
+        return None
+
+
 def _task_for_metric(task: str, rule: str, y: pd.Series, metric: str | None, where: str,
                      option: str | None) -> tuple[str, str]:
     """The metric decides the task whenever it is known: a metric that only scores values makes a numeric

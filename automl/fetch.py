@@ -177,7 +177,7 @@ def kaggle_api():
     Importing `kaggle` authenticates and prints its own help when it finds nothing, so
     the import is lazy, quiet, and preceded by our own check.
     """
-    if not _has_credentials():
+    if not has_credentials():
         raise AutomlError(f"no Kaggle credentials found: {CREDENTIALS_HELP}")
     try:
         with contextlib.redirect_stdout(io.StringIO()):
@@ -192,7 +192,7 @@ def kaggle_api():
     return api
 
 
-def _has_credentials() -> bool:
+def has_credentials() -> bool:
     env = os.environ
     if (env.get("KAGGLE_USERNAME") and env.get("KAGGLE_KEY")) or env.get("KAGGLE_API_TOKEN"):
         return True
@@ -286,3 +286,83 @@ def submissions(slug: str) -> list[dict]:
     return [{"date": str(s.date), "file": s.file_name, "description": s.description,
              "status": getattr(s.status, "name", str(s.status)), "public": s.public_score, "private": s.private_score}
             for s in found or []]
+
+
+def kaggle_username() -> str:
+    """The Kaggle user the credentials belong to (the owner of pushed notebooks and datasets)."""
+    api = kaggle_api()
+    user = api.get_config_value(api.CONFIG_NAME_USER) or os.environ.get("KAGGLE_USERNAME")
+    if not user:
+        raise AutomlError(f"the Kaggle credentials found name no user; {CREDENTIALS_HELP}")
+    return user
+
+
+def push_dataset(folder: Path, notes: str, wait: float = 600.0) -> str:
+    """Upload `folder` (with its dataset-metadata.json) as a private dataset, or as a new version of it
+    when it exists, and wait until Kaggle has processed it (a notebook cannot mount it before)."""
+    import time
+
+    api = kaggle_api()
+    ref = json.loads((folder / "dataset-metadata.json").read_text())["id"]
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            exists = _dataset_exists(api, ref)
+            if exists:
+                reply = api.dataset_create_version(str(folder), notes, quiet=True)
+            else:
+                reply = api.dataset_create_new(str(folder), public=False, quiet=True)
+        if getattr(reply, "error", None):
+            raise AutomlError(f"Kaggle refused the dataset {ref}: {reply.error}")
+        deadline = time.monotonic() + wait
+        while (status := _dataset_status(api, ref)) != "ready":
+            if status == "failed" or time.monotonic() > deadline:
+                raise AutomlError(f"Kaggle's processing of the dataset {ref} is {status} after {wait:.0f}s; "
+                                  f"see https://www.kaggle.com/datasets/{ref} and push again when it is ready")
+            time.sleep(5)
+    except OSError as exc:
+        raise _push_error(exc, f"the dataset {ref}") from exc
+    except ValueError as exc:  # the client's own checks of the metadata
+        raise AutomlError(f"{folder / 'dataset-metadata.json'}: {exc}") from exc
+    return f"{'new version of' if exists else 'created'} https://www.kaggle.com/datasets/{ref}"
+
+
+def push_kernel(folder: Path) -> str:
+    """Save and run the notebook in `folder` (kernel-metadata.json) with the client's kernels push;
+    returns the notebook's URL."""
+    api = kaggle_api()
+    ref = json.loads((folder / "kernel-metadata.json").read_text())["id"]
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            reply = api.kernels_push(str(folder))
+    except OSError as exc:
+        raise _push_error(exc, f"the notebook {ref}") from exc
+    except ValueError as exc:
+        raise AutomlError(f"{folder / 'kernel-metadata.json'}: {exc}") from exc
+    if getattr(reply, "error", None):
+        raise AutomlError(f"Kaggle refused the notebook {ref}: {reply.error}")
+    version = f" (version {reply.version_number})" if getattr(reply, "version_number", None) else ""
+    return f"{reply.url or 'https://www.kaggle.com/code/' + ref}{version}"
+
+
+def _dataset_exists(api, ref: str) -> bool:
+    try:
+        _dataset_status(api, ref)
+    except OSError as exc:
+        if getattr(getattr(exc, "response", None), "status_code", None) == 404:
+            return False
+        raise
+    return True
+
+
+def _dataset_status(api, ref: str) -> str:
+    with contextlib.redirect_stdout(io.StringIO()):
+        return str(api.dataset_status(ref)).lower()
+
+
+def _push_error(exc: OSError, what: str) -> AutomlError:
+    status = getattr(getattr(exc, "response", None), "status_code", None)
+    if status == 401:
+        return AutomlError(f"Kaggle answered 401 Unauthorized: the username or key is wrong or expired; {CREDENTIALS_HELP}")
+    if status is not None:
+        return AutomlError(f"Kaggle answered HTTP {status} while pushing {what}; the folder is kept: push it again later")
+    return AutomlError(f"cannot reach Kaggle to push {what} ({exc.__class__.__name__}); check the network, then push again")

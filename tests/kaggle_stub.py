@@ -17,6 +17,10 @@ the real client end to end without ever reaching kaggle.com:
   display name (``evaluationMetric``, as kaggle.com shows it) and the daily limit.
 * ``security.OAuthService/IntrospectToken`` accepts any non-empty token, so the
   ``KAGGLE_API_TOKEN`` login path can be exercised too.
+* ``blobs.BlobApiService/StartBlobUpload`` -> ``PUT /storage/uploads/TOKEN`` -> ``CreateDataset``
+  or ``CreateDatasetVersion``, with ``GetDatasetStatus`` (404 for a dataset that does not
+  exist, ``READY`` once created), back ``dataset_create_new`` / ``dataset_create_version``;
+  ``kernels.KernelsApiService/SaveKernel`` backs ``kernels_push``.
 
 Errors go out the way kaggle.com sends them: the HTTP status plus a JSON body
 ``{"code": N, "message": "..."}``.  The client turns that into
@@ -58,6 +62,12 @@ CREATE_SUBMISSION = COMPETITIONS + "CreateSubmission"
 LIST_SUBMISSIONS = COMPETITIONS + "ListSubmissions"
 GET_COMPETITION = COMPETITIONS + "GetCompetition"
 INTROSPECT_TOKEN = "security.OAuthService/IntrospectToken"
+START_BLOB_UPLOAD = "blobs.BlobApiService/StartBlobUpload"
+DATASETS = "datasets.DatasetApiService/"
+GET_DATASET_STATUS = DATASETS + "GetDatasetStatus"
+CREATE_DATASET = DATASETS + "CreateDataset"
+CREATE_DATASET_VERSION = DATASETS + "CreateDatasetVersion"
+SAVE_KERNEL = "kernels.KernelsApiService/SaveKernel"
 
 # Messages modelled on those kaggle.com puts in its JSON error bodies.
 ERROR_MESSAGES = {
@@ -132,7 +142,9 @@ class KaggleStub:
 
     A slug without ``SLUG.zip`` in ``bundles_dir`` is unknown and answers 404.
     ``requests`` records every request; ``submissions`` (per slug, oldest first)
-    and ``uploads`` (per upload token) hold what the submission RPCs stored.
+    and ``uploads`` (per upload token) hold what the submission RPCs stored;
+    ``datasets`` (per "owner/slug", one {file name: bytes} per version, oldest first)
+    and ``kernels`` (per "owner/slug", the SaveKernel requests) what was pushed.
     """
 
     def __init__(
@@ -154,6 +166,8 @@ class KaggleStub:
         self.requests: list[RecordedRequest] = []
         self.submissions: dict[str, list[Submission]] = {}
         self.uploads: dict[str, bytes] = {}
+        self.datasets: dict[str, list[dict[str, bytes]]] = {}
+        self.kernels: dict[str, list[dict[str, Any]]] = {}
         self._upload_names: dict[str, str] = {}
         self._refs = itertools.count(1)
         self._lock = threading.Lock()
@@ -236,6 +250,18 @@ class KaggleStub:
                 return False
             self.uploads[token] = data
             return True
+
+    def _add_version(self, ref: str, files: list[dict[str, Any]], new: bool) -> str | None:
+        """Store a dataset version from uploaded blobs; an error message when it cannot be."""
+        with self._lock:
+            if new == (ref in self.datasets):
+                return f"dataset {ref} {'already exists' if new else 'does not exist'}"
+            tokens = [f.get("token", "") for f in files]
+            if not tokens or any(t not in self.uploads for t in tokens):
+                return "Invalid blob file token"
+            version = {self._upload_names[t]: self.uploads[t] for t in tokens}
+            self.datasets.setdefault(ref, []).append(version)
+            return None
 
     def _submit(self, slug: str, token: str, description: str) -> Submission | None:
         """Turn an uploaded blob into a scored submission; None for an unknown token."""
@@ -393,6 +419,41 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self._send_json({"active": False})
 
+    def _start_blob_upload(self, body: dict[str, Any]) -> None:
+        token = self.stub._open_upload(body.get("name", ""))
+        host = self.headers.get("Host") or f"localhost:{self.stub.port}"
+        self._send_json({"token": token, "createUrl": f"http://{host}{UPLOAD_PREFIX}{token}"})
+
+    def _get_dataset_status(self, body: dict[str, Any]) -> None:
+        if f"{body.get('ownerSlug')}/{body.get('datasetSlug')}" not in self.stub.datasets:
+            self._send_error(404)
+            return
+        self._send_json({"status": "READY"})
+
+    def _create_dataset(self, body: dict[str, Any]) -> None:
+        ref = f"{body.get('ownerSlug')}/{body.get('slug')}"
+        error = self.stub._add_version(ref, body.get("files") or [], new=True)
+        self._send_json({"ref": ref, "url": f"https://www.kaggle.com/datasets/{ref}", "status": "ok",
+                         "error": error or ""})
+
+    def _create_dataset_version(self, body: dict[str, Any]) -> None:
+        ref = f"{body.get('ownerSlug')}/{body.get('datasetSlug')}"
+        error = self.stub._add_version(ref, (body.get("body") or {}).get("files") or [], new=False)
+        self._send_json({"ref": ref, "url": f"https://www.kaggle.com/datasets/{ref}", "status": "ok",
+                         "error": error or ""})
+
+    def _save_kernel(self, body: dict[str, Any]) -> None:
+        """Keep the request; a dataset source that was never pushed is refused, as on kaggle.com."""
+        ref = body.get("slug") or ""
+        missing = [d for d in body.get("datasetDataSources") or [] if d not in self.stub.datasets]
+        if missing:
+            self._send_json({"error": f"invalid dataset sources: {missing}", "invalidDatasetSources": missing})
+            return
+        with self.stub._lock:
+            versions = self.stub.kernels.setdefault(ref, [])
+            versions.append(body)
+        self._send_json({"ref": ref, "url": f"https://www.kaggle.com/code/{ref}", "versionNumber": len(versions)})
+
     # -- storage -------------------------------------------------------------------
 
     def _serve_bundle(self, name: str) -> None:
@@ -463,6 +524,11 @@ _RPCS = {
     LIST_SUBMISSIONS: _Handler._list_submissions,
     GET_COMPETITION: _Handler._get_competition,
     INTROSPECT_TOKEN: _Handler._introspect_token,
+    START_BLOB_UPLOAD: _Handler._start_blob_upload,
+    GET_DATASET_STATUS: _Handler._get_dataset_status,
+    CREATE_DATASET: _Handler._create_dataset,
+    CREATE_DATASET_VERSION: _Handler._create_dataset_version,
+    SAVE_KERNEL: _Handler._save_kernel,
 }
 
 
