@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import os
 
 import numpy as np
 import pytest
 from test_baselines import K, heavy_tailed_problem, multi_problem, prepared
 from test_run import invoke, write_folder
 
-from automl.baselines import BASELINES, Failed, cross_validate
+from automl.baselines import BASELINES, Failed, Skipped, cross_validate
 from automl.baselines.catb import CatBoost
+from automl.baselines.cv import in_child
 from automl.baselines.gbdt import GBDT
 from automl.baselines.lgbm import LightGBM
 from automl.baselines.xgb import XGBoost
@@ -36,18 +38,21 @@ def test_a_gbdt_trains_on_the_metrics_objective(name):
 
 
 @pytest.mark.parametrize("name", GBDTS)
-def test_a_gbdt_early_stops_on_its_own_folds_validation_rows(name, monkeypatch):
+def test_a_gbdt_early_stops_on_its_own_folds_validation_rows(name, monkeypatch, tmp_path):
     problem, _, fold_data = prepared("binary")
-    seen = []
+    fits = tmp_path / "fits"  # a file: CatBoost fits in a forked process
     real = GBDT.fit
 
     def spy(self, x, y, x_valid=None, y_valid=None, until=None):
-        seen.append((len(y), None if y_valid is None else len(y_valid)))
+        with fits.open("a") as out:
+            out.write(f"{len(y)} {None if y_valid is None else len(y_valid)} {os.getpid()}\n")
         return real(self, x, y, x_valid, y_valid, until)
 
     monkeypatch.setattr(GBDT, "fit", spy)
     result = cross_validate(name, problem, fold_data)
-    assert seen == [(len(f.train_rows), len(f.valid_rows)) for f in fold_data]
+    seen = [line.split() for line in fits.read_text().splitlines()]
+    assert [(int(t), int(v)) for t, v, _ in seen] == [(len(f.train_rows), len(f.valid_rows)) for f in fold_data]
+    assert ({int(pid) for _, _, pid in seen} == {os.getpid()}) == (name != "catboost")  # CatBoost in its own process
     rounds = [int(r) for r in result.info["note"].split(" rounds")[0].split("-")]
     assert max(rounds) < 2000  # stopped by its validation rows, not by max_iter (240 rows learn in far fewer)
     # a target of pure noise: no round improves the validation loss for long, so boosting stops early
@@ -133,3 +138,13 @@ def test_a_library_whose_shared_object_does_not_load_is_missing_not_a_crash(monk
     assert missing("xgboost") == ("the xgboost package is not importable (XGBoost Library (libxgboost.so) could not be "
                                   "loaded.); install it with pip install xgboost")
     assert missing("lightgbm") is None
+
+
+def test_a_fit_in_its_own_process_reports_progress_and_errors_as_if_in_this_one():
+    progress = []
+    assert in_child(lambda report: (report(0), report(1), os.getpid())[-1], progress.append, "x") != os.getpid()
+    assert progress == [0, 1]
+    with pytest.raises(Skipped, match="skipped: no time"):
+        in_child(lambda report: (_ for _ in ()).throw(Skipped("skipped: no time")), None, "x")
+    with pytest.raises(Failed, match="ended without a result \\(exit 9"):  # killed, or out of memory: one line
+        in_child(lambda report: os._exit(9), None, "x")

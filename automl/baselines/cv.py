@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -9,7 +11,7 @@ from dataclasses import replace
 import numpy as np
 
 from automl.baselines.fitting import Size, fit_one, predict
-from automl.baselines.gbdt import Failed, missing
+from automl.baselines.gbdt import Failed, cuda, missing
 from automl.baselines.members import BASELINES
 from automl.baselines.result import CVResult, Skipped, finish
 from automl.baselines.sizing import plan_size, resize
@@ -41,6 +43,9 @@ def cross_validate(name: str, problem: Problem, folds: list[Fold], seed: int = 0
         raise UsageError(f"--models {name}: {why}")
     if seconds is not None and seconds <= 0 and name != "dummy":  # not even a probe: it takes seconds at scale
         raise Skipped("skipped: the baselines' time was used up before it; give more time with --timeout")
+    if baseline.own_process and not cuda(device) and sys.platform.startswith("linux") and not _IN_CHILD:
+        return in_child(lambda report: cross_validate(name, problem, folds, seed, report, seconds, device, keep_test_folds),
+                        on_fold, name)
     if baseline.cuts and problem.n_classes:
         return _with_cuts(name, problem, folds, seed, on_fold, seconds, device)
     oof = np.zeros(problem.pred_shape(len(problem.y)))
@@ -93,6 +98,54 @@ def cross_validate(name: str, problem: Problem, folds: list[Fold], seed: int = 0
     if keep_test_folds and len(own) == len(folds):
         result.test_folds = np.stack(own).astype(np.float32)
     return result
+
+
+_IN_CHILD = False  # set in the forked process, which fits the model itself
+
+
+def in_child(work: Callable[[Callable[[int], None]], CVResult], on_fold: Callable[[int], None] | None,
+             name: str) -> CVResult:
+    """`work(on_fold)` in a forked copy of this process (the features are shared, not copied); its
+    progress and its result, or its exception, come back through a pipe. Whatever memory the fit
+    leaves behind ends with the process."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork")
+    receive, send = context.Pipe(duplex=False)
+
+    def child() -> None:
+        global _IN_CHILD
+        _IN_CHILD = True
+        try:
+            send.send(("done", work(lambda i: send.send(("fold", i)))))
+        except BaseException as error:  # noqa: BLE001 - every outcome goes back to the parent
+            if error.__cause__ is not None:  # the library's traceback would not survive the pipe: log it here
+                logging.getLogger("automl").info("%s: %s", name, error, exc_info=error.__cause__)
+                error.__cause__ = None
+            send.send(("error", error))
+
+    process = context.Process(target=child, name=f"automl-{name}", daemon=True)
+    process.start()
+    send.close()
+    try:
+        while True:
+            try:
+                kind, value = receive.recv()
+            except EOFError:
+                process.join()
+                raise Failed(f"the process fitting it ended without a result (exit {process.exitcode}"
+                             f"{': out of memory?' if process.exitcode == -9 else ''})") from None
+            if kind == "fold" and on_fold:
+                on_fold(value)
+            elif kind == "done":
+                return value
+            elif kind == "error":
+                raise value
+    finally:
+        if process.is_alive():
+            process.kill()
+        process.join()
+        receive.close()
 
 
 def _with_cuts(name: str, problem: Problem, folds: list[Fold], seed: int, on_fold, seconds: float | None,
