@@ -31,6 +31,9 @@ SOURCE = typer.Option(None, "--from", help="Use this local zip or folder instead
 EXTRA = typer.Option(None, "--extra-train", help="More labelled rows (a CSV, a zip or a folder holding one) with the "
                      "competition's feature and target columns, such as the original dataset a Playground table came from: "
                      "they train in every fold and are never scored. Repeatable.")
+TEXT_MODEL = typer.Option(None, "--text-model", help="A local Hugging Face model folder (config.json, weights, tokenizer; "
+                          "never downloaded): free-text columns become its embeddings beside the other columns, and the "
+                          "finetune baseline fine-tunes it per fold.")
 METRIC = typer.Option(None, "--metric", help="The metric to score and select models by, overriding competitions/SLUG.yaml, "
                       f"Kaggle's record and the guess: one of {', '.join(names())}.")
 
@@ -140,22 +143,24 @@ def run(slug: str = typer.Argument(..., help="Competition slug."), source: Path 
         pseudo_label: bool = typer.Option(False, "--pseudo-label", help="After the first blend, train the best baselines "
                                           "again with confident test rows added to every fold (classification; "
                                           "kept only when the held-out score improves)."),
-        runs_dir: Path = RUNS_DIR, data_dir: Path = DATA_DIR) -> None:
+        text_model: Path = TEXT_MODEL, runs_dir: Path = RUNS_DIR, data_dir: Path = DATA_DIR) -> None:
     """Cross-validate baselines and searched networks on shared folds, print the leaderboard, write submission.csv."""
     _run(slug, source=source, name=name, models=models, folds=folds, seed=seed, trials=trials, timeout=timeout,
          pipeline=pipeline, storage=storage, device=device, precision=precision, workers=workers, runs_dir=runs_dir,
-         data_dir=data_dir, metric=metric, extra_train=tuple(extra_train or ()), pseudo_label=pseudo_label)
+         data_dir=data_dir, metric=metric, extra_train=tuple(extra_train or ()), pseudo_label=pseudo_label,
+         text_model=text_model)
 
 
 @app.command()
 def search(slug: str = typer.Argument(..., help="Competition slug."), source: Path = SOURCE, name: str = NAME,
            folds: int = FOLDS, seed: int = SEED, trials: int = TRIALS, timeout: float = TIMEOUT,
            pipeline: str = PIPELINE, storage: str = STORAGE, device: str = DEVICE, precision: str = PRECISION,
-           metric: str = METRIC, extra_train: list[Path] = EXTRA, runs_dir: Path = RUNS_DIR, data_dir: Path = DATA_DIR) -> None:
+           metric: str = METRIC, extra_train: list[Path] = EXTRA, text_model: Path = TEXT_MODEL, runs_dir: Path = RUNS_DIR,
+           data_dir: Path = DATA_DIR) -> None:
     """Run only the neural search (same folds, metric and run directory as `automl run`)."""
     _run(slug, source=source, name=name, models="networks", folds=folds, seed=seed, trials=trials, timeout=timeout,
          pipeline=pipeline, storage=storage, device=device, precision=precision, runs_dir=runs_dir, data_dir=data_dir,
-         metric=metric, extra_train=tuple(extra_train or ()))
+         metric=metric, extra_train=tuple(extra_train or ()), text_model=text_model)
 
 
 @app.command()

@@ -35,13 +35,14 @@ class Pipeline:
     network_share: float = 0.5
     complete_best: int = 3
     complete_share: float = 0.3
+    text_model: str | None = None  # a local Hugging Face model folder, as --text-model (which overrides it)
     defaults: list = field(default_factory=list)
     space: dict = field(default_factory=dict)
     when: dict = field(default_factory=dict)
 
 
 KEYS = ("numeric", "trials", "timeout", "max_epochs", "patience", "pruner", "keep_best", "trial_share", "network_share",
-        "complete_best", "complete_share", "defaults", "space", "when")
+        "complete_best", "complete_share", "text_model", "defaults", "space", "when")
 KINDS = ("choice", "int", "float")
 
 

@@ -134,7 +134,7 @@ class Preprocessor:
             return "date"
         if values.name in self.date_columns or (values.name not in self.text_columns and _looks_like_date(values)):
             return "date"
-        if values.name in self.text_columns or _looks_like_text(values):
+        if values.name in self.text_columns or looks_like_text(values):
             return "text"
         limit = max(50, min(self.max_categories, 0.05 * n_rows))
         return "categorical" if values.nunique() <= limit else "tokens"
@@ -408,7 +408,7 @@ def _date_parts(values: pd.Series) -> pd.DataFrame:
     })
 
 
-def _looks_like_text(values: pd.Series) -> bool:
+def looks_like_text(values: pd.Series) -> bool:
     sample = _first_present(values, 2000).astype(str)
     return sample.str.split().str.len().mean() >= 6 and sample.nunique() >= 0.5 * len(sample)
 

@@ -60,10 +60,12 @@ def claim(run_dir: Path, config: dict, name: str) -> None:
         if isinstance(before.get("competition"), dict):  # a spec key added since the run began had its default
             before["competition"] = {**SPEC_DEFAULTS, **before["competition"]}
         before.setdefault("extra_train", [])  # made before --extra-train existed: none
-        for key in ("competition", "folds", "seed", "extra_train", "rows"):
+        before.setdefault("text_model", None)
+        for key in ("competition", "folds", "seed", "extra_train", "rows", "text_model"):
             if json.dumps(_pinned(key, before.get(key)), sort_keys=True) != \
                     json.dumps(_pinned(key, config.get(key, [])), sort_keys=True, default=list):
-                made = {"competition": "spec", "extra_train": "set of --extra-train files"}.get(key)
+                made = {"competition": "spec", "extra_train": "set of --extra-train files",
+                        "text_model": "--text-model"}.get(key)
                 raise AutomlError(
                     f"{run_dir} was made with a different {key} ({made or before.get(key)}); "
                     f"use the same options, or --name with a new run name instead of {name!r}"
@@ -77,6 +79,8 @@ def _pinned(key: str, value):
     they were given by (relative, absolute, another machine's)."""
     if key == "extra_train":
         return [{"sha256": f.get("sha256"), "rows": f.get("rows")} for f in value or []]
+    if key == "text_model":  # the model folder by its content, wherever it lies
+        return value and value.get("sha256")
     return value
 
 

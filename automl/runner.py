@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import shutil
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -31,9 +31,12 @@ from automl.pipeline import choose, load_pipeline
 from automl.problem import Problem
 from automl.rundir import claim, load_folds, load_result, locked, log_to, prepare, save_result, shared_features
 from automl.submission import make_submission, validate
+from automl.text_model import check as text_model_check
 
 log = logging.getLogger("automl")
 PSEUDO_SHARE = 0.2  # of the time left after preprocessing, kept for --pseudo-label's second pass
+TEXT_SHARE = 0.3  # of the time left, at most, for the --text-model's embeddings (texts are cut shorter to fit)
+FINETUNE_WEIGHT = 3.0  # the finetune baseline's part of the baselines' time, as boosting's
 
 
 @dataclass(frozen=True)
@@ -49,21 +52,23 @@ def run(slug: str, *, source=None, name: str = "default", models: str = "all", f
         trials: int | None = None, timeout: float | None = None, pipeline: str = "auto",
         storage: str | None = None, device: str = "auto", precision: str = "32-true", workers: int = 0,
         runs_dir="runs", data_dir="data", console: Console | None = None, metric: str | None = None,
-        started: float | None = None, extra_train=(), pseudo_label: bool = False) -> RunResult:
+        started: float | None = None, extra_train=(), pseudo_label: bool = False, text_model=None) -> RunResult:
     """Cross-validate baselines and searched networks on shared folds; write the best one's submission.
 
     `timeout` (seconds) bounds the whole run from the moment the process started: reading,
     preprocessing, baselines, the network search, the blend and the outputs (automl/budget.py
     plans it). `workers` search processes (0: one per CPU core, up to 4) share the run's
-    study and deadline.
+    study and deadline. `text_model` (--text-model): a local Hugging Face model folder whose
+    embeddings of the free text join the features, and which the `finetune` baseline fine-tunes.
     """
     check_timeout(timeout)
+    encoder = text_model_check(text_model) if text_model else None  # a bad folder: one line, before any work
     if workers < 0:
         raise UsageError(f"--workers {workers}: expected 0 (one search process per CPU core) or more")
     worker_args = {"source": source, "data_dir": data_dir, "runs_dir": runs_dir, "pipeline": pipeline, "folds": folds,
                    "seed": seed, "device": device, "precision": precision, "metric": metric, "extra_train": extra_train}
     console = console or Console(stderr=True)
-    names, networks = _model_names(models)
+    names, networks = _model_names(models, encoder is not None)
     budget = Budget.start(timeout, started)
     with budget.stage("imports"):  # the GBDT libraries: about 2.5 s together, named so the time line says so
         names, unavailable = _installed(names, models)
@@ -79,6 +84,10 @@ def run(slug: str, *, source=None, name: str = "default", models: str = "all", f
         pipeline = choose(problem)
         console.print(f"  networks: pipelines/{pipeline}.yaml (chosen from the columns; --pipeline to change)")
     recipe = load_pipeline(pipeline) if networks else None
+    if encoder is None and recipe is not None and recipe.text_model:  # the recipe's model, where no --text-model
+        encoder = text_model_check(Path(recipe.text_model))
+        names, _ = _model_names(models, True)
+        names, _ = _installed(names, models)
     if timeout is None and recipe is not None:
         budget.total = recipe.timeout  # --models baselines without --timeout stays unbounded
     run_dir = Path(runs_dir) / slug / name
@@ -87,9 +96,13 @@ def run(slug: str, *, source=None, name: str = "default", models: str = "all", f
         try:
             with budget.stage("folds"):
                 claim(run_dir, {"slug": slug, "competition": asdict(comp), "folds": folds, "seed": seed,
-                                "rows": len(problem.y), "extra_train": list(problem.extra_files)}, name)
+                                "rows": len(problem.y), "extra_train": list(problem.extra_files),
+                                "text_model": encoder}, name)
                 handler = log_to(run_dir / "run.log")
                 assignment = load_folds(run_dir, problem, folds, seed)
+            if encoder is not None:
+                with budget.stage("text model"):
+                    problem = _embedded(problem, encoder, run_dir, budget, device, console)
             pending = [m for m in names if not (run_dir / "models" / m / "result.json").is_file()]
             fold_data, digest = None, ""
             if pending or networks or pseudo_label:
@@ -104,7 +117,7 @@ def run(slug: str, *, source=None, name: str = "default", models: str = "all", f
             for line in unavailable:
                 console.print(f"  {line}", highlight=False)
             results, members = _baselines(names, networks, problem, fold_data, run_dir, budget, seed, console, device,
-                                          keep_test_folds=pseudo_label)
+                                          keep_test_folds=pseudo_label, encoder=encoder)
             if networks:
                 with budget.stage("imports"):  # torch and Lightning: seconds
                     from automl.workers import search_networks
@@ -178,9 +191,22 @@ def _check_minimum(timeout: float | None, budget: Budget, folder: Path) -> None:
                          f"submission (about {needed:.0f}s); use --timeout {max(10, int(needed * 1.5 + 0.5) // 5 * 5 + 5)} or more")
 
 
+def _embedded(problem: Problem, encoder: dict, run_dir: Path, budget: Budget, device: str, console: Console) -> Problem:
+    """The problem with its free text's embeddings as numeric columns (automl.text_model)."""
+    from automl.text_model import with_embeddings
+
+    seconds = None if budget.left() is None else TEXT_SHARE * budget.left()
+    train, test, note = with_embeddings(problem.train, problem.test, encoder, run_dir / "text-embeddings",
+                                        declared=problem.comp.text_columns, seconds=seconds, device=device,
+                                        console=console)
+    log.info(note)
+    console.print(f"  {note}", highlight=False)
+    return replace(problem, train=train, test=test)
+
+
 def _baselines(names: list[str], networks: bool, problem: Problem, fold_data, run_dir: Path,
                budget: Budget, seed: int, console: Console, device: str = "cpu",
-               keep_test_folds: bool = False) -> tuple[list[CVResult], list[CVResult]]:
+               keep_test_folds: bool = False, encoder: dict | None = None) -> tuple[list[CVResult], list[CVResult]]:
     """Every requested baseline, cheap ones first, each sized to its part of the baselines' time."""
     results, pending = [], []
     for model in names:
@@ -192,32 +218,40 @@ def _baselines(names: list[str], networks: bool, problem: Problem, fold_data, ru
             results.append(done)
     if not pending:
         return results, list(results)
-    usable = baselines.applicable(problem, fold_data)
+    usable = baselines.applicable(problem, fold_data) + (["finetune"] if fold_data[0].train.text else [])
     unusable = [m for m in pending if m not in usable]
     if unusable and len(unusable) == len(names) and not networks:
-        needs = "; ".join(f"{m} needs {baselines.BASELINES[m].needs}" for m in unusable)
+        needs = "; ".join(f"{m} needs {baselines.BASELINES[m].needs if m in baselines.BASELINES else 'a free-text column'}"
+                          for m in unusable)
         raise AutomlError(f"--models: {', '.join(unusable)} does not apply to {problem.comp.slug} ({needs}); "
                           f"choose from {', '.join(usable)}")
-    order = [m for m in baselines.CHEAP_FIRST if m in pending and m in usable]
+    order = [m for m in (*baselines.CHEAP_FIRST, "finetune") if m in pending and m in usable]
     for i, model in enumerate(order):
         left = budget.baselines_left()
-        weights = [baselines.BASELINES[m].weight for m in order[i:]]
+        weights = [baselines.BASELINES[m].weight if m in baselines.BASELINES else FINETUNE_WEIGHT for m in order[i:]]
         share = None if left is None or model == "dummy" else left * weights[0] / sum(weights)
         with budget.stage(f"baseline {model}"):
-            result = _fit(model, run_dir, problem, fold_data, seed, console, share, device, keep_test_folds)
+            result = _fit(model, run_dir, problem, fold_data, seed, console, share, device, keep_test_folds, encoder)
         if result is not None:
             results.append(result)
     return results, list(results)
 
 
 def _fit(model: str, run_dir: Path, problem: Problem, fold_data, seed: int, console: Console,
-         seconds: float | None, device: str = "cpu", keep_test_folds: bool = False) -> CVResult | None:
+         seconds: float | None, device: str = "cpu", keep_test_folds: bool = False,
+         encoder: dict | None = None) -> CVResult | None:
     k = len(fold_data)
     try:
         with console.status(f"{model}: fold 1/{k}") as status:
-            result = baselines.cross_validate(model, problem, fold_data, seed, seconds=seconds, device=device,
-                                              keep_test_folds=keep_test_folds,
-                                              on_fold=lambda i: status.update(f"{model}: fold {i + 1}/{k}"))
+            progress = lambda i: status.update(f"{model}: fold {i + 1}/{k}")  # noqa: E731
+            if model == "finetune":
+                from automl import finetune
+
+                result = finetune.cross_validate(problem, fold_data, encoder["path"], seconds=seconds, device=device,
+                                                 seed=seed, on_fold=progress)
+            else:
+                result = baselines.cross_validate(model, problem, fold_data, seed, seconds=seconds, device=device,
+                                                  keep_test_folds=keep_test_folds, on_fold=progress)
     except baselines.Skipped as why:
         log.info("%s: %s", model, why)
         console.print(f"  {model}: {why}", highlight=False)
@@ -236,15 +270,19 @@ def _fit(model: str, run_dir: Path, problem: Problem, fold_data, seed: int, cons
     return result
 
 
-def _model_names(models: str) -> tuple[list[str], bool]:
-    """Baseline names to fit, and whether to search networks."""
+def _model_names(models: str, text_model: bool = False) -> tuple[list[str], bool]:
+    """Baseline names to fit (with a --text-model, the encoder fine-tuned: finetune), and whether to search networks."""
     names, networks = [], False
     for part in [m.strip() for m in models.split(",") if m.strip()]:
         if part in ("baselines", "all"):
-            names += [n for n in baselines.BASELINES if n not in names]
+            names += [n for n in (*baselines.BASELINES, *(["finetune"] if text_model else [])) if n not in names]
         if part in ("networks", "all"):
             networks = True
         elif part in baselines.BASELINES:
+            names.append(part)
+        elif part == "finetune":
+            if not text_model:
+                raise UsageError("--models finetune fine-tunes the --text-model encoder: pass --text-model PATH too")
             names.append(part)
         elif part != "baselines":
             raise AutomlError(f"--models: unknown model {part!r}; expected all, baselines, networks or any of "
@@ -258,7 +296,7 @@ def _installed(names: list[str], models: str) -> tuple[list[str], list[str]]:
     asked = {m.strip() for m in models.split(",")}
     kept, lines = [], []
     for name in names:
-        library = baselines.BASELINES[name].library
+        library = baselines.BASELINES[name].library if name in baselines.BASELINES else ""
         why = library and baselines.missing(library)
         if not why:
             kept.append(name)
