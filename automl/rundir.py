@@ -80,7 +80,7 @@ def _pinned(key: str, value):
     if key == "extra_train":
         return [{"sha256": f.get("sha256"), "rows": f.get("rows")} for f in value or []]
     if key == "text_model":  # the model folder by its content, wherever it lies
-        return value and value.get("sha256")
+        return (value or {}).get("sha256")
     return value
 
 
