@@ -167,7 +167,8 @@ def search(slug: str = typer.Argument(..., help="Competition slug."), source: Pa
 def worker(slug: str = typer.Argument(..., help="Competition slug."), source: Path = SOURCE, name: str = NAME,
            folds: int = FOLDS, seed: int = SEED, trials: int = TRIALS, timeout: float = TIMEOUT,
            pipeline: str = PIPELINE, storage: str = STORAGE, device: str = DEVICE, precision: str = PRECISION,
-           metric: str = METRIC, extra_train: list[Path] = EXTRA, runs_dir: Path = RUNS_DIR, data_dir: Path = DATA_DIR) -> None:
+           metric: str = METRIC, extra_train: list[Path] = EXTRA, text_model: Path = TEXT_MODEL, runs_dir: Path = RUNS_DIR,
+           data_dir: Path = DATA_DIR) -> None:
     """Join a run's network search (any number of workers, on any machines sharing --storage); no blend or submission."""
     _check_metric(metric)
     from automl.workers import worker as run_worker
@@ -175,7 +176,7 @@ def worker(slug: str = typer.Argument(..., help="Competition slug."), source: Pa
     try:
         run_worker(slug, name=name, storage=storage, trials=trials, timeout=timeout, pipeline=pipeline, source=source, started=STARTED,
                    folds=folds, seed=seed, device=device, precision=precision, runs_dir=runs_dir, data_dir=data_dir,
-                   console=err, metric=metric, extra_train=tuple(extra_train or ()))
+                   console=err, metric=metric, extra_train=tuple(extra_train or ()), text_model=text_model)
     except AutomlError as exc:
         _fail(str(exc), getattr(exc, "exit_code", 1))
     except KeyboardInterrupt:
@@ -345,7 +346,7 @@ def kernel(slug: str = typer.Argument(..., help="Competition slug."),
             made, pushed = notebooks.make(slug, folder, user=user, timeout=timeout, models=models, gpu=gpu,
                                           metric=metric, push=push)
     except AutomlError as exc:
-        _fail(str(exc))
+        _fail(str(exc), getattr(exc, "exit_code", 1))
     notebook = folder / f"{notebooks.kernel_slug(slug)}.ipynb"
     out.print(f"wrote {notebook} and kernel-metadata.json ({made.ref}, internet off)", highlight=False, soft_wrap=True)
     out.print(f"wheelhouse: {folder / 'wheelhouse'} ({len(made.wheels)} wheels); from Kaggle's image: "

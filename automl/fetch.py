@@ -34,6 +34,7 @@ from automl.errors import AutomlError
 
 MARKER = ".automl-fetched"
 RECORD = ".competition.json"  # what Kaggle says of the competition: title, metric, daily limit
+POLL_SECONDS = 5.0  # between two questions to Kaggle about a dataset being processed
 log = logging.getLogger("automl")
 CREDENTIALS_HELP = (
     "put kaggle.json (kaggle.com > Settings > API > Create New Token) in ~/.kaggle/ "
@@ -307,6 +308,7 @@ def push_dataset(folder: Path, notes: str, wait: float = 600.0) -> str:
     try:
         with contextlib.redirect_stdout(io.StringIO()):
             exists = _dataset_exists(api, ref)
+            before = _dataset_version(api, ref)[1] if exists else 0
             if exists:
                 reply = api.dataset_create_version(str(folder), notes, quiet=True)
             else:
@@ -314,11 +316,13 @@ def push_dataset(folder: Path, notes: str, wait: float = 600.0) -> str:
         if getattr(reply, "error", None):
             raise AutomlError(f"Kaggle refused the dataset {ref}: {reply.error}")
         deadline = time.monotonic() + wait
-        while (status := _dataset_status(api, ref)) != "ready":
+        # ready, and the new version (the one just uploaded, not the one before it) is the current one
+        while (found := _dataset_version(api, ref)) and not (found[0] == "ready" and (found[1] or 0) > (before or -1)):
+            status = found[0]
             if status == "failed" or time.monotonic() > deadline:
                 raise AutomlError(f"Kaggle's processing of the dataset {ref} is {status} after {wait:.0f}s; "
                                   f"see https://www.kaggle.com/datasets/{ref} and push again when it is ready")
-            time.sleep(5)
+            time.sleep(POLL_SECONDS)
     except OSError as exc:
         raise _push_error(exc, f"the dataset {ref}") from exc
     except ValueError as exc:  # the client's own checks of the metadata
@@ -357,6 +361,16 @@ def _dataset_exists(api, ref: str) -> bool:
 def _dataset_status(api, ref: str) -> str:
     with contextlib.redirect_stdout(io.StringIO()):
         return str(api.dataset_status(ref)).lower()
+
+
+def _dataset_version(api, ref: str) -> tuple[str, int | None]:
+    """The dataset's processing status and current version number (None where the client cannot say)."""
+    with contextlib.redirect_stdout(io.StringIO()):
+        try:
+            found = json.loads(api.dataset_status(ref, format="json(status,current_version_number)"))
+        except TypeError:  # an older client: the status alone
+            return _dataset_status(api, ref), None
+    return str(found.get("status", "")).lower(), found.get("current_version_number")
 
 
 def _push_error(exc: OSError, what: str) -> AutomlError:

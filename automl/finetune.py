@@ -21,6 +21,7 @@ import time
 
 import numpy as np
 
+from automl.baselines.gbdt import Failed, first_line
 from automl.baselines.result import CVResult, Skipped, finish
 from automl.folds import Fold, weights_for_test
 from automl.problem import Problem
@@ -28,6 +29,7 @@ from automl.problem import Problem
 LENGTHS = (32, 64, 128)  # tokens per row's text
 BATCHES = (8, 16, 32)
 SEARCH_SHARE = 0.4  # of its time, for the search on the first fold; the rest trains every fold
+PROBE_SHARE = 0.1  # of its time, at most, for timing the lengths (the shortest is always timed)
 WARMUP = 0.1  # of the steps
 
 
@@ -42,66 +44,87 @@ def texts_of(features) -> np.ndarray:
 
 def cross_validate(problem: Problem, folds: list[Fold], model_path: str, *, seconds: float | None = None,
                    device: str = "cpu", seed: int = 0, on_fold=None) -> CVResult:
-    """Fine-tune on every fold; out-of-fold and test predictions like any baseline's."""
+    """Fine-tune on every fold; out-of-fold and test predictions like any baseline's. A library's
+    error (out of memory on a GPU, a tokenizer's) is `Failed`: one line, and the run goes on."""
+    try:
+        return _cross_validate(problem, folds, model_path, seconds, device, seed, on_fold)
+    except (RuntimeError, ValueError, OSError) as error:
+        raise Failed(first_line(error)) from error
+
+
+def _cross_validate(problem: Problem, folds: list[Fold], model_path: str, seconds: float | None, device: str,
+                    seed: int, on_fold) -> CVResult:
     import optuna
     import torch
 
     if not folds[0].train.text:
         raise Skipped("skipped: no free-text column to fine-tune on")
     start = time.monotonic()
+    end = None if seconds is None else start + seconds
     torch.manual_seed(seed)
     tuner = Tuner(problem, model_path, device)
     n_train = max(len(f.train_rows) for f in folds)
     n_predict = max(len(f.valid_rows) + len(f.test) for f in folds)
-    step, predict = tuner.probe(texts_of(folds[0].train), problem.y[folds[0].train_rows])
+    step, predict = tuner.probe(texts_of(folds[0].train), problem.y[folds[0].train_rows],
+                                None if seconds is None else start + PROBE_SHARE * seconds)
+    lengths = sorted({n for n, _ in step})
 
     def fold_seconds(length: int, batch: int, epochs: int) -> float:
         return epochs * math.ceil(n_train / batch) * step[length, batch] + n_predict * predict[length]
 
-    length, batch = min(((n, b) for n in LENGTHS for b in BATCHES), key=lambda nb: fold_seconds(*nb, 1))
-    cheapest = {"lr": 5e-5, "epochs": 1, "length": length, "batch": batch}
-    least = fold_seconds(length, batch, 1)
-    if seconds is not None and least * len(folds) > seconds * (1 - SEARCH_SHARE):
-        raise Skipped(f"skipped: one epoch on every fold would take about {least * len(folds):.0f}s of its "
-                      f"{seconds:.0f}s (on {tuner.device}); give more time with --timeout, or a GPU")
-    complete_share = None if seconds is None else seconds * (1 - SEARCH_SHARE)
+    def left() -> float:
+        return math.inf if end is None else end - time.monotonic()
 
-    def fits(params: dict) -> bool:
-        return complete_share is None or fold_seconds(params["length"], params["batch"], params["epochs"]) * len(folds) \
-            <= complete_share
+    length, batch = min(((n, b) for n in lengths for b in BATCHES), key=lambda nb: fold_seconds(*nb, 1))
+    cheapest = {"lr": 5e-5, "epochs": 1, "length": length, "batch": batch}
+    least = fold_seconds(length, batch, 1) * len(folds)
+    if least > left() * (1 - SEARCH_SHARE):
+        raise Skipped(f"skipped: one epoch on every fold would take about {least:.0f}s of the {max(0, left()):.0f}s "
+                      f"left to it (on {tuner.device}); give more time with --timeout, or a GPU")
+    search_until = None if end is None else time.monotonic() + left() * SEARCH_SHARE
+
+    def fits(params: dict, within: float) -> bool:
+        return fold_seconds(params["length"], params["batch"], params["epochs"]) * len(folds) <= within
 
     fold = folds[0]
     texts = {"train": texts_of(fold.train), "valid": texts_of(fold.valid)}
-    search_until = None if seconds is None else start + seconds * SEARCH_SHARE
 
     def objective(trial: optuna.Trial) -> float:
         params = {"lr": trial.suggest_float("lr", 1e-5, 1e-3, log=True),
                   "epochs": trial.suggest_int("epochs", 1, 4),
-                  "length": trial.suggest_categorical("length", LENGTHS),
+                  "length": trial.suggest_categorical("length", lengths),
                   "batch": trial.suggest_categorical("batch", BATCHES)}
         one_fold = fold_seconds(params["length"], params["batch"], params["epochs"])
-        if not fits(params) or (search_until is not None and time.monotonic() + one_fold > search_until):
+        completion = math.inf if end is None else (end - search_until)
+        if not fits(params, completion) or (search_until is not None and time.monotonic() + one_fold > search_until):
             raise optuna.TrialPruned()  # its completion, or the trial itself, would not fit the time
         head = tuner.fit(texts["train"], problem.y[fold.train_rows], params)
         return tuner.score(head, texts["valid"], problem.y[fold.valid_rows], params)
 
-    direction = "maximize" if problem.metric.greater_is_better else "minimize"
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(direction=direction, sampler=optuna.samplers.TPESampler(seed=seed))
-    usual = {"lr": 5e-5, "epochs": 2, "length": 64, "batch": 16}
-    study.enqueue_trial(usual if fits(usual) else cheapest)  # the usual recipe first, where it fits
-    timeout = None if search_until is None else max(0.0, search_until - time.monotonic())
     def enough(study, trial) -> None:  # stop when not even the cheapest settings fit the search's time
         if search_until is not None and time.monotonic() + fold_seconds(length, batch, 1) > search_until:
             study.stop()
 
-    study.optimize(objective, n_trials=4 if timeout is None else 30, timeout=timeout, callbacks=[enough])
+    direction = "maximize" if problem.metric.greater_is_better else "minimize"
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(direction=direction, sampler=optuna.samplers.TPESampler(seed=seed))
+    usual = {"lr": 5e-5, "epochs": 2, "length": 64 if 64 in lengths else length, "batch": 16}
+    study.enqueue_trial(usual if fits(usual, left() * (1 - SEARCH_SHARE)) else cheapest)  # the usual recipe first
+    timeout = None if search_until is None else max(0.0, search_until - time.monotonic())
+    study.optimize(objective, n_trials=4 if timeout is None else 30, timeout=timeout, callbacks=[enough],
+                   catch=(RuntimeError, ValueError))  # a failing trial is recorded as failed; the search goes on
     done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     params = study.best_params if done else cheapest
+    if not fits(params, left()):  # the search ran long: the cheapest settings, or nothing
+        params = {**params, "epochs": 1, "length": length, "batch": batch}
+        if not fits(params, left()):
+            raise Skipped(f"skipped: its search left {max(0, left()):.0f}s, short of one epoch on every fold")
 
     oof = np.zeros(problem.pred_shape(len(problem.y)))
     test = np.zeros(problem.pred_shape(len(problem.test)))
     for i, (fold, weight) in enumerate(zip(folds, weights_for_test(folds), strict=True)):
+        if end is not None and time.monotonic() > end + 0.1 * seconds:  # a fold ran slower than timed: stop here
+            raise Skipped(f"skipped: its folds ran past its {seconds:.0f}s after {i} of {len(folds)}")
         if on_fold:
             on_fold(i)
         head = tuner.fit(texts_of(fold.train), problem.y[fold.train_rows], params)
@@ -121,17 +144,14 @@ class Tuner:
         import torch
         from transformers import AutoModel, AutoTokenizer
 
-        from automl.text_model import quiet_transformers
+        from automl.text_model import padded, quiet_transformers
 
         quiet_transformers()
         self.torch, self.path, self.problem = torch, path, problem
         self.device = "cuda" if device in ("cuda", "auto") and torch.cuda.is_available() else "cpu"
-        self.tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+        self.tokenizer = padded(AutoTokenizer.from_pretrained(path, local_files_only=True))
         self.pretrained = AutoModel.from_pretrained(path, local_files_only=True)  # read once; each fit starts from a copy
-        y = problem.y.astype(np.float64)
         self.log1p = problem.metric.target_transform == "log1p"
-        values = np.log1p(np.maximum(y, 0)) if self.log1p else y
-        self.mean, self.scale = values.mean(axis=0), values.std(axis=0) + 1e-9  # for values only
 
     @property
     def outputs(self) -> int:
@@ -144,8 +164,8 @@ class Tuner:
         head = torch.nn.Linear(encoder.config.hidden_size, self.outputs)
         return torch.nn.ModuleDict({"encoder": encoder, "head": head}).to(self.device)
 
-    def _forward(self, model, texts, length: int):
-        batch = self.tokenizer(list(texts), padding=True, truncation=True, max_length=length, return_tensors="pt")
+    def _forward(self, model, texts, length: int, padding: bool | str = True):
+        batch = self.tokenizer(list(texts), padding=padding, truncation=True, max_length=length, return_tensors="pt")
         batch = {k: v.to(self.device) for k, v in batch.items()}
         states = model["encoder"](**batch).last_hidden_state
         mask = batch["attention_mask"].unsqueeze(-1).to(states.dtype)
@@ -160,18 +180,25 @@ class Tuner:
             return f.binary_cross_entropy_with_logits(logits, target)
         return f.mse_loss(logits, target)
 
-    def _targets(self, y: np.ndarray) -> np.ndarray:
+    def _values(self, y: np.ndarray) -> np.ndarray:
+        return np.log1p(np.maximum(y, 0)) if self.log1p else y.astype(np.float64)
+
+    def _targets(self, y: np.ndarray, train_y: np.ndarray) -> np.ndarray:
+        """Classes as they are; values standardised by the training rows' own mean and spread."""
         if self.problem.n_classes or self.problem.multilabel:
             return y
-        values = np.log1p(np.maximum(y, 0)) if self.log1p else y
-        return (values - self.mean) / self.scale
+        values = self._values(train_y)
+        return (self._values(y) - values.mean(axis=0)) / (values.std(axis=0) + 1e-9)
 
     def fit(self, texts: np.ndarray, y: np.ndarray, params: dict):
         from transformers import get_linear_schedule_with_warmup
 
         torch = self.torch
         model = self._model().train()
-        target = self._targets(y)
+        target = self._targets(y, y)
+        if not (self.problem.n_classes or self.problem.multilabel):  # kept with the model: its predictions' scale
+            values = self._values(y)
+            model.scale = (values.mean(axis=0), values.std(axis=0) + 1e-9)
         batch, epochs = params["batch"], params["epochs"]
         steps = epochs * math.ceil(len(texts) / batch)
         optimizer = torch.optim.AdamW(model.parameters(), lr=params["lr"], weight_decay=0.01)
@@ -200,7 +227,8 @@ class Tuner:
             return e / e.sum(axis=1, keepdims=True)
         if self.problem.multilabel:
             return 1 / (1 + np.exp(-logits))
-        values = logits * self.scale + self.mean
+        mean, spread = model.scale
+        values = logits * spread + mean
         values = np.expm1(values) if self.log1p else values
         return values[:, 0] if self.problem.y.ndim == 1 else values
 
@@ -210,29 +238,32 @@ class Tuner:
         pred = self.predict(model, texts, params)
         return score(self.problem.metric, y, pred, best_threshold(self.problem.metric, y, pred))
 
-    def probe(self, texts: np.ndarray, y: np.ndarray) -> tuple[dict, dict]:
-        """Seconds per optimizer step at each (length, batch), and per predicted row at each length,
-        timed on the first rows (after one warm-up step)."""
+    def probe(self, texts: np.ndarray, y: np.ndarray, until: float | None) -> tuple[dict, dict]:
+        """Seconds per optimizer step at each (length, batch), and per predicted row at each length:
+        timed at the middle batch size, texts padded to the length (the slowest a batch can be), after a
+        warm-up step; other batch sizes in proportion. Lengths are timed shortest first, and no longer
+        ones once `until` has passed (they are then not tried)."""
         torch = self.torch
         model = self._model().train()
         optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5)
-        target = self._targets(y)
+        target = self._targets(y, y)
         step, predict = {}, {}
+        middle = BATCHES[len(BATCHES) // 2]
+        rows = np.arange(min(middle, len(texts)))
         for length in LENGTHS:
-            for batch in BATCHES:
-                rows = np.arange(min(batch, len(texts)))
-                timings = []
-                for _ in range(2):  # the first is a warm-up
-                    began = time.perf_counter()
-                    loss = self._loss(self._forward(model, texts[rows], length), target[rows])
-                    optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    optimizer.step()
-                    timings.append(time.perf_counter() - began)
-                step[length, batch] = timings[-1] * batch / max(1, len(rows))
+            if step and until is not None and time.monotonic() > until:
+                break
+            for _ in range(2):  # the first is a warm-up
+                began = time.perf_counter()
+                loss = self._loss(self._forward(model, texts[rows], length, "max_length"), target[rows])
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+            seconds = (time.perf_counter() - began) / max(1, len(rows))  # per row
+            step |= {(length, b): seconds * b for b in BATCHES}
             began = time.perf_counter()
             with torch.inference_mode():
-                self._forward(model.eval(), texts[:64], length)
+                self._forward(model.eval(), texts[:64], length, "max_length")
             model.train()
             predict[length] = (time.perf_counter() - began) / max(1, min(64, len(texts)))
         return step, predict

@@ -78,6 +78,9 @@ def make(slug: str, folder: Path, *, user: str | None, timeout: float, models: s
     """Write the folder and, with `push`, upload the wheelhouse and push the notebook; returns the
     folder and one line per thing pushed."""
     from automl.fetch import competition_record, has_credentials, kaggle_username, push_dataset, push_kernel
+    from automl.runner import _model_names
+
+    _model_names(models)  # an unknown name fails here, not an hour later on Kaggle
 
     if user is None and (push or has_credentials()):
         user = kaggle_username()

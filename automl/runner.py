@@ -66,7 +66,8 @@ def run(slug: str, *, source=None, name: str = "default", models: str = "all", f
     if workers < 0:
         raise UsageError(f"--workers {workers}: expected 0 (one search process per CPU core) or more")
     worker_args = {"source": source, "data_dir": data_dir, "runs_dir": runs_dir, "pipeline": pipeline, "folds": folds,
-                   "seed": seed, "device": device, "precision": precision, "metric": metric, "extra_train": extra_train}
+                   "seed": seed, "device": device, "precision": precision, "metric": metric, "extra_train": extra_train,
+                   "text_model": text_model}
     console = console or Console(stderr=True)
     names, networks = _model_names(models, encoder is not None)
     budget = Budget.start(timeout, started)
@@ -86,6 +87,7 @@ def run(slug: str, *, source=None, name: str = "default", models: str = "all", f
     recipe = load_pipeline(pipeline) if networks else None
     if encoder is None and recipe is not None and recipe.text_model:  # the recipe's model, where no --text-model
         encoder = text_model_check(Path(recipe.text_model))
+        worker_args["text_model"] = recipe.text_model
         names, _ = _model_names(models, True)
         names, _ = _installed(names, models)
     if timeout is None and recipe is not None:

@@ -59,11 +59,18 @@ def check(path: Path) -> dict:
         from transformers import AutoConfig, AutoTokenizer
     except ImportError as exc:
         raise UsageError(f"{where}: the transformers package is not installed; pip install transformers") from exc
+    quiet_transformers()
     try:
         config = AutoConfig.from_pretrained(path, local_files_only=True)
         tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
     except (OSError, ValueError, KeyError) as exc:
         raise UsageError(f"{where}: {str(exc).splitlines()[0][:200]}") from exc
+    if getattr(config, "is_encoder_decoder", False):
+        raise UsageError(f"{where}: an encoder-decoder model ({config.model_type}); pass an encoder such as BERT, "
+                         "RoBERTa, DeBERTa or MiniLM")
+    if tokenizer.pad_token is None and tokenizer.eos_token is None:
+        raise UsageError(f"{where}: the tokenizer has no padding token (nor an end token to pad with); "
+                         "set pad_token in its tokenizer_config.json")
     vocabulary = getattr(config, "vocab_size", None)
     if vocabulary is not None and len(tokenizer) > vocabulary:
         raise UsageError(f"{where}: the tokenizer has {len(tokenizer):,} tokens and the model {vocabulary:,}: "
@@ -87,27 +94,46 @@ def text_columns(train: pd.DataFrame, declared: tuple[str, ...] = ()) -> list[st
 def with_embeddings(train: pd.DataFrame, test: pd.DataFrame, model: dict, cache: Path, *, declared=(),
                     seconds: float | None = None, device: str = "cpu", console=None) -> tuple[pd.DataFrame, pd.DataFrame, str]:
     """`train` and `test` with each text column's embedding added as numeric columns; and a note
-    (what was encoded, cut or skipped)."""
+    (what was encoded, cut or skipped). What the run's first pass decided (skipped, or the text length)
+    is kept in `cache`/plan.json and followed on every resume, so a resumed run's features (and the
+    study and models made from them) stay those of its first pass."""
     columns = text_columns(train, declared)
     if not columns:
         return train, test, "--text-model: no free-text column to encode"
+    began = time.monotonic()
+    plan = _read_json(cache / "plan.json")
+    if plan.get("skipped"):
+        return train, test, f"--text-model: {plan['skipped']} (when this run began; a new --name encodes them)"
     texts = {c: pd.concat([train[c], test[c]]).fillna("").astype(str).to_numpy() for c in columns}
     cached = {c: _cached(cache, model, c, texts[c]) for c in columns}
     todo = [c for c in columns if cached[c] is None]
-    notes, length = [], MAX_LENGTH
+    notes, length = [], int(plan.get("max_length", MAX_LENGTH))
     if todo:
         encoder = Encoder(model["path"], device)
         rows = sum(len(texts[c]) for c in todo)
-        rate = encoder.probe(texts[todo[0]][:PROBE_TEXTS], length)  # seconds per text at `length` tokens
-        while seconds is not None and rate * rows > seconds and length > SHORTEST:
+        pool = np.concatenate([texts[c] for c in todo])
+        sample = pool[np.random.default_rng(0).choice(len(pool), min(PROBE_TEXTS, len(pool)), replace=False)]
+
+        def left() -> float:
+            return np.inf if seconds is None else seconds - (time.monotonic() - began)
+
+        rate = encoder.probe(sample, length)  # seconds per text at `length` tokens
+        while "max_length" not in plan and rate * rows > left() and length > SHORTEST:
             length //= 2
-            rate = encoder.probe(texts[todo[0]][:PROBE_TEXTS], length)
-        if seconds is not None and rate * rows > seconds:
-            return train, test, (f"--text-model: skipped; encoding {rows:,} texts would take about {rate * rows:.0f}s "
-                                 f"of the {seconds:.0f}s it may use; give more time with --timeout")
+            rate = encoder.probe(sample, length)
+        if rate * rows > left():
+            why = (f"skipped; encoding {rows:,} texts would take about {rate * rows:.0f}s of the "
+                   f"{max(0.0, left()):.0f}s left to it; give more time with --timeout")
+            write_json(cache / "plan.json", {"skipped": why})
+            return train, test, f"--text-model: {why}"
+        write_json(cache / "plan.json", {"max_length": length})
+        deadline = None if seconds is None else began + seconds * 1.1  # the probe's estimate, and a tenth more
         for column in todo:
             start = time.monotonic()
-            cached[column] = encoder.encode(texts[column], length, console, column)
+            cached[column] = encoder.encode(texts[column], length, console, column, deadline)
+            if cached[column] is None:
+                return train, test, (f"--text-model: encoding {column} ran past its time ({seconds:.0f}s); "
+                                     "left out of this pass (the next resumes it from the cache)")
             _store(cache, model, column, texts[column], cached[column], length)
             notes.append(f"{column} encoded in {time.monotonic() - start:.1f}s")
     notes += [f"{c} from the cache" for c in columns if c not in todo]
@@ -121,9 +147,28 @@ def with_embeddings(train: pd.DataFrame, test: pd.DataFrame, model: dict, cache:
     return train, test, f"--text-model: {size} embedding columns per text column ({'; '.join(notes)}{cut})"
 
 
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def padded(tokenizer):
+    """The tokenizer, padding with its end token where it has no padding token (decoder-only models)."""
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
 def quiet_transformers() -> None:
-    """No progress bar or advice from transformers each time a model is read: the run says what it does."""
+    """No progress bar or advice from transformers each time a model is read: the run says what it does.
+    The tokenizers' own threads are off: the run forks (CatBoost, the search), and they do not survive it."""
+    import os
+
     from transformers.utils import logging as hf_logging
+
+    os.environ["TOKENIZERS_PARALLELISM"] = "false"
 
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
@@ -139,30 +184,35 @@ class Encoder:
         quiet_transformers()
         self.torch = torch
         self.device = "cuda" if device in ("cuda", "auto") and torch.cuda.is_available() else "cpu"
-        self.tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+        self.tokenizer = padded(AutoTokenizer.from_pretrained(path, local_files_only=True))
         self.model = AutoModel.from_pretrained(path, local_files_only=True).to(self.device).eval()
 
     def probe(self, texts: np.ndarray, length: int) -> float:
-        """Seconds per text, timed on `texts` after one warm-up chunk."""
-        self._chunk(texts[:8], length)
+        """Seconds per text, timed on `texts` (a random sample) padded to `length` (the slowest a chunk
+        can be), after one warm-up chunk."""
+        self._chunk(texts[:8], length, "max_length")
         start = time.perf_counter()
         for i in range(0, len(texts), CHUNK):
-            self._chunk(texts[i:i + CHUNK], length)
+            self._chunk(texts[i:i + CHUNK], length, "max_length")
         return (time.perf_counter() - start) / max(1, len(texts))
 
-    def encode(self, texts: np.ndarray, length: int, console=None, label: str = "") -> np.ndarray:
+    def encode(self, texts: np.ndarray, length: int, console=None, label: str = "",
+               deadline: float | None = None) -> np.ndarray | None:
+        """Every text's embedding, (n, hidden) float32; None when `deadline` passes first."""
         from rich.progress import Progress
 
         out = []
         with Progress(console=console, transient=True, disable=console is None or not console.is_terminal) as progress:
             task = progress.add_task(f"encoding {label} with the text model", total=len(texts))
             for i in range(0, len(texts), CHUNK):
+                if deadline is not None and time.monotonic() > deadline:
+                    return None
                 out.append(self._chunk(texts[i:i + CHUNK], length))
                 progress.advance(task, len(out[-1]))
         return np.concatenate(out).astype(np.float32)
 
-    def _chunk(self, texts: np.ndarray, length: int) -> np.ndarray:
-        batch = self.tokenizer(list(texts), padding=True, truncation=True, max_length=length, return_tensors="pt")
+    def _chunk(self, texts: np.ndarray, length: int, padding: bool | str = True) -> np.ndarray:
+        batch = self.tokenizer(list(texts), padding=padding, truncation=True, max_length=length, return_tensors="pt")
         batch = {k: v.to(self.device) for k, v in batch.items()}
         with self.torch.inference_mode():
             states = self.model(**batch).last_hidden_state  # (texts, tokens, hidden)

@@ -216,6 +216,8 @@ def start_worker(slug: str, name: str, storage: str | None, trials: int, timeout
         command += ["--from", str(args["source"])]
     for path in args.get("extra_train") or ():
         command += ["--extra-train", str(path)]
+    if args.get("text_model"):
+        command += ["--text-model", str(args["text_model"])]
     run_dir = Path(args.get("runs_dir", "runs")) / slug / name
     env = os.environ | {"OMP_NUM_THREADS": str(threads)}
     with open(run_dir / f"worker-{os.getpid()}-{time.monotonic_ns()}.log", "w") as logfile:  # the child keeps its copy
@@ -274,19 +276,28 @@ def worker(slug: str, *, name: str = "default", storage: str | None = None, tria
            timeout: float | None = None, pipeline: str = "auto", source=None, folds: int = 5, seed: int = 0,
            device: str = "auto", precision: str = "32-true", runs_dir="runs", data_dir="data",
            console: Console | None = None, metric: str | None = None, started: float | None = None,
-           extra_train=()) -> dict:
-    """Join a study and run trials until it has enough or time is up; no blending, no submission."""
-    from dataclasses import asdict
+           extra_train=(), text_model=None) -> dict:
+    """Join a study and run trials until it has enough or time is up; no blending, no submission.
+    A run made with --text-model is joined with the same model: its embeddings come from the run's cache."""
+    from dataclasses import asdict, replace
+
+    from automl.text_model import check, with_embeddings
 
     console = console or Console(stderr=True)
     check_timeout(timeout)
+    encoder = check(text_model) if text_model else None
     deadline = None if timeout is None else (time.monotonic() if started is None else started) + timeout
     comp, problem, _, _ = prepare(slug, data_dir, source, metric, extra_train)
     recipe = load_pipeline(choose(problem) if pipeline == "auto" else pipeline)
     run_dir = Path(runs_dir) / slug / name
     claim(run_dir, {"slug": slug, "competition": asdict(comp), "folds": folds, "seed": seed, "rows": len(problem.y),
-                    "extra_train": list(problem.extra_files)}, name)
+                    "extra_train": list(problem.extra_files), "text_model": encoder}, name)
     assignment = load_folds(run_dir, problem, folds, seed)
+    if encoder is not None:
+        train, test, note = with_embeddings(problem.train, problem.test, encoder, run_dir / "text-embeddings",
+                                            declared=comp.text_columns, device=device, console=console)
+        console.print(f"  {note}", highlight=False)
+        problem = replace(problem, train=train, test=test)
     features, digest = shared_features(problem, assignment, recipe)
     problem = problem.without_frames()
     with frozen_heap():

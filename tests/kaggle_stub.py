@@ -19,7 +19,8 @@ the real client end to end without ever reaching kaggle.com:
   ``KAGGLE_API_TOKEN`` login path can be exercised too.
 * ``blobs.BlobApiService/StartBlobUpload`` -> ``PUT /storage/uploads/TOKEN`` -> ``CreateDataset``
   or ``CreateDatasetVersion``, with ``GetDatasetStatus`` (404 for a dataset that does not
-  exist, ``READY`` once created), back ``dataset_create_new`` / ``dataset_create_version``;
+  exist, ``READY`` once created) and ``GetDataset`` (its current version number), back
+  ``dataset_create_new`` / ``dataset_create_version``;
   ``kernels.KernelsApiService/SaveKernel`` backs ``kernels_push``.
 
 Errors go out the way kaggle.com sends them: the HTTP status plus a JSON body
@@ -65,6 +66,7 @@ INTROSPECT_TOKEN = "security.OAuthService/IntrospectToken"
 START_BLOB_UPLOAD = "blobs.BlobApiService/StartBlobUpload"
 DATASETS = "datasets.DatasetApiService/"
 GET_DATASET_STATUS = DATASETS + "GetDatasetStatus"
+GET_DATASET = DATASETS + "GetDataset"
 CREATE_DATASET = DATASETS + "CreateDataset"
 CREATE_DATASET_VERSION = DATASETS + "CreateDatasetVersion"
 SAVE_KERNEL = "kernels.KernelsApiService/SaveKernel"
@@ -167,6 +169,8 @@ class KaggleStub:
         self.submissions: dict[str, list[Submission]] = {}
         self.uploads: dict[str, bytes] = {}
         self.datasets: dict[str, list[dict[str, bytes]]] = {}
+        self.dataset_pending = 0  # status questions answered "not ready yet" after each new dataset version
+        self._pending: dict[str, int] = {}
         self.kernels: dict[str, list[dict[str, Any]]] = {}
         self._upload_names: dict[str, str] = {}
         self._refs = itertools.count(1)
@@ -261,6 +265,7 @@ class KaggleStub:
                 return "Invalid blob file token"
             version = {self._upload_names[t]: self.uploads[t] for t in tokens}
             self.datasets.setdefault(ref, []).append(version)
+            self._pending[ref] = self.dataset_pending
             return None
 
     def _submit(self, slug: str, token: str, description: str) -> Submission | None:
@@ -425,10 +430,21 @@ class _Handler(BaseHTTPRequestHandler):
         self._send_json({"token": token, "createUrl": f"http://{host}{UPLOAD_PREFIX}{token}"})
 
     def _get_dataset_status(self, body: dict[str, Any]) -> None:
-        if f"{body.get('ownerSlug')}/{body.get('datasetSlug')}" not in self.stub.datasets:
+        ref = f"{body.get('ownerSlug')}/{body.get('datasetSlug')}"
+        if ref not in self.stub.datasets:
             self._send_error(404)
             return
-        self._send_json({"status": "READY"})
+        with self.stub._lock:
+            waiting = self.stub._pending.get(ref, 0)
+            self.stub._pending[ref] = max(0, waiting - 1)
+        self._send_json({"status": "BLOBS_RECEIVED" if waiting else "READY"})
+
+    def _get_dataset(self, body: dict[str, Any]) -> None:
+        ref = f"{body.get('ownerSlug')}/{body.get('datasetSlug')}"
+        if ref not in self.stub.datasets:
+            self._send_error(404)
+            return
+        self._send_json({"ref": ref, "currentVersionNumber": len(self.stub.datasets[ref])})
 
     def _create_dataset(self, body: dict[str, Any]) -> None:
         ref = f"{body.get('ownerSlug')}/{body.get('slug')}"
@@ -526,6 +542,7 @@ _RPCS = {
     INTROSPECT_TOKEN: _Handler._introspect_token,
     START_BLOB_UPLOAD: _Handler._start_blob_upload,
     GET_DATASET_STATUS: _Handler._get_dataset_status,
+    GET_DATASET: _Handler._get_dataset,
     CREATE_DATASET: _Handler._create_dataset,
     CREATE_DATASET_VERSION: _Handler._create_dataset_version,
     SAVE_KERNEL: _Handler._save_kernel,

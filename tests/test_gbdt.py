@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import os
+import time
 
 import numpy as np
 import pytest
@@ -148,3 +149,5 @@ def test_a_fit_in_its_own_process_reports_progress_and_errors_as_if_in_this_one(
         in_child(lambda report: (_ for _ in ()).throw(Skipped("skipped: no time")), None, "x")
     with pytest.raises(Failed, match="ended without a result \\(exit 9"):  # killed, or out of memory: one line
         in_child(lambda report: os._exit(9), None, "x")
+    with pytest.raises(Failed, match="still running 1s later; stopped"):  # hung: stopped, not waited for
+        in_child(lambda report: time.sleep(30), None, "x", limit=1.0)

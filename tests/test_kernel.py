@@ -5,6 +5,7 @@ compiled package there, none of the wheelhouse's)."""
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import shutil
@@ -70,7 +71,9 @@ def test_dependencies_walk_through_pure_packages_only():
     assert "filelock" not in pure_names  # torch's own dependency: it comes with torch in Kaggle's image
 
 
-def test_push_uploads_the_wheelhouse_then_the_notebook(kaggle, notebook_folder):
+def test_push_uploads_the_wheelhouse_then_the_notebook(kaggle, notebook_folder, monkeypatch):
+    monkeypatch.setattr(importlib.import_module("automl.fetch"), "POLL_SECONDS", 0.01)
+    monkeypatch.setattr(kaggle, "dataset_pending", 2)  # Kaggle processes each upload a while: the push waits for it
     for attempt in (1, 2):
         result = runner.invoke(app, ["kernel", "titanic", "--out", str(notebook_folder), "--timeout", "20",
                                      "--models", "dummy,linear,lightgbm,networks", "--push"])
@@ -86,6 +89,8 @@ def test_push_uploads_the_wheelhouse_then_the_notebook(kaggle, notebook_folder):
     assert saved["datasetDataSources"] == ["competitor/automl-wheelhouse"] and saved["kernelType"] == "notebook"
     assert "--no-index" in saved["text"]
     posts = [r.path.rsplit("/", 1)[-1] for r in kaggle.requests if r.method == "POST"]
+    statuses = [p for p in posts[posts.index("CreateDatasetVersion"):] if p == "GetDatasetStatus"]
+    assert len(statuses) >= 3  # asked until the new version was processed
     first = posts.index("SaveKernel")  # each push: the wheelhouse first (the notebook mounts it), then the notebook
     assert "CreateDataset" in posts[:first] and "CreateDatasetVersion" in posts[first + 1:] and posts[-1] == "SaveKernel"
 

@@ -4,6 +4,7 @@ by the test) whose embeddings join the features, and the finetune baseline that 
 from __future__ import annotations
 
 import json
+import shutil
 import time
 
 import numpy as np
@@ -99,11 +100,21 @@ def test_embeddings_are_mean_pooled_per_text_column_and_cached(model_folder, tmp
         text_model.with_embeddings(changed, test, model, tmp_path / "cache")
 
 
-def test_encoding_that_cannot_fit_its_time_is_cut_shorter_then_skipped(model_folder, tmp_path):
+def test_encoding_that_cannot_fit_its_time_is_cut_shorter_then_skipped(model_folder, tmp_path, monkeypatch):
     frame = text_table(50)
     train, test = frame.iloc[:40].drop(columns="target"), frame.iloc[40:].drop(columns="target")
-    _, _, note = text_model.with_embeddings(train, test, text_model.check(model_folder), tmp_path, seconds=1e-6)
-    assert note.startswith("--text-model: skipped; encoding 50 texts would take about")
+    model = text_model.check(model_folder)
+    # a model whose time grows with the text's length: 128 and 64 tokens do not fit 50 s for 50 texts, 32 does
+    monkeypatch.setattr(text_model.Encoder, "probe", lambda self, texts, length: length / 50)
+    wide, _, note = text_model.with_embeddings(train, test, model, tmp_path / "cut", seconds=50)
+    assert note.endswith("texts cut to 32 tokens to fit the time)") and "review_emb_31" in wide.columns
+    assert json.loads((tmp_path / "cut" / "plan.json").read_text()) == {"max_length": 32}
+
+    _, _, note = text_model.with_embeddings(train, test, model, tmp_path / "skip", seconds=10)
+    assert note.startswith("--text-model: skipped; encoding 50 texts would take about 32s")
+    # resumed with all the time in the world, the run keeps its first pass's features: still without embeddings
+    again, _, note = text_model.with_embeddings(train, test, model, tmp_path / "skip")
+    assert list(again.columns) == list(train.columns) and "when this run began; a new --name encodes them" in note
 
 
 def test_run_with_a_text_model_embeds_fine_tunes_and_resumes(model_folder, tmp_path):
@@ -130,6 +141,15 @@ def test_run_with_a_text_model_embeds_fine_tunes_and_resumes(model_folder, tmp_p
     plain[plain.index("dummy,linear,finetune")] = "dummy,linear"
     without = runner.invoke(app, plain)  # the same run name without the model: refused, not mixed
     assert without.exit_code == 1 and "different text_model (--text-model)" in without.output
+
+
+def test_a_model_that_cannot_be_encoded_with_is_refused(model_folder, tmp_path):
+    folder = tmp_path / "t5-like"
+    shutil.copytree(model_folder, folder)
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps(config | {"is_encoder_decoder": True}))
+    with pytest.raises(UsageError, match="an encoder-decoder model"):
+        text_model.check(folder)
 
 
 def test_finetune_needs_a_text_model(tmp_path):

@@ -45,7 +45,7 @@ def cross_validate(name: str, problem: Problem, folds: list[Fold], seed: int = 0
         raise Skipped("skipped: the baselines' time was used up before it; give more time with --timeout")
     if baseline.own_process and not cuda(device) and sys.platform.startswith("linux") and not _IN_CHILD:
         return in_child(lambda report: cross_validate(name, problem, folds, seed, report, seconds, device, keep_test_folds),
-                        on_fold, name)
+                        on_fold, name, None if seconds is None else seconds * 1.5 + 30)
     if baseline.cuts and problem.n_classes:
         return _with_cuts(name, problem, folds, seed, on_fold, seconds, device)
     oof = np.zeros(problem.pred_shape(len(problem.y)))
@@ -104,11 +104,14 @@ _IN_CHILD = False  # set in the forked process, which fits the model itself
 
 
 def in_child(work: Callable[[Callable[[int], None]], CVResult], on_fold: Callable[[int], None] | None,
-             name: str) -> CVResult:
+             name: str, limit: float | None = None) -> CVResult:
     """`work(on_fold)` in a forked copy of this process (the features are shared, not copied); its
     progress and its result, or its exception, come back through a pipe. Whatever memory the fit
-    leaves behind ends with the process."""
+    leaves behind ends with the process. The child dies with this process (and so never holds the
+    run's lock alone), leaves Ctrl-C to it, and is stopped when it outlives `limit` seconds."""
+    import gc
     import multiprocessing
+    import signal
 
     context = multiprocessing.get_context("fork")
     receive, send = context.Pipe(duplex=False)
@@ -116,6 +119,8 @@ def in_child(work: Callable[[Callable[[int], None]], CVResult], on_fold: Callabl
     def child() -> None:
         global _IN_CHILD
         _IN_CHILD = True
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops this process
+        _die_with_parent()
         try:
             send.send(("done", work(lambda i: send.send(("fold", i)))))
         except BaseException as error:  # noqa: BLE001 - every outcome goes back to the parent
@@ -124,17 +129,26 @@ def in_child(work: Callable[[Callable[[int], None]], CVResult], on_fold: Callabl
                 error.__cause__ = None
             send.send(("error", error))
 
-    process = context.Process(target=child, name=f"automl-{name}", daemon=True)
-    process.start()
+    gc.freeze()  # the child's collector would otherwise write to (and so copy) every page of the heap
+    try:
+        process = context.Process(target=child, name=f"automl-{name}", daemon=True)
+        process.start()
+    finally:
+        gc.unfreeze()
     send.close()
+    until = None if limit is None else time.monotonic() + limit
     try:
         while True:
+            if until is not None and not receive.poll(max(0.0, until - time.monotonic())):
+                raise Failed(f"the process fitting it was still running {limit:.0f}s later; stopped")
             try:
                 kind, value = receive.recv()
             except EOFError:
                 process.join()
                 raise Failed(f"the process fitting it ended without a result (exit {process.exitcode}"
                              f"{': out of memory?' if process.exitcode == -9 else ''})") from None
+            except Exception as error:  # noqa: BLE001 - what came back could not be read
+                raise Failed(f"its result could not be read from the process fitting it ({error})") from error
             if kind == "fold" and on_fold:
                 on_fold(value)
             elif kind == "done":
@@ -146,6 +160,17 @@ def in_child(work: Callable[[Callable[[int], None]], CVResult], on_fold: Callabl
             process.kill()
         process.join()
         receive.close()
+
+
+def _die_with_parent() -> None:
+    """Linux: this process gets SIGKILL when its parent dies."""
+    import ctypes
+    import signal
+
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
 
 
 def _with_cuts(name: str, problem: Problem, folds: list[Fold], seed: int, on_fold, seconds: float | None,
