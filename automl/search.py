@@ -497,13 +497,14 @@ def search(problem: Problem, folds: list[Fold], pipeline: Pipeline, run_dir: Pat
 
 
 def _fail_unstarted(study: optuna.Study) -> None:
-    """Fail running trials whose worker died after taking them but before starting them. Killed in
-    that moment (right after its last trial finished, as often as not), a worker has recorded no
-    heartbeat for the new trial, so Optuna never takes it for stale and a resumed run would wait
-    for it forever. A live worker starts its trial (the "worker" attribute) within milliseconds."""
+    """Fail running trials whose worker died before its first heartbeat. Killed in that moment
+    (right after its last trial finished, as often as not), a worker has recorded no heartbeat for
+    the new trial, so Optuna never takes it for stale and a resumed run would wait for it forever:
+    a trial with no "worker" attribute (a live worker sets it within milliseconds), or one whose
+    worker was a process of this machine that no longer exists."""
     now = datetime.now()  # Optuna's datetime_start is local and naive
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        if "worker" in trial.user_attrs or trial.datetime_start is None:
+        if trial.datetime_start is None or ("worker" in trial.user_attrs and _alive(trial.user_attrs["worker"])):
             continue
         if (now - trial.datetime_start).total_seconds() > GRACE:
             try:
@@ -512,6 +513,25 @@ def _fail_unstarted(study: optuna.Study) -> None:
                 continue
             log.warning("trial %d: its worker stopped before starting it; failed, and another trial runs instead",
                         trial.number)
+
+
+def _alive(worker: str) -> bool:
+    """Whether a worker ("host:pid") may still be running: always for another machine's (its heartbeats
+    tell), else whether that process exists and is not a zombie."""
+    host, _, pid = worker.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return True
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            return False
+        except (PermissionError, OverflowError):
+            return True
+        return True
+    return state != "Z"
 
 
 def _failing(study: optuna.Study, last: int = 10) -> bool:

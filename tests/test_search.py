@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import os
+import socket
+import subprocess
+import sys
 import time
 
 import optuna
@@ -424,3 +428,23 @@ def test_a_completion_given_fewer_epochs_trains_no_more_and_its_note_says_so(tmp
     assert "(other folds trained for 2 epochs at most: the time left)" in result.info["note"]
     assert study.user_attrs[f"cv:{result.info['trial']}"]["epochs"] == 2
     assert "(epochs [2, 2]," in caplog.text  # 6 allowed by the recipe and its patience
+
+
+def test_a_trial_whose_worker_died_before_its_first_heartbeat_is_failed(monkeypatch):
+    from automl import search
+
+    monkeypatch.setattr(search, "GRACE", -1.0)  # every running trial is past its grace period
+    study = optuna.create_study()
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    here = socket.gethostname()
+    workers = {"dead": f"{here}:{dead.pid}", "alive": f"{here}:{os.getpid()}", "elsewhere": f"other-host:{dead.pid}"}
+    trials = {}
+    for name, worker in [*workers.items(), ("unstarted", None)]:
+        trials[name] = study.ask()
+        if worker:
+            trials[name].set_user_attr("worker", worker)
+    search._fail_unstarted(study)
+    states = {name: study.trials[t.number].state for name, t in trials.items()}
+    assert states == {"dead": TrialState.FAIL, "alive": TrialState.RUNNING, "elsewhere": TrialState.RUNNING,
+                      "unstarted": TrialState.FAIL}  # another machine's worker is left to its heartbeats
