@@ -457,20 +457,6 @@ def _known_metric(metric: str | None, display: str | None, task: str, k: int) ->
     return None
 
 
-def metric_of_record(display: str) -> str | None:
-    """Our metric for the name Kaggle's record gives, when that name alone decides it (not when it depends on
-    the task, as "F1 Score" or a MAP@K without its K do); None otherwise, or when automl knows none."""
-    from automl.metrics import KAGGLE_NAMES, _key
-
-    named = {_key(d): name for d, name in KAGGLE_NAMES.items()}.get(_key(display))
-    if isinstance(named, dict):
-        return None
-    try:
-        return _known_metric(None, display, "binary", 1)
-    except AutomlError:
-        return None
-
-
 def _task_for_metric(task: str, rule: str, y: pd.Series, metric: str | None, where: str,
                      option: str | None) -> tuple[str, str]:
     """The metric decides the task whenever it is known: a metric that only scores values makes a numeric

@@ -32,6 +32,7 @@ from pathlib import Path
 
 from automl import competition
 from automl.errors import AutomlError
+from automl.metrics import unambiguous_metric
 
 log = logging.getLogger("automl")
 WHEELHOUSE = "automl-wheelhouse"  # the dataset's slug, and the folder's name on Kaggle
@@ -78,9 +79,9 @@ def make(slug: str, folder: Path, *, user: str | None, timeout: float, models: s
     """Write the folder and, with `push`, upload the wheelhouse and push the notebook; returns the
     folder and one line per thing pushed."""
     from automl.fetch import competition_record, has_credentials, kaggle_username, push_dataset, push_kernel
-    from automl.runner import _model_names
+    from automl.runner import model_names
 
-    _model_names(models)  # an unknown name fails here, not an hour later on Kaggle
+    model_names(models)  # an unknown name fails here, not an hour later on Kaggle
 
     if user is None and (push or has_credentials()):
         user = kaggle_username()
@@ -190,7 +191,7 @@ def _metric_from_record(slug: str, record: dict | None) -> str | None:
     if competition.spec_path(slug) is not None:
         return None
     display = (record or {}).get("evaluation_metric")
-    known = competition.metric_of_record(display) if display else None
+    known = unambiguous_metric(display) if display else None
     if known is None:
         log.warning("%s: no competitions/%s.yaml and Kaggle's metric %s; the notebook guesses the metric from the "
                     "columns: pass --metric NAME", slug, slug,

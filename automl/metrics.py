@@ -274,6 +274,16 @@ def kaggle_metric(display: str, task: str, k: int | None = None) -> str:
     return name
 
 
+def unambiguous_metric(display: str) -> str | None:
+    """Our metric for Kaggle's display name when the name alone decides it; None when it depends on the
+    task ("F1 Score"), when a MAP@K does not give its K, or when automl knows none."""
+    found = re.fullmatch(r"map@?\{?(k|[1-9][0-9]*)\}?", _key(display))
+    if found:
+        return None if found[1] == "k" else f"map@{found[1]}"
+    name = _BY_KEY.get(_key(display))
+    return name if isinstance(name, str) else None
+
+
 def default_metric(task: str, probabilities: bool) -> str:
     """The metric to assume when a competition's metric is not known."""
     if task == "regression":

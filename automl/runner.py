@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import logging
 import shutil
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -36,7 +37,9 @@ from automl.text_model import check as text_model_check
 log = logging.getLogger("automl")
 PSEUDO_SHARE = 0.2  # of the time left after preprocessing, kept for --pseudo-label's second pass
 TEXT_SHARE = 0.3  # of the time left, at most, for the --text-model's embeddings (texts are cut shorter to fit)
-FINETUNE_WEIGHT = 3.0  # the finetune baseline's part of the baselines' time, as boosting's
+# The finetune baseline (automl.finetune) as the table describes the others: its part of the baselines'
+# time (boosting's), what it needs; its library is checked with the --text-model folder.
+FINETUNE = SimpleNamespace(weight=3.0, needs="a free-text column", library="")
 
 
 @dataclass(frozen=True)
@@ -69,7 +72,7 @@ def run(slug: str, *, source=None, name: str = "default", models: str = "all", f
                    "seed": seed, "device": device, "precision": precision, "metric": metric, "extra_train": extra_train,
                    "text_model": text_model}
     console = console or Console(stderr=True)
-    names, networks = _model_names(models, encoder is not None)
+    names, networks = model_names(models, encoder is not None)
     budget = Budget.start(timeout, started)
     with budget.stage("imports"):  # the GBDT libraries: about 2.5 s together, named so the time line says so
         names, unavailable = _installed(names, models)
@@ -88,7 +91,7 @@ def run(slug: str, *, source=None, name: str = "default", models: str = "all", f
     if encoder is None and recipe is not None and recipe.text_model:  # the recipe's model, where no --text-model
         encoder = text_model_check(Path(recipe.text_model))
         worker_args["text_model"] = recipe.text_model
-        names, _ = _model_names(models, True)
+        names, _ = model_names(models, True)
         names, _ = _installed(names, models)
     if timeout is None and recipe is not None:
         budget.total = recipe.timeout  # --models baselines without --timeout stays unbounded
@@ -195,15 +198,13 @@ def _check_minimum(timeout: float | None, budget: Budget, folder: Path) -> None:
 
 def _embedded(problem: Problem, encoder: dict, run_dir: Path, budget: Budget, device: str, console: Console) -> Problem:
     """The problem with its free text's embeddings as numeric columns (automl.text_model)."""
-    from automl.text_model import with_embeddings
+    from automl.text_model import embedded
 
     seconds = None if budget.left() is None else TEXT_SHARE * budget.left()
-    train, test, note = with_embeddings(problem.train, problem.test, encoder, run_dir / "text-embeddings",
-                                        declared=problem.comp.text_columns, seconds=seconds, device=device,
-                                        console=console)
+    problem, note = embedded(problem, encoder, run_dir / "text-embeddings", seconds=seconds, device=device, console=console)
     log.info(note)
     console.print(f"  {note}", highlight=False)
-    return replace(problem, train=train, test=test)
+    return problem
 
 
 def _baselines(names: list[str], networks: bool, problem: Problem, fold_data, run_dir: Path,
@@ -223,14 +224,13 @@ def _baselines(names: list[str], networks: bool, problem: Problem, fold_data, ru
     usable = baselines.applicable(problem, fold_data) + (["finetune"] if fold_data[0].train.text else [])
     unusable = [m for m in pending if m not in usable]
     if unusable and len(unusable) == len(names) and not networks:
-        needs = "; ".join(f"{m} needs {baselines.BASELINES[m].needs if m in baselines.BASELINES else 'a free-text column'}"
-                          for m in unusable)
+        needs = "; ".join(f"{m} needs {_member(m).needs}" for m in unusable)
         raise AutomlError(f"--models: {', '.join(unusable)} does not apply to {problem.comp.slug} ({needs}); "
                           f"choose from {', '.join(usable)}")
     order = [m for m in (*baselines.CHEAP_FIRST, "finetune") if m in pending and m in usable]
     for i, model in enumerate(order):
         left = budget.baselines_left()
-        weights = [baselines.BASELINES[m].weight if m in baselines.BASELINES else FINETUNE_WEIGHT for m in order[i:]]
+        weights = [_member(m).weight for m in order[i:]]
         share = None if left is None or model == "dummy" else left * weights[0] / sum(weights)
         with budget.stage(f"baseline {model}"):
             result = _fit(model, run_dir, problem, fold_data, seed, console, share, device, keep_test_folds, encoder)
@@ -272,7 +272,12 @@ def _fit(model: str, run_dir: Path, problem: Problem, fold_data, seed: int, cons
     return result
 
 
-def _model_names(models: str, text_model: bool = False) -> tuple[list[str], bool]:
+def _member(name: str):
+    """A baseline's entry in the table (weight, needs, library), finetune's beside them."""
+    return FINETUNE if name == "finetune" else baselines.BASELINES[name]
+
+
+def model_names(models: str, text_model: bool = False) -> tuple[list[str], bool]:
     """Baseline names to fit (with a --text-model, the encoder fine-tuned: finetune), and whether to search networks."""
     names, networks = [], False
     for part in [m.strip() for m in models.split(",") if m.strip()]:
@@ -298,7 +303,7 @@ def _installed(names: list[str], models: str) -> tuple[list[str], list[str]]:
     asked = {m.strip() for m in models.split(",")}
     kept, lines = [], []
     for name in names:
-        library = baselines.BASELINES[name].library if name in baselines.BASELINES else ""
+        library = _member(name).library
         why = library and baselines.missing(library)
         if not why:
             kept.append(name)

@@ -521,17 +521,19 @@ def _alive(worker: str) -> bool:
     host, _, pid = worker.rpartition(":")
     if host != socket.gethostname() or not pid.isdigit():
         return True
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
+    stat = Path(f"/proc/{pid}/stat")
+    if not Path("/proc/self/stat").exists():  # no /proc (macOS): whether a signal could reach it
         try:
             os.kill(int(pid), 0)
         except ProcessLookupError:
             return False
         except (PermissionError, OverflowError):
-            return True
+            pass
         return True
-    return state != "Z"
+    try:
+        return stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False  # gone
 
 
 def _failing(study: optuna.Study, last: int = 10) -> bool:

@@ -22,6 +22,7 @@ import hashlib
 import json
 import logging
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -145,6 +146,13 @@ def with_embeddings(train: pd.DataFrame, test: pd.DataFrame, model: dict, cache:
     size = cached[columns[0]].shape[1]
     cut = f", texts cut to {length} tokens to fit the time" if length < MAX_LENGTH else ""
     return train, test, f"--text-model: {size} embedding columns per text column ({'; '.join(notes)}{cut})"
+
+
+def embedded(problem, model: dict, cache: Path, *, seconds: float | None = None, device: str = "cpu", console=None):
+    """The problem (automl.problem.Problem) with its free text's embeddings as numeric columns, and the note."""
+    train, test, note = with_embeddings(problem.train, problem.test, model, cache, declared=problem.comp.text_columns,
+                                        seconds=seconds, device=device, console=console)
+    return replace(problem, train=train, test=test), note
 
 
 def _read_json(path: Path) -> dict:

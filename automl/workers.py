@@ -279,9 +279,9 @@ def worker(slug: str, *, name: str = "default", storage: str | None = None, tria
            extra_train=(), text_model=None) -> dict:
     """Join a study and run trials until it has enough or time is up; no blending, no submission.
     A run made with --text-model is joined with the same model: its embeddings come from the run's cache."""
-    from dataclasses import asdict, replace
+    from dataclasses import asdict
 
-    from automl.text_model import check, with_embeddings
+    from automl.text_model import check, embedded
 
     console = console or Console(stderr=True)
     check_timeout(timeout)
@@ -294,10 +294,8 @@ def worker(slug: str, *, name: str = "default", storage: str | None = None, tria
                     "extra_train": list(problem.extra_files), "text_model": encoder}, name)
     assignment = load_folds(run_dir, problem, folds, seed)
     if encoder is not None:
-        train, test, note = with_embeddings(problem.train, problem.test, encoder, run_dir / "text-embeddings",
-                                            declared=comp.text_columns, device=device, console=console)
+        problem, note = embedded(problem, encoder, run_dir / "text-embeddings", device=device, console=console)
         console.print(f"  {note}", highlight=False)
-        problem = replace(problem, train=train, test=test)
     features, digest = shared_features(problem, assignment, recipe)
     problem = problem.without_frames()
     with frozen_heap():

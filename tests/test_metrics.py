@@ -310,3 +310,13 @@ def test_kaggle_metric(display, task, k, expected):
 def test_kaggle_metric_without_an_equivalent(display, task, message):
     with pytest.raises(AutomlError, match=message):
         kaggle_metric(display, task)
+
+
+def test_a_kaggle_metric_name_is_unambiguous_only_when_the_name_alone_decides_it():
+    from automl.metrics import unambiguous_metric
+
+    assert unambiguous_metric("Categorization Accuracy") == "accuracy"
+    assert unambiguous_metric("MAP@3") == "map@3"
+    assert unambiguous_metric("F1 Score") is None  # binary or macro: the task decides
+    assert unambiguous_metric("MAP@{K}") is None  # the K is not in the name
+    assert unambiguous_metric("Custom Metric") is None

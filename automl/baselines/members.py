@@ -44,7 +44,7 @@ class Baseline:
     needs: str = ""  # what it needs to apply, for the message when it does not
     library: str = ""  # the package it needs beyond scikit-learn (the GBDTs), named when it is missing
     # Fitted in a forked process (on a CPU, on Linux): CatBoost keeps about 190 MB after a fit on
-    # 100,000 rows (its own allocator; no free returns it), which every later stage, and the search's
+    # 117,000 rows (its own allocator; no free returns it), which every later stage, and the search's
     # forks, would carry; the process takes it away when it ends. Not OpenMP libraries: their thread
     # pools hang in a fork of a process that used them.
     own_process: bool = False
