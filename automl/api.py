@@ -17,6 +17,7 @@ from automl.competition import Competition, spec_path, to_yaml
 from automl.errors import AutomlError
 from automl.fetch import fetch, read_record
 from automl.fetch import submit as kaggle_submit
+from automl.folds import fold_ranges, make_folds
 from automl.io import write_json, write_text
 from automl.preprocess import Preprocessor
 from automl.rundir import prepare
@@ -32,11 +33,13 @@ class Inspection:
     metric_source: str = ""  # where the metric came from: --metric, the YAML, Kaggle, or "guess"
     kaggle: dict | None = None  # Kaggle's record: title, evaluation_metric, max_daily_submissions
     extra: list = field(default_factory=list)  # each --extra-train file: path, sha256, rows
+    folds: dict | None = None  # a forecast's folds in time (automl.folds.fold_ranges): the test's horizon, each fold's dates
 
 
 def inspect(slug: str, *, data_dir="data", source=None, save: bool = False, metric: str | None = None,
-            extra_train=()) -> Inspection:
-    """What automl makes of a competition: its spec, where its metric came from, and each train column's role.
+            extra_train=(), folds: int = 5, seed: int = 0) -> Inspection:
+    """What automl makes of a competition: its spec, where its metric came from, and each train column's role;
+    for a forecast, the test's horizon and the dates of the `folds` folds a run would make.
 
     `metric` overrides the spec's metric, and `save` writes it into competitions/SLUG.yaml.
     """
@@ -61,10 +64,11 @@ def inspect(slug: str, *, data_dir="data", source=None, save: bool = False, metr
         values = raw[column]
         rows.append({"column": column, "role": role, "dtype": str(values.dtype),
                      "missing": float(values.isna().mean()), "distinct": int(values.nunique())})
+    ranges = fold_ranges(problem, make_folds(problem, folds, seed)) if comp.folds == "time" else None
     text = to_yaml(comp)
     saved = write_text(Path("competitions") / f"{slug}.yaml", text) if save else None
     return Inspection(comp, pd.DataFrame(rows), text, saved, metric_source(comp, slug, metric, record), record,
-                      list(problem.extra_files))
+                      list(problem.extra_files), ranges)
 
 
 def metric_source(comp: Competition, slug: str, metric: str | None, record: dict | None) -> str:

@@ -19,6 +19,7 @@ from rich.table import Table
 from automl import api, runner
 from automl.errors import AutomlError
 from automl.fetch import fetch as fetch_data
+from automl.folds import describe_ranges
 from automl.metrics import get_metric, names
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -80,11 +81,13 @@ def fetch(slug: str = typer.Argument(..., help="Competition slug, as in its kagg
 @app.command()
 def inspect(slug: str = typer.Argument(..., help="Competition slug."), data_dir: Path = DATA_DIR,
             source: Path = SOURCE, metric: str = METRIC, extra_train: list[Path] = EXTRA,
-            save: bool = typer.Option(False, "--save", help="Write competitions/SLUG.yaml (with --metric's metric) to edit.")) -> None:
+            save: bool = typer.Option(False, "--save", help="Write competitions/SLUG.yaml (with --metric's metric) to edit."),
+            folds: int = typer.Option(5, "--folds", help="Folds to show for a forecast (as `automl run --folds`).")) -> None:
     """Show the competition spec automl uses, where its metric came from, and the role it gives each column."""
     _check_metric(metric)
     try:
-        result = api.inspect(slug, data_dir=data_dir, source=source, save=save, metric=metric, extra_train=extra_train or ())
+        result = api.inspect(slug, data_dir=data_dir, source=source, save=save, metric=metric, extra_train=extra_train or (),
+                             folds=folds)
     except AutomlError as exc:
         _fail(str(exc), getattr(exc, "exit_code", 1))
     comp = result.competition
@@ -99,8 +102,13 @@ def inspect(slug: str = typer.Argument(..., help="Competition slug."), data_dir:
     if comp.folds == "time":
         why = (f"every {comp.test} {comp.time_column} is later than {comp.train}'s" if "folds" in comp.inferred
                else "folds: time in the YAML")
+        ahead = ("each validates a stretch as far after its training rows as the test lies after train's, and as long "
+                 "where the rows allow; the test is forecast by each model refitted on every row" if result.folds and "test" in result.folds
+                 else "each validated on a later stretch than it trains on")
         out.print(f"Shape: a forecast on [cyan]{comp.time_column}[/] ({why}): folds are an expanding window in time, "
-                  "each validated on a later stretch than it trains on.", highlight=False)
+                  f"{ahead}.", highlight=False)
+        for line in describe_ranges(result.folds) if result.folds else []:
+            out.print(f"  {line}", highlight=False)
     if result.extra:
         out.print(f"Extra training rows: {sum(f['rows'] for f in result.extra):,} from "
                   + ", ".join(f"{f['path']} ({f['rows']:,})" for f in result.extra)

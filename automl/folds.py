@@ -3,11 +3,20 @@
 Stratified K-fold for classification, K-fold for regression and multitarget, stratified
 on the rarest label for multilabel (so every fold sees its positives), grouped K-fold when the
 competition names a group column (rows of one group never straddle train and
-validation), and an expanding window in time when the folds are "time" (the rows are
-cut into k + 1 stretches of time; the first only trains, marked -1, and fold f validates
-stretch f + 1 with a model trained on every earlier row, as a forecast is made: its
-validation rows are all later than its training rows, and the first stretch's rows get
-no out-of-fold prediction).
+validation), and windows in time when the folds are "time": a forecast. Its validation
+stretches look as far ahead as the test does: when every test time is later than train's,
+each validation stretch spans as long as the test does, the last ends where train ends,
+and the first fold trains on half the history or more (a model of a few months, asked to
+forecast a year, says little of one trained on every row): so fewer than k folds where k
+stretches would not leave that, down to two, and shorter stretches only then. Fold f
+trains on the rows at least as far before its stretch as the test starts after
+train's end (the gap; rows inside it train only later folds). The rows before the first
+stretch only train (marked -1) and get no out-of-fold prediction. With no later test
+(a YAML's `folds: time`), the rows are cut into k + 1 stretches of about equal rows.
+
+A forecast's test predictions come from a model fitted once more on every row (the
+`refit` of its last fold: the same settings, the preprocessing fitted on every row), so
+that the test is forecast from train's end, as the folds forecast from theirs.
 """
 
 from __future__ import annotations
@@ -31,7 +40,8 @@ def make_folds(problem: Problem, k: int = 5, seed: int = 0) -> np.ndarray:
     if problem.extra:  # folds over the competition's own rows; the extra rows after them never validate
         from automl.extra import EXTRA_FOLD
 
-        return np.concatenate([make_folds(problem.own(), k, seed), np.full(problem.extra, EXTRA_FOLD, np.int64)])
+        own = make_folds(problem.own(), k, seed)
+        return np.concatenate([own, np.full((problem.extra, *own.shape[1:]), EXTRA_FOLD, np.int64)])
     n = len(problem.y)
     if k < 2 or k > n:
         raise AutomlError(f"--folds {k}: expected a number from 2 to the {n} training rows")
@@ -54,8 +64,11 @@ def make_folds(problem: Problem, k: int = 5, seed: int = 0) -> np.ndarray:
         groups = train[comp.group_column].to_numpy()
         splitter = GroupKFold(k, shuffle=True, random_state=seed).split(np.zeros(n), groups=groups)
     else:
-        times = pd.to_datetime(train[comp.time_column], errors="coerce", format="mixed").to_numpy()
-        return _expanding(times, k, comp.time_column)
+        times = _times(train[comp.time_column])
+        horizon = forecast_horizon(problem)
+        if horizon is None:
+            return _expanding(times, k, comp.time_column)
+        return _ahead(times, k, comp.time_column, *horizon)
     folds = np.empty(n, dtype=np.int64)
     for fold, (_, valid) in enumerate(splitter):
         folds[valid] = fold
@@ -72,6 +85,128 @@ def _strata(problem: Problem, k: int) -> np.ndarray | None:
     rarer = np.minimum(problem.y.sum(axis=0), len(problem.y) - problem.y.sum(axis=0))  # (t,) rows of each label's rarer value
     usable = np.flatnonzero(rarer >= k)
     return problem.y[:, usable[np.argmin(rarer[usable])]] if len(usable) else None
+
+
+def _times(values: pd.Series) -> np.ndarray:
+    """datetime64 values of a time column (NaT where unreadable), each distinct value parsed once."""
+    distinct = pd.Series(values.unique())
+    parsed = pd.to_datetime(distinct.astype(str).where(distinct.notna()), errors="coerce", format="mixed")
+    if getattr(parsed.dt, "tz", None) is not None:
+        parsed = parsed.dt.tz_localize(None)
+    return parsed.to_numpy()[pd.Index(distinct).get_indexer(values)]
+
+
+@dataclass(frozen=True)
+class Horizon:
+    """How far ahead the test lies: its first time is `gap` after train's last, and it spans `span`
+    (its last time minus its first plus one `step`, the usual spacing of train's times)."""
+
+    gap: np.timedelta64
+    span: np.timedelta64
+    step: np.timedelta64
+
+    def __iter__(self):
+        return iter((self.gap, self.span, self.step))
+
+
+def forecast_horizon(problem: Problem) -> Horizon | None:
+    """The test's horizon when every test time is later than every train time; else None."""
+    column = problem.comp.time_column
+    if problem.comp.folds != "time" or column not in problem.test.columns or column not in problem.labelled.columns:
+        return None
+    train = _times(problem.labelled[column].iloc[:problem.own_rows])
+    test = _times(problem.test[column])
+    train, test = train[~pd.isna(train)], test[~pd.isna(test)]
+    if not len(train) or not len(test) or test.min() <= train.max():
+        return None
+    distinct = np.unique(train)
+    step = np.median(np.diff(distinct)) if len(distinct) > 1 else np.timedelta64(1, "D")
+    step = max(step.astype("timedelta64[ns]"), np.timedelta64(1, "ns"))
+    return Horizon(test.min() - train.max(), test.max() - test.min() + step, step)
+
+
+def _ahead(times: np.ndarray, k: int, column: str, gap, span, step) -> np.ndarray:
+    """k validation stretches of `span` each, the last ending at the latest time, and half the history or more
+    before them (fewer stretches where k would not leave it, down to two; then shorter ones); fold f trains on
+    the rows at least `gap` before its stretch. Returns the (n, 2) assignment: each row's validation fold (-1: it only trains)
+    and the first fold it trains, or (n,) validation folds where every row trains the folds after its own."""
+    known = ~pd.isna(times)
+    start, end = times[known].min(), times[known].max() + step  # the times cover [start, end)
+    room = (end - start) - (gap - step)  # what the stretches can fill: the first fold's gap is not trained on
+    # The first fold trains on half the history or more (a model of a few months' rows, asked to forecast as
+    # far as the test lies, says little of one trained on every row): fewer folds where k stretches as long
+    # as the test would not leave it that, down to two; shorter stretches only then.
+    asked, k = k, min(k, max(2, int((room / 2) / span)))
+    span = min(span, room / 2 / k)
+    if span < step:
+        raise AutomlError(f"--folds {asked}: time column {column!r} spans {_days(end - start)}, too short for "
+                          f"{k} validation stretches {_days(gap)} after their training rows, as the test lies "
+                          f"after train's; set folds: kfold in the competition's YAML to validate on any rows")
+    distinct = np.unique(times[known])
+    starts = end - span * np.arange(k, 0, -1)  # (k,) each stretch's first time, the last stretch ending at `end`
+    starts = distinct[np.minimum(np.searchsorted(distinct, starts), len(distinct) - 1)]  # at a time some row has
+    stretch = np.searchsorted(starts, times[known], side="right") - 1  # -1 before the first stretch
+    first = np.searchsorted(starts, times[known] + gap, side="left")  # the first stretch at least `gap` later
+    if len(np.unique(stretch)) < k + 1:
+        raise AutomlError(f"--folds {asked}: time column {column!r} cannot be cut into {k + 1} stretches of time "
+                          f"({len(distinct)} distinct times); use fewer folds")
+    folds = np.full((len(times), 2), -1, dtype=np.int64)
+    folds[known, 0], folds[known, 1] = stretch, first
+    folds[~known, 1] = 0  # rows without a time train every fold, as an expanding window's first stretch does
+    if ((folds[:, 1] <= np.arange(k)[:, None]).sum(axis=1) == 0).any():
+        raise AutomlError(f"--folds {asked}: time column {column!r} leaves a fold no training rows "
+                          f"{_days(gap)} before its validation stretch; use fewer folds")
+    return folds[:, 0] if (folds[known, 1] == folds[known, 0] + 1).all() else folds
+
+
+def fold_ranges(problem: Problem, assignment: np.ndarray) -> dict | None:
+    """A forecast's folds in time: the test's horizon and each fold's training and validation dates, and how
+    far ahead of its training rows it validates (None for folds not in time)."""
+    column = problem.comp.time_column
+    if problem.comp.folds != "time" or column not in problem.labelled.columns:
+        return None
+    times = _times(problem.labelled[column].iloc[:problem.own_rows])
+    horizon = forecast_horizon(problem.own())
+    day = np.timedelta64(1, "D")
+
+    def text(stamp) -> str:
+        return str(pd.Timestamp(stamp).date()) if pd.Timestamp(stamp).normalize() == stamp else str(pd.Timestamp(stamp))
+
+    folds = []
+    for f, split in enumerate(splits(assignment[:problem.own_rows])):
+        train, valid = times[split.train_rows], times[split.valid_rows]
+        train, valid = train[~pd.isna(train)], valid[~pd.isna(valid)]
+        folds.append({"fold": f + 1, "train": [text(train.min()), text(train.max())], "train_rows": len(split.train_rows),
+                      "valid": [text(valid.min()), text(valid.max())], "valid_rows": len(split.valid_rows),
+                      "ahead_days": [round(float((valid.min() - train.max()) / day), 2),
+                                     round(float((valid.max() - train.max()) / day), 2)]})
+    ranges = {"column": column, "folds": folds}
+    if horizon is not None:
+        test = _times(problem.test[column])
+        test = test[~pd.isna(test)]
+        last = horizon.gap + horizon.span - horizon.step
+        ranges["test"] = {"dates": [text(test.min()), text(test.max())],
+                          "ahead_days": [round(float(horizon.gap / day), 2), round(float(last / day), 2)]}
+    return ranges
+
+
+def describe_ranges(ranges: dict) -> list[str]:
+    """Lines for a terminal or a report: the test's horizon, then each fold's dates."""
+    lines = []
+    if "test" in ranges:
+        t = ranges["test"]
+        lines.append(f"test: {t['dates'][0]} to {t['dates'][1]}, {t['ahead_days'][0]:g} to {t['ahead_days'][1]:g} days "
+                     f"after train's last {ranges['column']}")
+    for f in ranges["folds"]:
+        lines.append(f"fold {f['fold']}: trains on {f['train'][0]} to {f['train'][1]} ({f['train_rows']:,} rows), "
+                     f"validates {f['valid'][0]} to {f['valid'][1]} ({f['valid_rows']:,} rows), "
+                     f"{f['ahead_days'][0]:g} to {f['ahead_days'][1]:g} days ahead")
+    return lines
+
+
+def _days(delta) -> str:
+    days = delta / np.timedelta64(1, "D")
+    return f"{days:g} day{'s' if days != 1 else ''}" if days >= 1 else f"{delta / np.timedelta64(1, 'h'):g} hours"
 
 
 def _expanding(times: np.ndarray, k: int, column: str) -> np.ndarray:
@@ -101,7 +236,11 @@ class Split:
 
 def splits(folds: np.ndarray) -> list[Split]:
     """Each fold's rows; with rows marked -1 (an expanding window in time) a fold trains only on earlier folds' rows.
-    Rows marked below -1 (--extra-train's) train in every fold."""
+    Rows marked below -1 (--extra-train's) train in every fold. An (n, 2) assignment (a forecast whose test
+    starts a gap after train's end) holds each row's validation fold and the first fold it trains."""
+    if folds.ndim == 2:
+        valid, first = folds[:, 0], folds[:, 1]
+        return [Split(np.flatnonzero(first <= f), np.flatnonzero(valid == f)) for f in range(int(valid.max()) + 1)]
     if (folds == -1).any():  # (extra rows are below every fold's number: earlier, they train in each)
         return [Split(np.flatnonzero(folds < f), np.flatnonzero(folds == f)) for f in range(int(folds.max()) + 1)]
     return [Split(np.flatnonzero(folds != f), np.flatnonzero(folds == f)) for f in range(int(folds.max()) + 1)]
@@ -127,6 +266,14 @@ class Fold(Split):
     train: Features
     valid: Features
     test: Features
+    # a forecast's last fold: the same fold refitted on every row (its preprocessing too), which forecasts
+    # the test from train's end; its valid rows are the last stretch's, seen in training (no early stopping)
+    refit: Fold | None = None
+
+
+def forecasting_fold(folds: list[Fold]) -> Fold | None:
+    """The fold refitted on every row whose model alone forecasts the test (a forecast), else None."""
+    return folds[-1].refit if folds else None
 
 
 FIT_ROWS = 200_000  # medians, quantiles, levels and vocabularies are learned from at most this many rows
@@ -154,13 +301,21 @@ def fold_features(problem: Problem, folds: np.ndarray, **options) -> list[Fold]:
     # (300,000 rows: 16.4 s in sequence on 2 cores, 11.8 s in 2 threads). At most PARALLEL_FOLDS at
     # once (each holds a fold's frames and temporaries); in sequence when tokenizing text, pure Python.
     parts = list(enumerate(splits(folds)))
+    forecast = problem.comp.folds == "time" and len(parts) > 1
+    if forecast:  # one more: every row, to forecast the test from train's end
+        parts.append((len(parts), Split(np.arange(len(problem.y)), parts[-1][1].valid_rows)))
     threads = min(len(os.sched_getaffinity(0)), len(parts), PARALLEL_FOLDS)
     if len(problem.train) < PARALLEL_ROWS or options.get("tokenize"):
         threads = 1
     if threads <= 1:
-        return [one(i, split) for i, split in parts]
-    with ThreadPoolExecutor(threads) as pool:
-        return list(pool.map(lambda part: one(*part), parts))
+        made = [one(i, split) for i, split in parts]
+    else:
+        with ThreadPoolExecutor(threads) as pool:
+            made = list(pool.map(lambda part: one(*part), parts))
+    if forecast:
+        refit = made.pop()
+        made[-1] = replace(made[-1], refit=refit)
+    return made
 
 
 def take(features: Features, rows: np.ndarray) -> Features:

@@ -7,11 +7,11 @@ codes with their cardinalities, free text and pixel grids handed on for the netw
 
 Roles: numeric (median-imputed, with a missing indicator, then standardized or mapped
 to normal quantiles), categorical (codes: 0 missing, 1 rare or unseen, 2.. levels by
-frequency), date (days elapsed, for a trend, and the parts that recur: day of the month,
-weekday, hour, and the place in the year as a sine and cosine; not the year, whose values a
-later test period never shows in training, nor the month, a number that climbs with the
-trend through each year and then drops: a linear model fitted on one year mistakes one for
-the other), text (free text: handed on, plus
+frequency), date (days elapsed, for a trend, always standardized so that it carries on
+past train's dates, and the parts that recur: day of the month, weekday, hour, and the
+place in the year as a sine and cosine; not the year, whose values a later test period
+never shows in training, nor the month, a number that climbs with the trend through each
+year and then drops: a linear model fitted on one year mistakes one for the other), text (free text: handed on, plus
 its length), tokens (high-cardinality strings such as names, tickets and cabins: their
 frequent words, leading letters, trailing number, length and how often the value
 repeats), image (pixel0..pixelN columns forming a square grid), dropped (constant or
@@ -110,8 +110,9 @@ class Preprocessor:
             if len(kept):
                 self.levels_[name] = pd.Index(kept)
         self.numeric_stats_ = {}
+        elapsed = {f"{c}__elapsed" for c in self.date_parts_}
         for name, values in self._numeric_sources(frame):
-            stats = self._fit_numeric(values)
+            stats = self._fit_numeric(values, linear=name in elapsed)
             if stats is not None:
                 self.numeric_stats_[name] = stats
         self.numeric_names_ = tuple(
@@ -208,7 +209,9 @@ class Preprocessor:
                 ids[row, self.max_length_: self.max_length_ + len(found)] = found
         return ids
 
-    def _fit_numeric(self, values: np.ndarray) -> dict | None:
+    def _fit_numeric(self, values: np.ndarray, linear: bool = False) -> dict | None:
+        """`linear`: standardized whatever the scaling (a date's elapsed days: quantiles would hold every later
+        test day at the last training day's value, and no network or linear model could carry a trend on)."""
         missing = np.isnan(values)
         if missing.all():
             return None
@@ -217,7 +220,7 @@ class Preprocessor:
         stats = {"median": median, "indicator": bool(missing.any()), "center": 0.0, "scale": None}
         if filled.std() == 0:
             return stats if stats["indicator"] else None
-        if self.numeric == "quantile":
+        if self.numeric == "quantile" and not linear:
             sample = filled if len(filled) <= 100_000 else np.random.default_rng(0).choice(filled, 100_000)
             stats["quantiles"] = np.quantile(sample, np.linspace(0, 1, 1001))
             stats["scale"] = 1.0

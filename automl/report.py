@@ -22,6 +22,7 @@ import optuna  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from automl.errors import AutomlError  # noqa: E402
+from automl.folds import describe_ranges  # noqa: E402
 from automl.io import atomic_write, write_text  # noqa: E402
 from automl.metrics import get_metric  # noqa: E402
 
@@ -161,8 +162,23 @@ def _pseudo(run_dir: Path) -> str:
     return "<p>" + "<br>".join(html.escape(line) for line in lines) + "</p>" if lines else ""
 
 
+def _forecast(run_dir: Path) -> str:
+    """A forecast's validation: the test's horizon, each fold's dates, and whether the trees learned a trend."""
+    path = run_dir / "folds.json"
+    if not path.is_file():
+        return ""
+    lines = describe_ranges(json.loads(path.read_text()))
+    trend = run_dir / "trend.json"
+    if trend.is_file():
+        lines.append("trend: " + json.loads(trend.read_text())["note"])
+    return ("<h2>Forecast folds</h2><p>Each fold validates a stretch as far after its training rows as the test lies "
+            "after train's; the test is forecast by each model fitted once more on every row.</p><ul>"
+            + "".join(f"<li>{html.escape(line)}</li>" for line in lines) + "</ul>")
+
+
 def _html(run_dir: Path, config: dict, board: pd.DataFrame, metric: str, folder: Path, figures: dict) -> str:
     title = f"automl: {config.get('slug', run_dir.parent.name)} / {run_dir.name}"
+    folds = sum(c.startswith("fold_") for c in board.columns) or config.get("folds", "?")  # a forecast may have fewer
     best = board.iloc[0]
     images = []
     for name in figures:
@@ -180,9 +196,9 @@ img {{ max-width: 100%; }} .best {{ background: #eef6ee; padding: 0.8rem; border
 </style></head><body>
 <h1>{html.escape(title)}</h1>
 <p class="best">Best: <b>{html.escape(str(best['model']))}</b> ({html.escape(str(best['kind']))}), {html.escape(metric)}
-{best[metric]:.5f} ± {best['std']:.5f} over {config.get('folds', '?')} folds ({get_metric(metric).direction}).
+{best[metric]:.5f} ± {best['std']:.5f} over {folds} folds ({get_metric(metric).direction}).
 The submission is written from this model.</p>
-{_extra(config)}{_pseudo(run_dir)}
+{_extra(config)}{_pseudo(run_dir)}{_forecast(run_dir)}
 <p>Network trials are ranked on one fold (the optimization history shows that score); the best few are then
 trained on every fold, and only those cross-validated scores are on the leaderboard. Notes say how each model
 was sized to the time budget. {html.escape(_timings(run_dir))}</p>

@@ -25,7 +25,7 @@ from automl.competition import Competition, load, read_tables
 from automl.errors import AutomlError
 from automl.extra import read_extra, with_extra
 from automl.fetch import fetch, read_record
-from automl.folds import Fold, fold_features, make_folds
+from automl.folds import Fold, fold_features, fold_ranges, make_folds
 from automl.io import write_csv, write_json, write_npy
 from automl.problem import Problem, make_problem
 
@@ -85,11 +85,21 @@ def _pinned(key: str, value):
 
 
 def load_folds(run_dir: Path, problem: Problem, k: int, seed: int) -> np.ndarray:
+    """The run's fold of each row (folds.csv); a forecast whose test starts a gap after train's end also
+    holds the first fold each row trains (column trains_from): an (n, 2) assignment. A forecast's folds'
+    time ranges go to folds.json (the report shows them)."""
     path = run_dir / "folds.csv"
     if path.is_file():
-        return pd.read_csv(path)["fold"].to_numpy()
+        table = pd.read_csv(path)
+        return table[["fold", "trains_from"]].to_numpy() if "trains_from" in table else table["fold"].to_numpy()
     assignment = make_folds(problem, k, seed)
-    write_csv(path, pd.DataFrame({"row": np.arange(len(assignment)), "fold": assignment}))
+    table = pd.DataFrame({"row": np.arange(len(assignment)), "fold": assignment[:, 0] if assignment.ndim == 2 else assignment})
+    if assignment.ndim == 2:
+        table["trains_from"] = assignment[:, 1]
+    ranges = fold_ranges(problem, assignment)
+    if ranges:
+        write_json(run_dir / "folds.json", ranges)
+    write_csv(path, table)
     return assignment
 
 

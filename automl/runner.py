@@ -9,6 +9,7 @@ than mixed.
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 from dataclasses import asdict, dataclass
@@ -19,7 +20,7 @@ import numpy as np
 import pandas as pd
 from rich.console import Console
 
-from automl import baselines, pseudo
+from automl import baselines, pseudo, trend
 from automl.baselines import CVResult
 from automl.budget import Budget, check_timeout, minimum_seconds
 from automl.competition import Competition
@@ -40,6 +41,8 @@ TEXT_SHARE = 0.3  # of the time left, at most, for the --text-model's embeddings
 # The finetune baseline (automl.finetune) as the table describes the others: its part of the baselines'
 # time (boosting's), what it needs; its library is checked with the --text-model folder.
 FINETUNE = SimpleNamespace(weight=3.0, needs="a free-text column", library="")
+TREND_SHARE = 0.1  # of the baselines' time, at most, for choosing whether a forecast's trees learn relative to a trend
+TREES = ("random_forest", "extra_trees", "hist_gb", "lightgbm", "xgboost", "catboost")  # they cannot extrapolate a trend
 
 
 @dataclass(frozen=True)
@@ -105,6 +108,11 @@ def run(slug: str, *, source=None, name: str = "default", models: str = "all", f
                                 "text_model": encoder}, name)
                 handler = log_to(run_dir / "run.log")
                 assignment = load_folds(run_dir, problem, folds, seed)
+                made = int(assignment.max()) + 1
+                if made < folds:
+                    console.print(f"  forecast folds: {made} of --folds {folds}, each validating as long a stretch as "
+                                  "the test, with half the history or more before the first (automl inspect shows "
+                                  "their dates)", highlight=False)
             if encoder is not None:
                 with budget.stage("text model"):
                     problem = _embedded(problem, encoder, run_dir, budget, device, console)
@@ -121,8 +129,12 @@ def run(slug: str, *, source=None, name: str = "default", models: str = "all", f
                             pseudo_share=PSEUDO_SHARE if pseudo_label and not pseudo.applies(problem) else 0.0)
             for line in unavailable:
                 console.print(f"  {line}", highlight=False)
+            detrend = False
+            if fold_data is not None and trend.applies(problem, fold_data) and any(m in TREES for m in names):
+                with budget.stage("trend"):
+                    detrend = _trend(problem, fold_data, run_dir, seed, budget, console)
             results, members = _baselines(names, networks, problem, fold_data, run_dir, budget, seed, console, device,
-                                          keep_test_folds=pseudo_label, encoder=encoder)
+                                          keep_test_folds=pseudo_label, encoder=encoder, trend=detrend)
             if networks:
                 with budget.stage("imports"):  # torch and Lightning: seconds
                     from automl.workers import search_networks
@@ -207,9 +219,25 @@ def _embedded(problem: Problem, encoder: dict, run_dir: Path, budget: Budget, de
     return problem
 
 
+def _trend(problem: Problem, fold_data, run_dir: Path, seed: int, budget: Budget, console: Console) -> bool:
+    """Whether a forecast's trees learn relative to a trend in time (automl.trend), decided once per run:
+    a resumed run follows trend.json."""
+    path = run_dir / "trend.json"
+    if path.is_file():
+        chosen = json.loads(path.read_text())
+    else:
+        left = budget.baselines_left()
+        chosen = trend.choose(problem, fold_data, seed, seconds=None if left is None else TREND_SHARE * left)
+        write_json(path, chosen)
+    log.info("trend: %s", chosen["note"])
+    console.print(f"  trend: {chosen['note']}", highlight=False)
+    return bool(chosen["trend"])
+
+
 def _baselines(names: list[str], networks: bool, problem: Problem, fold_data, run_dir: Path,
                budget: Budget, seed: int, console: Console, device: str = "cpu",
-               keep_test_folds: bool = False, encoder: dict | None = None) -> tuple[list[CVResult], list[CVResult]]:
+               keep_test_folds: bool = False, encoder: dict | None = None,
+               trend: bool = False) -> tuple[list[CVResult], list[CVResult]]:
     """Every requested baseline, cheap ones first, each sized to its part of the baselines' time."""
     results, pending = [], []
     for model in names:
@@ -233,7 +261,8 @@ def _baselines(names: list[str], networks: bool, problem: Problem, fold_data, ru
         weights = [_member(m).weight for m in order[i:]]
         share = None if left is None or model == "dummy" else left * weights[0] / sum(weights)
         with budget.stage(f"baseline {model}"):
-            result = _fit(model, run_dir, problem, fold_data, seed, console, share, device, keep_test_folds, encoder)
+            result = _fit(model, run_dir, problem, fold_data, seed, console, share, device, keep_test_folds, encoder,
+                          trend and model in TREES)
         if result is not None:
             results.append(result)
     return results, list(results)
@@ -241,7 +270,7 @@ def _baselines(names: list[str], networks: bool, problem: Problem, fold_data, ru
 
 def _fit(model: str, run_dir: Path, problem: Problem, fold_data, seed: int, console: Console,
          seconds: float | None, device: str = "cpu", keep_test_folds: bool = False,
-         encoder: dict | None = None) -> CVResult | None:
+         encoder: dict | None = None, trend: bool = False) -> CVResult | None:
     k = len(fold_data)
     try:
         with console.status(f"{model}: fold 1/{k}") as status:
@@ -253,7 +282,7 @@ def _fit(model: str, run_dir: Path, problem: Problem, fold_data, seed: int, cons
                                                  seed=seed, on_fold=progress)
             else:
                 result = baselines.cross_validate(model, problem, fold_data, seed, seconds=seconds, device=device,
-                                                  keep_test_folds=keep_test_folds, on_fold=progress)
+                                                  keep_test_folds=keep_test_folds, on_fold=progress, trend=trend)
     except baselines.Skipped as why:
         log.info("%s: %s", model, why)
         console.print(f"  {model}: {why}", highlight=False)

@@ -33,10 +33,10 @@ from optuna_integration import PyTorchLightningPruningCallback
 from automl.baselines import CVResult, finish
 from automl.budget import release_memory
 from automl.errors import AutomlError
-from automl.folds import Fold, Split, take, weights_for_test
+from automl.folds import Fold, Split, forecasting_fold, take, weights_for_test
 from automl.io import write_npy, write_npz
 from automl.metrics import score
-from automl.parallel import fit_folds, sample_positions
+from automl.parallel import fit_folds, sample_positions, train_sample
 from automl.pipeline import Pipeline, suggest
 from automl.problem import Problem
 from automl.train import MAX_STEPS_PER_EPOCH, VALID_ROWS, batch_size_for, fit_fold, predict_seconds_per_row, rows_per_second
@@ -329,14 +329,17 @@ def _complete_one(trial, problem: Problem, folds: list[Fold], pipeline: Pipeline
         if len(first["valid"]) == len(folds[index].valid_rows) and len(first["test"]) == len(problem.test):
             oof[folds[index].valid_rows], test = first["valid"], test + weights[index] * first["test"]
             todo.remove(index)
-    rows, planned = _completion_plan(trial, problem, [folds[i] for i in todo], share, pipeline.max_epochs)
+    refit = forecasting_fold(folds)  # a forecast: the test from the last fold's network trained again on every row
+    rows, planned = _completion_plan(trial, problem, [folds[i] for i in todo] + ([refit] if refit else []), share,
+                                     pipeline.max_epochs)
     if not rows or full_only and (rows < max(len(folds[i].train_rows) for i in todo) or planned < pipeline.max_epochs):
         return None
     # the remaining folds in one call: trained together as one batched model where that is faster
     # (a row sample of each where the time asks for it: positions into its features, not a copy of them)
     samples = [sample_positions(folds[i], rows, seed + i) for i in todo]
     fits = fit_folds(problem, [folds[i] for i in todo], trial.params, device=device, max_epochs=planned,
-                     patience=pipeline.patience, precision=precision, deadline=None if share is None else start + share,
+                     patience=pipeline.patience, precision=precision,
+                     deadline=None if share is None else start + share * len(todo) / (len(todo) + (refit is not None)),
                      seed=seed + len(folds) - len(todo), samples=samples, batch=trial.user_attrs.get("batch"))
     for i, fit in zip(todo, fits, strict=True):
         if not fit.curve:
@@ -346,6 +349,17 @@ def _complete_one(trial, problem: Problem, folds: list[Fold], pipeline: Pipeline
         if weights[i]:
             test = test + weights[i] * fit.test
     epochs = [fit.epochs for fit in fits]
+    if refit is not None:
+        last = len(folds) - 1
+        curve = fits[todo.index(last)].curve if last in todo else trial.user_attrs.get("curve", [])
+        again = _refitted(trial, problem, refit, curve, rows, planned if last in todo else pipeline.max_epochs,
+                          device, precision, seed, None if share is None else start + share)
+        if again is None:
+            log.info("trial %d: its refit on every row scored the last stretch, which it trained on, worse than the "
+                     "last fold's network did unseen (or got no epoch in time); the test from the last fold's network",
+                     trial.number)
+        else:
+            test = again
     write_npy(folder / "test.npy", test)
     write_npy(folder / "oof.npy", oof)  # written last: its presence means completed
     seconds = time.monotonic() - start
@@ -353,6 +367,28 @@ def _complete_one(trial, problem: Problem, folds: list[Fold], pipeline: Pipeline
              seconds, epochs, rows)
     return (seconds, rows if rows < max(len(f.train_rows) for f in folds) else None,
             planned if planned < pipeline.max_epochs else None)
+
+
+def _refitted(trial, problem: Problem, refit: Fold, curve: list[float], rows: int, planned: int, device: str,
+              precision: str, seed: int, deadline: float | None) -> np.ndarray | None:
+    """A forecast's test predictions: the trial's network trained on every row for as many epochs as its last
+    fold's best, on the learning-rate schedule of the `planned` epochs that fold had (its validation rows are
+    trained on here: nothing to stop early on). None when it got no epoch in time, or scores the last stretch,
+    which it trained on, worse than the last fold's network did without seeing it (cut short, or diverged)."""
+    sign = 1 if problem.metric.greater_is_better else -1
+    best = int(np.argmax(sign * np.asarray(curve))) + 1 if curve else planned
+    epochs = max(1, min(best, planned))
+    sample = sample_positions(refit, rows, seed + 99)
+    fit = fit_fold(problem, refit if sample is None else train_sample(refit, sample), trial.params, device=device,
+                   max_epochs=epochs, patience=epochs + 1, precision=precision, deadline=deadline, seed=seed + 99,
+                   batch=trial.user_attrs.get("batch"), schedule_epochs=planned)
+    if not fit.curve or not curve:
+        return None
+    seen = score(problem.metric, problem.y[refit.valid_rows], fit.valid)
+    unseen = sign * np.max(sign * np.asarray(curve))  # the last fold's best epoch
+    log.info("trial %d: refit on %d rows for %d of %d epochs: %.5g on the last stretch (trained on), %.5g unseen",
+             trial.number, len(refit.train_rows) if sample is None else len(sample), len(fit.curve), epochs, seen, unseen)
+    return fit.test if sign * seen > sign * unseen else None
 
 
 MIN_COMPLETION_EPOCHS = 3  # a completion short of time trains fewer epochs on every row down to this many, then fewer rows
@@ -411,7 +447,7 @@ def completion_seconds(trial, problem: Problem, folds: list[Fold]) -> float:
     their validation and test rows; as fast as its search ran (the same processes share the machine)."""
     index = search_index(folds)
     reused = trial.user_attrs.get("rows") == len(folds[index].train_rows)  # searched on all its rows
-    todo = [f for i, f in enumerate(folds) if not (reused and i == index)]
+    todo = [f for i, f in enumerate(folds) if not (reused and i == index)] + ([forecasting_fold(folds)] if forecasting_fold(folds) else [])
     epochs = min(MIN_COMPLETION_EPOCHS, max(1, *trial.user_attrs.get("epochs", [1])))
     predicting = trial.user_attrs.get("predict_per_row", 0.0) * predicted(problem, todo)
     return predicting + epochs * _epoch_seconds(trial, max(len(f.train_rows) for f in todo)) * len(todo)

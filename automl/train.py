@@ -216,11 +216,14 @@ def objective_for(problem: Problem) -> str:
 
 def fit_fold(problem: Problem, fold: Fold, params: dict, *, device: str = "cpu", max_epochs: int = 30,
              patience: int = 5, precision: str = "32-true", callbacks=(), deadline: float | None = None,
-             seed: int = 0, predict_test: bool = True, give_up: float | None = None, batch: int | None = None) -> FoldFit:
+             seed: int = 0, predict_test: bool = True, give_up: float | None = None, batch: int | None = None,
+             schedule_epochs: int | None = None) -> FoldFit:
     """Train on the fold's train rows, early-stop on its validation rows, predict test.
 
     `batch`: the mini-batch size to train with (a completion keeps the one its trial was searched
-    with); None: `batch_size_for` the fold's rows.
+    with); None: `batch_size_for` the fold's rows. `schedule_epochs`: the epochs the learning-rate
+    schedule spans, when training stops before its end (a forecast's refit stops at the epoch where
+    its fold's network was best, on that network's schedule); None: `max_epochs`.
 
     `give_up`: a time.monotonic() after which the fit is of no use to the caller (the run's
     deadline for a search trial): when training ends past it, nothing is predicted (predicting
@@ -232,7 +235,7 @@ def fit_fold(problem: Problem, fold: Fold, params: dict, *, device: str = "cpu",
     params = {**params, "batch_size": batch or batch_size_for(params, len(fold.train_rows), tokens, device)}
     batches = TensorBatches(*tensors(fold.train, device), y, batch_size=params["batch_size"], seed=seed,
                             max_steps=MAX_STEPS_PER_EPOCH)
-    module = build_module(problem, fold, params, total_steps=max_epochs * batches.steps)
+    module = build_module(problem, fold, params, total_steps=(schedule_epochs or max_epochs) * batches.steps)
     if device != "cpu":  # prediction chunks sized for a CPU's memory would leave a GPU idle
         module.chunk = min(1024, module.chunk * GPU_ATTENTION)
     module.deadline = deadline

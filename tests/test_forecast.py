@@ -3,19 +3,26 @@ time, and dates become elapsed time plus the parts that recur, so the baselines 
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 import pytest
 from sklearn.ensemble import HistGradientBoostingRegressor
 from typer.testing import CliRunner
 
+from automl import trend
 from automl.api import inspect
+from automl.baselines import BASELINES, cross_validate
+from automl.baselines.fitting import Size, fit_one, predict
 from automl.cli import app
 from automl.competition import infer
 from automl.errors import AutomlError
-from automl.folds import make_folds, splits
+from automl.folds import fold_features, fold_ranges, forecasting_fold, make_folds, splits
 from automl.metrics import METRICS
+from automl.preprocess import Preprocessor
 from automl.problem import make_problem
+from automl.trend import Detrended
 
 
 def invoke(*args):
@@ -81,9 +88,102 @@ def test_forecast_folds_validate_on_later_rows_than_they_train_on(sales):
     assert (assignment == -1).sum() > 0 and sorted(set(assignment)) == [-1, 0, 1, 2, 3]
     for fold in splits(assignment):
         assert dates[fold.valid_rows].min() > dates[fold.train_rows].max()
-        assert len(fold.valid_rows) == pytest.approx(len(train) / 5, rel=0.05)  # 5 stretches of time, about equal
-    with pytest.raises(AutomlError, match=r"^--folds 9: time column 'date' cannot be cut into 10 stretches of time \(6 distinct"):
+    with pytest.raises(AutomlError, match=r"^--folds 9: time column 'date' spans 6 days, too short for 2 validation "
+                                          r"stretches 725 days after their training rows, as the test lies after train's; "
+                                          r"set folds: kfold"):
         make_folds(make_problem(comp, train[train["date"] < "2017-01-07"], problem.test), 9)
+    with pytest.raises(AutomlError, match=r"^--folds 9: time column 'date' cannot be cut into 10 stretches of time \(6 distinct"):
+        make_folds(make_problem(replace(comp, folds="time"), train[train["date"] < "2017-01-07"], problem.train), 9)
+
+
+def test_forecast_folds_look_as_far_ahead_as_the_test(sales):
+    """The test follows train's last day and spans 90 days: so does each fold's validation stretch."""
+    folder, _ = sales
+    comp = infer("daily-sales", folder, metric="smape")
+    train = pd.read_csv(folder / "train.csv")
+    problem = make_problem(comp, train, pd.read_csv(folder / "test.csv"))
+    dates = pd.to_datetime(train["date"])
+    folds = splits(make_folds(problem, 4))
+    for fold in folds:
+        valid, trained = dates[fold.valid_rows], dates[fold.train_rows]
+        assert (valid.max() - valid.min()).days + 1 == 90  # as long as the test
+        assert (valid.min() - trained.max()).days == 1  # starting the day after its training rows, as the test does
+    assert dates[folds[-1].valid_rows].max() == dates.max()  # the last stretch ends where train ends
+    ranges = fold_ranges(problem, make_folds(problem, 4))
+    assert ranges["test"]["ahead_days"] == [1, 90] and [f["ahead_days"] for f in ranges["folds"]] == [[1, 90]] * 4
+
+
+def test_forecast_folds_keep_the_tests_gap(sales):
+    """A test that starts 30 days after train's end: every fold validates 30+ days after its training rows,
+    and the rows in a fold's gap train only the later folds."""
+    folder, _ = sales
+    comp = infer("daily-sales", folder, metric="smape")
+    train, test = pd.read_csv(folder / "train.csv"), pd.read_csv(folder / "test.csv")
+    problem = make_problem(comp, train, test[test["date"] >= "2019-01-30"])  # train ends 2018-12-31
+    assignment = make_folds(problem, 4)
+    assert assignment.shape == (len(train), 2)
+    dates = pd.to_datetime(train["date"])
+    folds = splits(assignment)
+    for i, fold in enumerate(folds):
+        assert (dates[fold.valid_rows].min() - dates[fold.train_rows].max()).days == 30
+        assert (dates[fold.valid_rows].max() - dates[fold.valid_rows].min()).days + 1 == 61  # the test's 61 days
+        if i:  # the end of the previous stretch: validated there, trained on from the fold after this one
+            gap = np.flatnonzero((dates > dates[fold.train_rows].max()) & (dates < dates[fold.valid_rows].min()))
+            assert np.isin(gap, folds[i - 1].valid_rows).all() and not np.isin(gap, fold.train_rows).any()
+    later = train[(train["date"] >= "2017-04-10") & (train["date"] < "2017-05-10")]  # 60 days after 40 days of train
+    with pytest.raises(AutomlError, match=r"^--folds 4: time column 'date' spans 40 days, too short for 2 validation "
+                                          r"stretches 60 days after their training rows"):
+        make_folds(make_problem(comp, train[train["date"] < "2017-02-10"], later), 4)
+
+
+def test_a_forecasts_test_comes_from_every_row(sales):
+    """The test is predicted by the last fold's model fitted again on every row, not by the last fold's model:
+    a model of the mean predicts every row's mean (on the log1p scale SMAPE trains on)."""
+    folder, _ = sales
+    comp = infer("daily-sales", folder, metric="smape")
+    problem = make_problem(comp, pd.read_csv(folder / "train.csv"), pd.read_csv(folder / "test.csv"))
+    fold_data = fold_features(problem, make_folds(problem, 3))
+    assert forecasting_fold(fold_data) is not None and len(forecasting_fold(fold_data).train_rows) == len(problem.y)
+    result = cross_validate("dummy", problem, fold_data)
+    assert np.allclose(result.test, np.expm1(np.log1p(problem.y).mean()))
+    last = np.log1p(problem.y[fold_data[-1].train_rows]).mean()
+    assert np.allclose(result.oof[fold_data[-1].valid_rows], np.expm1(last))  # the fold's own model scored the fold
+
+
+def test_the_trend_is_fitted_on_training_rows_only(sales):
+    """Changing the validation and test rows' targets changes nothing the detrended trees predict, and the
+    trend carries a growth on past train's end, where a tree alone holds the last level."""
+    folder, truth = sales
+    comp = infer("daily-sales", folder, metric="smape")
+    problem = make_problem(comp, pd.read_csv(folder / "train.csv"), pd.read_csv(folder / "test.csv"))
+    fold_data = fold_features(problem, make_folds(problem, 3))
+    fold = fold_data[-1]
+    baseline = BASELINES["hist_gb"]
+
+    def fitted(p, trend):
+        model, x_valid, x_test, _ = fit_one(baseline, p, fold, 0, Size(), np.random.default_rng(0), None, trend=trend)
+        return predict(model, x_valid, p), model
+
+    before, model = fitted(problem, True)
+    assert isinstance(model, Detrended)
+    changed = problem.y.copy()
+    changed[fold.valid_rows] *= 10
+    after, _ = fitted(replace(problem, y=changed), True)
+    assert np.array_equal(before, after)
+    plain, _ = fitted(problem, False)
+    smape = METRICS["smape"].fn
+    y = problem.y[fold.valid_rows]
+    assert smape(y, before) < smape(y, plain)
+    assert trend.applies(problem, fold_data) and trend.choose(problem, fold_data)["trend"]
+
+
+def test_elapsed_days_carry_on_under_quantile_scaling():
+    train = pd.DataFrame({"date": pd.date_range("2020-01-01", periods=400).strftime("%Y-%m-%d"), "x": np.arange(400.0)})
+    later = pd.DataFrame({"date": ["2021-06-01", "2022-06-01"], "x": [1.0, 2.0]})
+    pre = Preprocessor(numeric="quantile").fit(train)
+    column = pre.transform(later).numeric_names.index("date__elapsed")
+    seen, ahead = pre.transform(train).numeric[:, column], pre.transform(later).numeric[:, column]
+    assert ahead[0] > seen.max() and ahead[1] - ahead[0] == pytest.approx(365 * (seen[1] - seen[0]), rel=1e-3)
 
 
 @pytest.mark.e2e

@@ -17,14 +17,14 @@ from automl.baselines.result import CVResult, Skipped, finish
 from automl.baselines.sizing import plan_size, resize
 from automl.cuts import apply_cuts, cross_fitted
 from automl.errors import AutomlError, UsageError
-from automl.folds import Fold, predicted_rows, weights_for_test
-from automl.metrics import get_metric
+from automl.folds import Fold, forecasting_fold, predicted_rows, weights_for_test
+from automl.metrics import get_metric, score
 from automl.problem import Problem
 
 
 def cross_validate(name: str, problem: Problem, folds: list[Fold], seed: int = 0,
                    on_fold: Callable[[int], None] | None = None, seconds: float | None = None,
-                   device: str = "cpu", keep_test_folds: bool = False) -> CVResult:
+                   device: str = "cpu", keep_test_folds: bool = False, trend: bool = False) -> CVResult:
     """Fit baseline `name` on every fold; score out-of-fold with the competition metric.
 
     With `seconds`, the baseline is sized to fit that time: a timed fit on a row sample
@@ -33,7 +33,9 @@ def cross_validate(name: str, problem: Problem, folds: list[Fold], seed: int = 0
     trains on a row sample (the leaderboard note says so). `Skipped` when even that
     would not fit; `Failed` when a GBDT library fails on a fold. `device` (cpu, cuda, auto)
     is where the GBDTs boost. `keep_test_folds`: the result keeps each fold model's test predictions
-    too (`test_folds`, for --pseudo-label's teachers).
+    too (`test_folds`, for --pseudo-label's teachers). On a forecast the test is predicted by the last fold's
+    model fitted once more on every row (its rounds and trees), a part of the time like a fold; `trend`: the
+    trees learn the target less a trend in time (automl.trend).
     """
     if name not in BASELINES:
         raise AutomlError(f"--models: unknown baseline {name!r}; expected one of {', '.join(BASELINES)}")
@@ -44,34 +46,42 @@ def cross_validate(name: str, problem: Problem, folds: list[Fold], seed: int = 0
     if seconds is not None and seconds <= 0 and name != "dummy":  # not even a probe: it takes seconds at scale
         raise Skipped("skipped: the baselines' time was used up before it; give more time with --timeout")
     if baseline.own_process and not cuda(device) and sys.platform.startswith("linux") and not _IN_CHILD:
-        return in_child(lambda report: cross_validate(name, problem, folds, seed, report, seconds, device, keep_test_folds),
+        return in_child(lambda report: cross_validate(name, problem, folds, seed, report, seconds, device, keep_test_folds,
+                                                      trend),
                         on_fold, name, None if seconds is None else seconds * 1.5 + 30)
     if baseline.cuts and problem.n_classes:
         return _with_cuts(name, problem, folds, seed, on_fold, seconds, device)
     oof = np.zeros(problem.pred_shape(len(problem.y)))
     test, weights = np.zeros(problem.pred_shape(len(problem.test))), weights_for_test(folds)
+    refit = forecasting_fold(folds)
+    parts = len(folds) + (refit is not None)  # a forecast's refit on every row takes a fold's part of the time
     start = time.monotonic()
     info, notes = {}, []
     size = Size() if seconds is None or name == "dummy" else plan_size(baseline, problem, folds[0], seed,
-                                                                       seconds / len(folds), len(folds), device)
+                                                                       seconds / parts, parts, device)
     rng = np.random.default_rng(seed)
-    grown, rounds, boosted, own = [], [], [], []
+    grown, rounds, boosted, own, stale = [], [], [], [], ""
     for i, fold in enumerate(folds):
         if on_fold:
             on_fold(i)
-        fold_end = None if seconds is None else start + seconds * (i + 1) / len(folds)
+        fold_end = None if seconds is None else start + seconds * (i + 1) / parts
         fold_start = time.monotonic()
         # trees and rounds are added until the time left is what predicting the fold's rows takes
         until = None if fold_end is None else fold_end - size.predicting
         try:
-            model, x_valid, x_test, info_fold = fit_one(baseline, problem, fold, seed, size, rng, until, device=device)
+            model, x_valid, x_test, info_fold = fit_one(baseline, problem, fold, seed, size, rng, until, device=device,
+                                                        trend=trend)
+            oof[fold.valid_rows] = predict(model, x_valid, problem)
+            if refit is not None and i == len(folds) - 1:  # the test is forecast from train's end
+                until = None if seconds is None else start + seconds - size.predicting
+                model, x_test, stale = _refitted(baseline, problem, refit, seed, size, rng, until, device, trend,
+                                                 model, x_test, oof[fold.valid_rows])
         except Failed as error:
             raise Failed(f"fold {i + 1}: {error}") from error
         grown.append(getattr(model, "n_estimators", None))
         boosted.append(getattr(model, "n_iter_", None) if baseline.library else None)
         rounds.append(info_fold.pop("rounds", None))
         info |= info_fold
-        oof[fold.valid_rows] = predict(model, x_valid, problem)
         if weights[i]:  # an expanding window forecasts the test with its last fold's model only
             fold_test = predict(model, x_test, problem)
             test += fold_test * weights[i]
@@ -79,7 +89,7 @@ def cross_validate(name: str, problem: Problem, folds: list[Fold], seed: int = 0
                 own.append(fold_test)
         if seconds is not None and i < len(folds) - 1:
             size = resize(size, baseline, time.monotonic() - fold_start,
-                           (start + seconds - time.monotonic()) / (len(folds) - i - 1), len(fold.train_rows))
+                          (start + seconds - time.monotonic()) / (parts - i - 1), len(fold.train_rows))
         notes.append(size.note(baseline, len(fold.train_rows)))
     note = next((n for n in reversed(notes) if n), "")
     if None not in grown and seconds is not None and min(grown) < 300:
@@ -92,12 +102,29 @@ def cross_validate(name: str, problem: Problem, folds: list[Fold], seed: int = 0
     if None not in boosted:
         span = f"{min(boosted)}-{max(boosted)}" if min(boosted) != max(boosted) else str(min(boosted))
         note = "; ".join(x for x in (f"{span} rounds", note) if x)
-    if note:
-        info["note"] = "; ".join(x for x in (info.get("note"), note) if x)
+    if trend:
+        note = "; ".join(x for x in ("learnt relative to a trend in time", note) if x)
+    if note or stale:
+        info["note"] = "; ".join(x for x in (info.get("note"), note, stale) if x)
     result = finish(name, problem, folds, oof, test, time.monotonic() - start, info=info)
     if keep_test_folds and len(own) == len(folds):
         result.test_folds = np.stack(own).astype(np.float32)
     return result
+
+
+def _refitted(baseline, problem: Problem, refit: Fold, seed: int, size: Size, rng, until: float | None, device: str,
+              trend: bool, model, x_test, fold_pred: np.ndarray) -> tuple:
+    """The model that forecasts the test, its test inputs and a note: the fold's model fitted again on every
+    row; or the fold's own model when the refit scores the last stretch (which it trained on) worse than the
+    fold's model did without seeing it (a refit stopped by the clock after too few rounds)."""
+    again, x_valid, x_again, _ = fit_one(baseline, problem, refit, seed, size, rng, until, device=device, trend=trend,
+                                         like=model)
+    y = problem.y[refit.valid_rows]
+    seen, unseen = score(problem.metric, y, predict(again, x_valid, problem)), score(problem.metric, y, fold_pred)
+    if seen > unseen if problem.metric.greater_is_better else seen < unseen:
+        return again, x_again, ""
+    return model, x_test, (f"the test from the last fold's model: refitted on every row it scored {seen:.4g} on rows it "
+                           f"trained on, against {unseen:.4g} unseen")
 
 
 _IN_CHILD = False  # set in the forked process, which fits the model itself

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from sklearn.base import clone, is_classifier
@@ -17,6 +17,7 @@ from automl.baselines.inputs import inputs_for, set_categoricals
 from automl.baselines.members import Baseline
 from automl.folds import Fold, take
 from automl.problem import Problem
+from automl.trend import Detrended, for_fold
 
 
 @dataclass
@@ -40,9 +41,12 @@ class Size:
 
 
 def fit_one(baseline: Baseline, problem: Problem, fold: Fold, seed: int, size: Size, rng, until: float | None,
-            probe: bool = False, device: str = "cpu"):
+            probe: bool = False, device: str = "cpu", trend: bool = False, like=None):
     """One fold's fitted model and its validation and test inputs (a probe's: a validation slice and no test).
-    A GBDT early-stops on the fold's validation rows (a probe boosts its rounds without)."""
+    A GBDT early-stops on the fold's validation rows (a probe boosts its rounds without). `trend`: a tree
+    learns the target less a trend in time fitted on these training rows (automl.trend), and predicts
+    both. `like`: a fold's fitted model that this refit on every row copies (its rounds and trees; its
+    validation rows were trained on, so nothing early-stops)."""
     train, y = fold.train, problem.y[fold.train_rows]
     if size.rows is not None and size.rows < len(y):  # sample the features before building inputs from them
         rows = np.sort(rng.choice(len(y), size.rows, replace=False))
@@ -77,20 +81,38 @@ def fit_one(baseline: Baseline, problem: Problem, fold: Fold, seed: int, size: S
         model.set_params(max_iter=min(model.max_iter, size.units))
         if probe:
             model.set_params(early_stopping=False)
-    y_valid = None if probe or not isinstance(model, GBDT) else problem.y[fold.valid_rows]
+    if like is not None:
+        size = _as_fitted(model, like, size)
+    y_valid = None if probe or like is not None or not isinstance(model, GBDT) else problem.y[fold.valid_rows]
     if not classify and problem.metric.target_transform == "log1p":
         y = np.log1p(y)
         y_valid = None if y_valid is None else np.log1p(y_valid)
+    shape = trend and y.ndim == 1 and not classify and baseline.inputs in ("dense", "native") and for_fold(problem, fold)
+    if shape:  # the trees learn what the trend leaves
+        shape.fit(x_train, y)
+        y = y - shape.predict(x_train)
+        y_valid = None if y_valid is None else y_valid - shape.predict(x_valid)
     valid = None if y_valid is None else (x_valid, y_valid)
     if y.ndim == 2 and not get_tags(model).target_tags.multi_output:
         model, info["rounds"] = _fit_each(model, x_train, y, size, until, probe, valid)
     else:
         info["rounds"] = _fit(model, x_train, y, size, until, probe, valid)
+    if shape:
+        model = Detrended(model, shape)
     if probe:  # the probe times a prediction too (forests spend seconds predicting), inputs included
         started = time.monotonic()
         predict(model, inputs_for(baseline.inputs, probe_valid)[0] if x_valid is None else x_valid, problem)
         info["predict_per_row"] = (time.monotonic() - started) / max(1, len(probe_valid))
     return model, x_valid, x_test, info
+
+
+def _as_fitted(model, like, size: Size) -> Size:
+    """A refit's size: the rounds its fold's booster kept (early stopping off) and the trees its forest grew."""
+    rounds = getattr(like, "n_iter_", None)
+    if rounds and hasattr(model, "max_iter") and hasattr(model, "early_stopping"):
+        model.set_params(max_iter=max(1, int(rounds)), early_stopping=False)
+    trees = getattr(like, "n_estimators", None) if hasattr(model, "min_samples_leaf") else None
+    return replace(size, units=int(trees)) if trees else size
 
 
 def _fit(model, x, y, size: Size, until: float | None, probe: bool, valid: tuple | None = None) -> int | None:
