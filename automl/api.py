@@ -64,7 +64,12 @@ def inspect(slug: str, *, data_dir="data", source=None, save: bool = False, metr
         values = raw[column]
         rows.append({"column": column, "role": role, "dtype": str(values.dtype),
                      "missing": float(values.isna().mean()), "distinct": int(values.nunique())})
-    ranges = fold_ranges(problem, make_folds(problem, folds, seed)) if comp.folds == "time" else None
+    ranges = None
+    if comp.folds == "time":
+        try:
+            ranges = fold_ranges(problem, make_folds(problem, folds, seed))
+        except AutomlError as error:  # the spec is still worth showing; `run` stops on the same line
+            ranges = {"error": str(error)}
     text = to_yaml(comp)
     saved = write_text(Path("competitions") / f"{slug}.yaml", text) if save else None
     return Inspection(comp, pd.DataFrame(rows), text, saved, metric_source(comp, slug, metric, record), record,

@@ -102,11 +102,14 @@ def inspect(slug: str = typer.Argument(..., help="Competition slug."), data_dir:
     if comp.folds == "time":
         why = (f"every {comp.test} {comp.time_column} is later than {comp.train}'s" if "folds" in comp.inferred
                else "folds: time in the YAML")
-        ahead = ("each validates a stretch as far after its training rows as the test lies after train's, and as long "
-                 "where the rows allow; the test is forecast by each model refitted on every row" if result.folds and "test" in result.folds
-                 else "each validated on a later stretch than it trains on")
-        out.print(f"Shape: a forecast on [cyan]{comp.time_column}[/] ({why}): folds are an expanding window in time, "
-                  f"{ahead}.", highlight=False)
+        if result.folds and "test" in result.folds:
+            made = len(result.folds["folds"])
+            how = (f"{made} folds in time{f' (of --folds {folds}: half the history or more trains the first)' if made < folds else ''}, "
+                   "each validating a stretch as long as the test, as far after its training rows as the test lies after "
+                   "train's; the test is forecast by each model refitted on every row")
+        else:
+            how = "folds are an expanding window in time, each validated on a later stretch than it trains on"
+        out.print(f"Shape: a forecast on [cyan]{comp.time_column}[/] ({why}): {how}.", highlight=False)
         for line in describe_ranges(result.folds) if result.folds else []:
             out.print(f"  {line}", highlight=False)
     if result.extra:

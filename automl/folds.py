@@ -88,12 +88,26 @@ def _strata(problem: Problem, k: int) -> np.ndarray | None:
 
 
 def _times(values: pd.Series) -> np.ndarray:
-    """datetime64 values of a time column (NaT where unreadable), each distinct value parsed once."""
-    distinct = pd.Series(values.unique())
-    parsed = pd.to_datetime(distinct.astype(str).where(distinct.notna()), errors="coerce", format="mixed")
-    if getattr(parsed.dt, "tz", None) is not None:
-        parsed = parsed.dt.tz_localize(None)
-    return parsed.to_numpy()[pd.Index(distinct).get_indexer(values)]
+    """Naive datetime64 values of a time column (NaT where missing or unreadable), each distinct value parsed
+    once. Dates with offsets (one crossing daylight saving) are read in UTC; numbers (a month's index, unix
+    seconds) keep their order, read as pandas reads numbers."""
+    if pd.api.types.is_datetime64_any_dtype(values):
+        stamps = values.dt.tz_convert(None) if values.dt.tz is not None else values
+        return stamps.to_numpy(dtype="datetime64[ns]")
+    codes, distinct = pd.factorize(values, use_na_sentinel=True)
+    distinct = pd.Series(distinct)
+    if pd.api.types.is_numeric_dtype(distinct):
+        parsed = pd.to_datetime(distinct, errors="coerce")
+    else:
+        text = distinct.astype(str)
+        try:
+            parsed = pd.to_datetime(text, errors="coerce", format="mixed")
+        except ValueError:  # offsets that differ (daylight saving): read in UTC below
+            parsed = None
+        if parsed is None or parsed.dtype == object or getattr(parsed.dt, "tz", None) is not None:
+            parsed = pd.to_datetime(text, errors="coerce", format="mixed", utc=True).dt.tz_convert(None)
+    times = np.append(parsed.to_numpy(dtype="datetime64[ns]"), np.datetime64("NaT", "ns"))
+    return times[codes]  # code -1 (missing) is the NaT at the end
 
 
 @dataclass(frozen=True)
@@ -144,9 +158,13 @@ def _ahead(times: np.ndarray, k: int, column: str, gap, span, step) -> np.ndarra
                           f"after train's; set folds: kfold in the competition's YAML to validate on any rows")
     distinct = np.unique(times[known])
     starts = end - span * np.arange(k, 0, -1)  # (k,) each stretch's first time, the last stretch ending at `end`
-    starts = distinct[np.minimum(np.searchsorted(distinct, starts), len(distinct) - 1)]  # at a time some row has
+    later = np.minimum(np.searchsorted(distinct, starts), len(distinct) - 1)
+    earlier = np.maximum(later - 1, 0)
+    nearer = np.abs(distinct[earlier] - starts) < np.abs(distinct[later] - starts)
+    starts = distinct[np.where(nearer, earlier, later)]  # at the time some row has nearest each
     stretch = np.searchsorted(starts, times[known], side="right") - 1  # -1 before the first stretch
-    first = np.searchsorted(starts, times[known] + gap, side="left")  # the first stretch at least `gap` later
+    # the first stretch at least `gap` later, give or take half a step (a month's gap is 28 to 31 days)
+    first = np.searchsorted(starts, times[known] + gap - step / 2, side="left")
     if len(np.unique(stretch)) < k + 1:
         raise AutomlError(f"--folds {asked}: time column {column!r} cannot be cut into {k + 1} stretches of time "
                           f"({len(distinct)} distinct times); use fewer folds")
@@ -192,6 +210,8 @@ def fold_ranges(problem: Problem, assignment: np.ndarray) -> dict | None:
 
 def describe_ranges(ranges: dict) -> list[str]:
     """Lines for a terminal or a report: the test's horizon, then each fold's dates."""
+    if "error" in ranges:
+        return [f"folds: {ranges['error']}"]
     lines = []
     if "test" in ranges:
         t = ranges["test"]

@@ -167,12 +167,14 @@ def _forecast(run_dir: Path) -> str:
     path = run_dir / "folds.json"
     if not path.is_file():
         return ""
-    lines = describe_ranges(json.loads(path.read_text()))
+    ranges = json.loads(path.read_text())
+    lines = describe_ranges(ranges)
     trend = run_dir / "trend.json"
     if trend.is_file():
         lines.append("trend: " + json.loads(trend.read_text())["note"])
-    return ("<h2>Forecast folds</h2><p>Each fold validates a stretch as far after its training rows as the test lies "
-            "after train's; the test is forecast by each model fitted once more on every row.</p><ul>"
+    how = ("Each fold validates a stretch as long as the test's, as far after its training rows as the test lies after "
+           "train's" if "test" in ranges else "Each fold validates a later stretch than it trains on")
+    return (f"<h2>Folds in time</h2><p>{how}; the test is forecast by each model fitted once more on every row.</p><ul>"
             + "".join(f"<li>{html.escape(line)}</li>" for line in lines) + "</ul>")
 
 

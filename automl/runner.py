@@ -108,7 +108,7 @@ def run(slug: str, *, source=None, name: str = "default", models: str = "all", f
                                 "text_model": encoder}, name)
                 handler = log_to(run_dir / "run.log")
                 assignment = load_folds(run_dir, problem, folds, seed)
-                made = int(assignment.max()) + 1
+                made = int((assignment[:, 0] if assignment.ndim == 2 else assignment).max()) + 1
                 if made < folds:
                     console.print(f"  forecast folds: {made} of --folds {folds}, each validating as long a stretch as "
                                   "the test, with half the history or more before the first (automl inspect shows "
@@ -227,7 +227,7 @@ def _trend(problem: Problem, fold_data, run_dir: Path, seed: int, budget: Budget
         chosen = json.loads(path.read_text())
     else:
         left = budget.baselines_left()
-        chosen = trend.choose(problem, fold_data, seed, seconds=None if left is None else TREND_SHARE * left)
+        chosen = baselines.choose_trend(problem, fold_data, seed, seconds=None if left is None else TREND_SHARE * left)
         write_json(path, chosen)
     log.info("trend: %s", chosen["note"])
     console.print(f"  trend: {chosen['note']}", highlight=False)

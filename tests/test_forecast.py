@@ -3,6 +3,8 @@ time, and dates become elapsed time plus the parts that recur, so the baselines 
 
 from __future__ import annotations
 
+import html
+import json
 from dataclasses import replace
 
 import numpy as np
@@ -13,12 +15,12 @@ from typer.testing import CliRunner
 
 from automl import trend
 from automl.api import inspect
-from automl.baselines import BASELINES, cross_validate
+from automl.baselines import BASELINES, choose_trend, cross_validate
 from automl.baselines.fitting import Size, fit_one, predict
 from automl.cli import app
 from automl.competition import infer
 from automl.errors import AutomlError
-from automl.folds import fold_features, fold_ranges, forecasting_fold, make_folds, splits
+from automl.folds import _ahead, _times, fold_features, fold_ranges, forecasting_fold, make_folds, splits
 from automl.metrics import METRICS
 from automl.preprocess import Preprocessor
 from automl.problem import make_problem
@@ -174,7 +176,7 @@ def test_the_trend_is_fitted_on_training_rows_only(sales):
     smape = METRICS["smape"].fn
     y = problem.y[fold.valid_rows]
     assert smape(y, before) < smape(y, plain)
-    assert trend.applies(problem, fold_data) and trend.choose(problem, fold_data)["trend"]
+    assert trend.applies(problem, fold_data) and choose_trend(problem, fold_data)["trend"]
 
 
 def test_elapsed_days_carry_on_under_quantile_scaling():
@@ -205,3 +207,32 @@ def test_baselines_forecast_better_than_a_model_blind_to_the_date(sales, tmp_pat
     guessed = np.expm1(blind.predict(test[list(kinds)].astype(kinds)))
     smape = METRICS["smape"].fn
     assert smape(truth.to_numpy(), submitted) < 0.5 * smape(truth.to_numpy(), guessed)  # measured: 9.6 against 68.4
+    # the folds look 1 to 90 days ahead, as the test does; the report shows their dates and the trend's choice
+    ranges = json.loads((run_dir / "folds.json").read_text())
+    assert ranges["test"]["ahead_days"] == [1, 90] and all(f["ahead_days"] == [1, 90] for f in ranges["folds"])
+    chosen = json.loads((run_dir / "trend.json").read_text())
+    report = (run_dir / "report.html").read_text()
+    assert "Folds in time" in report and "validates 2018-10-03 to 2018-12-31" in report and html.escape(chosen["note"]) in report
+    trees = board[board["model"].isin(["hist_gb", "lightgbm", "random_forest"])]["note"]
+    assert trees.str.contains("learnt relative to a trend in time").all() == chosen["trend"]
+
+
+def test_monthly_folds_keep_whole_months_and_the_gap():
+    """Months are 28 to 31 days: stretches of three months, and a one-month gap left out before each."""
+    train = pd.date_range("2015-01-01", periods=36, freq="MS")
+    months = np.asarray(train.year * 12 + train.month)
+    step, span = np.timedelta64(31, "D"), np.timedelta64(59 + 31, "D")  # three months: the last first day + a step
+    for gap_months in (1, 2):
+        first = train[-1] + pd.DateOffset(months=gap_months)
+        assignment = _ahead(train.to_numpy(), 3, "month", np.datetime64(first) - train.to_numpy().max(), span, step)
+        for fold in splits(assignment):
+            assert len(fold.valid_rows) == 3  # three months
+            assert months[fold.valid_rows].min() - months[fold.train_rows].max() == gap_months
+
+
+def test_time_columns_with_offsets_and_missing_values():
+    values = pd.Series(["2020-03-01T00:00-05:00", "2020-04-01T00:00-04:00", None, np.nan, "junk"], dtype=object)
+    times = _times(values)
+    assert str(times[0]) == "2020-03-01T05:00:00.000000000" and pd.isna(times[2:]).all()  # in UTC; missing is NaT
+    aware = pd.Series(pd.date_range("2020-03-01", periods=3, freq="MS", tz="US/Eastern"))
+    assert (np.diff(_times(aware)) > np.timedelta64(0)).all()

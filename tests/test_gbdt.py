@@ -15,6 +15,7 @@ from test_run import invoke, write_folder
 from automl.baselines import BASELINES, Failed, Skipped, cross_validate
 from automl.baselines.catb import CatBoost
 from automl.baselines.cv import in_child
+from automl.baselines.fitting import Size, _as_fitted
 from automl.baselines.gbdt import GBDT
 from automl.baselines.lgbm import LightGBM
 from automl.baselines.xgb import XGBoost
@@ -151,3 +152,19 @@ def test_a_fit_in_its_own_process_reports_progress_and_errors_as_if_in_this_one(
         in_child(lambda report: os._exit(9), None, "x")
     with pytest.raises(Failed, match="still running 1s later; stopped"):  # hung: stopped, not waited for
         in_child(lambda report: time.sleep(30), None, "x", limit=1.0)
+
+
+@pytest.mark.parametrize("name", ["lightgbm", "xgboost"])
+def test_a_refit_copies_the_rounds_early_stopping_kept(name):
+    """A forecast's refit boosts as many rounds as its fold's model predicts with, not the patience after them."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(600, 4))
+    y = x[:, 0] + rng.normal(scale=2.0, size=600)  # noisy: early stopping comes soon
+    model = BASELINES[name].regressor(0).set_params(n_iter_no_change=20, learning_rate=0.3)
+    model.fit(x[:400], y[:400], x[400:], y[400:])
+    assert model.kept_rounds_ <= model.n_iter_ <= model.kept_rounds_ + 20  # LightGBM's booster is cut at its best round
+    if name == "xgboost":  # XGBoost's holds the patience's rounds too
+        assert model.kept_rounds_ < model.n_iter_
+    again = BASELINES[name].regressor(0)
+    _as_fitted(again, model, Size())
+    assert again.max_iter == model.kept_rounds_ and not again.early_stopping

@@ -72,7 +72,10 @@ def cross_validate(name: str, problem: Problem, folds: list[Fold], seed: int = 0
             model, x_valid, x_test, info_fold = fit_one(baseline, problem, fold, seed, size, rng, until, device=device,
                                                         trend=trend)
             oof[fold.valid_rows] = predict(model, x_valid, problem)
-            if refit is not None and i == len(folds) - 1:  # the test is forecast from train's end
+            late = seconds is not None and start + seconds - time.monotonic() < 0.5 * (time.monotonic() - fold_start)
+            if refit is not None and i == len(folds) - 1 and late:
+                stale = "the test from the last fold's model: too little of its time was left to refit it on every row"
+            elif refit is not None and i == len(folds) - 1:  # the test is forecast from train's end
                 until = None if seconds is None else start + seconds - size.predicting
                 model, x_test, stale = _refitted(baseline, problem, refit, seed, size, rng, until, device, trend,
                                                  model, x_test, oof[fold.valid_rows])

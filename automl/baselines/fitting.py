@@ -108,7 +108,7 @@ def fit_one(baseline: Baseline, problem: Problem, fold: Fold, seed: int, size: S
 
 def _as_fitted(model, like, size: Size) -> Size:
     """A refit's size: the rounds its fold's booster kept (early stopping off) and the trees its forest grew."""
-    rounds = getattr(like, "n_iter_", None)
+    rounds = getattr(like, "kept_rounds_", None) or getattr(like, "n_iter_", None)
     if rounds and hasattr(model, "max_iter") and hasattr(model, "early_stopping"):
         model.set_params(max_iter=max(1, int(rounds)), early_stopping=False)
     trees = getattr(like, "n_estimators", None) if hasattr(model, "min_samples_leaf") else None
@@ -141,6 +141,10 @@ class PerColumn:
     @property
     def n_iter_(self) -> int:  # the most rounds a column's booster kept
         return max(getattr(m, "n_iter_", 0) for m in self.models_)
+
+    @property
+    def kept_rounds_(self) -> int:  # the most rounds a column's booster predicts with
+        return max(getattr(m, "kept_rounds_", getattr(m, "n_iter_", 0)) for m in self.models_)
 
     @property
     def classes_(self) -> list[np.ndarray]:

@@ -112,6 +112,11 @@ class GBDT(BaseEstimator):
         return past
 
     @property
+    def kept_rounds_(self) -> int:
+        """The rounds its predictions use: the best round where early stopping found one (a refit copies these)."""
+        return int(self.n_iter_)
+
+    @property
     def clocked_rounds_(self) -> int | None:
         """The rounds boosted when the clock stopped them, else None (the fold loop's note)."""
         return int(self.n_iter_) if self.stopped_by_clock_ else None

@@ -35,6 +35,10 @@ class LightGBM(GBDT):
         booster = lgb.train(params, data, num_boost_round=self.max_iter, valid_sets=sets, callbacks=callbacks)
         return booster, booster.current_iteration()
 
+    @property
+    def kept_rounds_(self) -> int:
+        return int(self.model_.best_iteration or self.n_iter_)
+
     def _raw(self, x) -> np.ndarray:
         best = self.model_.best_iteration or None  # 0: no early stopping, every round
         pred = self.model_.predict(x, num_iteration=best)

@@ -35,6 +35,11 @@ class XGBoost(GBDT):
         booster = xgb.train(params, data, num_boost_round=self.max_iter, evals=evals, callbacks=callbacks, verbose_eval=False)
         return booster, booster.num_boosted_rounds()
 
+    @property
+    def kept_rounds_(self) -> int:
+        best = self.model_.attr("best_iteration")
+        return int(best) + 1 if best is not None else int(self.n_iter_)
+
     def _raw(self, x) -> np.ndarray:
         import xgboost as xgb
 
