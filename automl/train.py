@@ -255,6 +255,7 @@ def fit_fold(problem: Problem, fold: Fold, params: dict, *, device: str = "cpu",
     watched = valid_inputs if len(watch) == len(fold.valid_rows) else tuple(t[torch.as_tensor(watch, device=device)]
                                                                                for t in valid_inputs)
     trainer.fit(module, train_dataloaders=batches, val_dataloaders=OneBatch(*watched))
+    module.to(device)  # Lightning's teardown moves a GPU-trained module back to the CPU; its inputs stay on the GPU
     if keep.state is not None:
         module.load_state_dict(keep.state)
     module.eval()

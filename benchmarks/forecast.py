@@ -107,11 +107,12 @@ def make(folder: Path, data: str = "sales", seed: int = 0, scale: int = 1) -> tu
     return bundle, test[target].to_numpy()
 
 
-def run(bundle: Path, folder: Path, timeout: float, models: str, truth: np.ndarray, data: str = "sales") -> dict:
+def run(bundle: Path, folder: Path, timeout: float, models: str, truth: np.ndarray, data: str = "sales",
+        device: str = "auto") -> dict:
     slug, metric, scorer, _, target = DATA[data]
     command = [sys.executable, "-m", "automl.cli", "run", slug, "--from", str(bundle),
                "--timeout", str(timeout), "--metric", metric, "--models", models, "--runs-dir", str(folder / "runs"),
-               "--data-dir", str(folder / "data")]
+               "--data-dir", str(folder / "data"), "--device", device]
     start = time.monotonic()
     done = subprocess.run(command, capture_output=True, text=True)
     wall = time.monotonic() - start
@@ -138,13 +139,14 @@ def main() -> None:
     parser.add_argument("--models", default="all")
     parser.add_argument("--data", choices=sorted(DATA), default="sales")
     parser.add_argument("--scale", type=int, default=1, help="sales: this many stores of each kind (3: 263,000 training rows)")
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda (as automl run's --device)")
     parser.add_argument("--keep", type=Path, help="Keep the run here (a folder) instead of a temporary one.")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as scratch:
         folder = args.keep or Path(scratch)
         folder.mkdir(parents=True, exist_ok=True)
         bundle, truth = make(folder, args.data, scale=args.scale)
-        r = run(bundle, folder, args.timeout, args.models, truth, args.data)
+        r = run(bundle, folder, args.timeout, args.models, truth, args.data, args.device)
     m = r["metric"]
     print(f"{args.data}: {len(truth):,} test rows; wall {r['wall']:.1f}s of --timeout {args.timeout:g} "
           f"({r['wall'] / args.timeout:.2f}x)")

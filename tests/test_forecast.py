@@ -236,3 +236,18 @@ def test_time_columns_with_offsets_and_missing_values():
     assert str(times[0]) == "2020-03-01T05:00:00.000000000" and pd.isna(times[2:]).all()  # in UTC; missing is NaT
     aware = pd.Series(pd.date_range("2020-03-01", periods=3, freq="MS", tz="US/Eastern"))
     assert (np.diff(_times(aware)) > np.timedelta64(0)).all()
+
+
+@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs a CUDA GPU")
+def test_a_network_trained_on_the_gpu_predicts_there(sales):
+    """Lightning's teardown moves a GPU-trained module to the CPU: its predictions must still be made (every
+    trial failed with 'Expected all tensors to be on the same device' before)."""
+    from automl.pipeline import load_pipeline
+    from automl.train import fit_fold
+
+    folder, _ = sales
+    problem = make_problem(infer("daily-sales", folder, metric="smape"), pd.read_csv(folder / "train.csv"),
+                           pd.read_csv(folder / "test.csv"))
+    fold = fold_features(problem, make_folds(problem, 3))[-1]
+    fit = fit_fold(problem, fold, load_pipeline("tabular").defaults[0], device="cuda", max_epochs=2)
+    assert len(fit.valid) == len(fold.valid_rows) and np.isfinite(fit.test).all()
