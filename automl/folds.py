@@ -24,6 +24,7 @@ from __future__ import annotations
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -110,17 +111,13 @@ def _times(values: pd.Series) -> np.ndarray:
     return times[codes]  # code -1 (missing) is the NaT at the end
 
 
-@dataclass(frozen=True)
-class Horizon:
+class Horizon(NamedTuple):
     """How far ahead the test lies: its first time is `gap` after train's last, and it spans `span`
     (its last time minus its first plus one `step`, the usual spacing of train's times)."""
 
     gap: np.timedelta64
     span: np.timedelta64
     step: np.timedelta64
-
-    def __iter__(self):
-        return iter((self.gap, self.span, self.step))
 
 
 def forecast_horizon(problem: Problem) -> Horizon | None:

@@ -62,6 +62,10 @@ class Metric:
     def direction(self) -> str:
         return "higher is better" if self.greater_is_better else "lower is better"
 
+    def better(self, a: float, b: float) -> bool:
+        """Whether score `a` is strictly better than `b`."""
+        return a > b if self.greater_is_better else a < b
+
 
 def _rmse(y, p):
     return float(np.sqrt(skm.mean_squared_error(y, p)))

@@ -108,7 +108,7 @@ def run(slug: str, *, source=None, name: str = "default", models: str = "all", f
                                 "text_model": encoder}, name)
                 handler = log_to(run_dir / "run.log")
                 assignment = load_folds(run_dir, problem, folds, seed)
-                made = int((assignment[:, 0] if assignment.ndim == 2 else assignment).max()) + 1
+                made = len(splits(assignment))
                 if made < folds:
                     console.print(f"  forecast folds: {made} of --folds {folds}, each validating as long a stretch as "
                                   "the test, with half the history or more before the first (automl inspect shows "

@@ -354,12 +354,7 @@ def _complete_one(trial, problem: Problem, folds: list[Fold], pipeline: Pipeline
         curve = fits[todo.index(last)].curve if last in todo else trial.user_attrs.get("curve", [])
         again = _refitted(trial, problem, refit, curve, rows, planned if last in todo else pipeline.max_epochs,
                           device, precision, seed, None if share is None else start + share)
-        if again is None:
-            log.info("trial %d: its refit on every row scored the last stretch, which it trained on, worse than the "
-                     "last fold's network did unseen (or got no epoch in time); the test from the last fold's network",
-                     trial.number)
-        else:
-            test = again
+        test = test if again is None else again
     write_npy(folder / "test.npy", test)
     write_npy(folder / "oof.npy", oof)  # written last: its presence means completed
     seconds = time.monotonic() - start
@@ -375,20 +370,25 @@ def _refitted(trial, problem: Problem, refit: Fold, curve: list[float], rows: in
     fold's best, on the learning-rate schedule of the `planned` epochs that fold had (its validation rows are
     trained on here: nothing to stop early on). None when it got no epoch in time, or scores the last stretch,
     which it trained on, worse than the last fold's network did without seeing it (cut short, or diverged)."""
+    if not curve:
+        return None
     sign = 1 if problem.metric.greater_is_better else -1
-    best = int(np.argmax(sign * np.asarray(curve))) + 1 if curve else planned
+    best = int(np.argmax(sign * np.asarray(curve))) + 1
     epochs = max(1, min(best, planned))
     sample = sample_positions(refit, rows, seed + 99)
     fit = fit_fold(problem, refit if sample is None else train_sample(refit, sample), trial.params, device=device,
                    max_epochs=epochs, patience=epochs + 1, precision=precision, deadline=deadline, seed=seed + 99,
                    batch=trial.user_attrs.get("batch"), schedule_epochs=planned)
-    if not fit.curve or not curve:
+    if not fit.curve:
+        log.info("trial %d: its refit on every row got no epoch in time; the test from the last fold's network", trial.number)
         return None
     seen = score(problem.metric, problem.y[refit.valid_rows], fit.valid)
     unseen = sign * np.max(sign * np.asarray(curve))  # the last fold's best epoch
-    log.info("trial %d: refit on %d rows for %d of %d epochs: %.5g on the last stretch (trained on), %.5g unseen",
-             trial.number, len(refit.train_rows) if sample is None else len(sample), len(fit.curve), epochs, seen, unseen)
-    return fit.test if sign * seen > sign * unseen else None
+    kept = problem.metric.better(seen, unseen)
+    log.info("trial %d: refit on %d rows for %d of %d epochs: %.5g on the last stretch (trained on), %.5g unseen%s",
+             trial.number, len(refit.train_rows) if sample is None else len(sample), len(fit.curve), epochs, seen, unseen,
+             "" if kept else "; not better: the test from the last fold's network")
+    return fit.test if kept else None
 
 
 MIN_COMPLETION_EPOCHS = 3  # a completion short of time trains fewer epochs on every row down to this many, then fewer rows
@@ -447,7 +447,8 @@ def completion_seconds(trial, problem: Problem, folds: list[Fold]) -> float:
     their validation and test rows; as fast as its search ran (the same processes share the machine)."""
     index = search_index(folds)
     reused = trial.user_attrs.get("rows") == len(folds[index].train_rows)  # searched on all its rows
-    todo = [f for i, f in enumerate(folds) if not (reused and i == index)] + ([forecasting_fold(folds)] if forecasting_fold(folds) else [])
+    refit = forecasting_fold(folds)  # a forecast's refit on every row: one more fold to train
+    todo = [f for i, f in enumerate(folds) if not (reused and i == index)] + ([refit] if refit else [])
     epochs = min(MIN_COMPLETION_EPOCHS, max(1, *trial.user_attrs.get("epochs", [1])))
     predicting = trial.user_attrs.get("predict_per_row", 0.0) * predicted(problem, todo)
     return predicting + epochs * _epoch_seconds(trial, max(len(f.train_rows) for f in todo)) * len(todo)

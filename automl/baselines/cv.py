@@ -72,13 +72,14 @@ def cross_validate(name: str, problem: Problem, folds: list[Fold], seed: int = 0
             model, x_valid, x_test, info_fold = fit_one(baseline, problem, fold, seed, size, rng, until, device=device,
                                                         trend=trend)
             oof[fold.valid_rows] = predict(model, x_valid, problem)
-            late = seconds is not None and start + seconds - time.monotonic() < 0.5 * (time.monotonic() - fold_start)
-            if refit is not None and i == len(folds) - 1 and late:
-                stale = "the test from the last fold's model: too little of its time was left to refit it on every row"
-            elif refit is not None and i == len(folds) - 1:  # the test is forecast from train's end
-                until = None if seconds is None else start + seconds - size.predicting
-                model, x_test, stale = _refitted(baseline, problem, refit, seed, size, rng, until, device, trend,
-                                                 model, x_test, oof[fold.valid_rows])
+            if refit is not None and i == len(folds) - 1:  # the test is forecast from train's end
+                now = time.monotonic()
+                if seconds is not None and start + seconds - now < 0.5 * (now - fold_start):
+                    stale = "the test from the last fold's model: too little of its time was left to refit it on every row"
+                else:
+                    until = None if seconds is None else start + seconds - size.predicting
+                    model, x_test, stale = _refitted(baseline, problem, refit, seed, size, rng, until, device, trend,
+                                                     model, x_test, oof[fold.valid_rows])
         except Failed as error:
             raise Failed(f"fold {i + 1}: {error}") from error
         grown.append(getattr(model, "n_estimators", None))
@@ -124,7 +125,7 @@ def _refitted(baseline, problem: Problem, refit: Fold, seed: int, size: Size, rn
                                          like=model)
     y = problem.y[refit.valid_rows]
     seen, unseen = score(problem.metric, y, predict(again, x_valid, problem)), score(problem.metric, y, fold_pred)
-    if seen > unseen if problem.metric.greater_is_better else seen < unseen:
+    if problem.metric.better(seen, unseen):
         return again, x_again, ""
     return model, x_test, (f"the test from the last fold's model: refitted on every row it scored {seen:.4g} on rows it "
                            f"trained on, against {unseen:.4g} unseen")

@@ -25,20 +25,20 @@ def choose_trend(problem: Problem, folds: list[Fold], seed: int = 0, seconds: fl
     chosen = list(range(len(folds)))[-2:]
     scores = {True: [], False: []}
     for i in chosen:
-        fold = folds[i]
+        fold, layout = folds[i], for_fold(problem, folds[i])
+        if layout is None:
+            continue
         rows = np.arange(len(fold.train_rows))
         if len(rows) > PROBE_ROWS:
             rows = np.sort(np.random.default_rng(seed + i).choice(rows, PROBE_ROWS, replace=False))
         x, x_valid = dense(take(fold.train, rows)), dense(fold.valid)
         y = problem.y[fold.train_rows[rows]]
         y = np.log1p(y) if log1p else y
-        if for_fold(problem, fold) is None:
-            continue
         for detrend in (False, True):
             target, shift = y, 0.0
             if detrend:
-                trend = for_fold(problem, fold).fit(x, y)
-                target, shift = y - trend.predict(x), trend.predict(x_valid)
+                layout.fit(x, y)
+                target, shift = y - layout.predict(x), layout.predict(x_valid)
             model = HistGradientBoostingRegressor(max_iter=PROBE_ROUNDS, learning_rate=0.1, early_stopping=False,
                                                   random_state=seed).fit(x, target)
             pred = values_of(model.predict(x_valid) + shift, log1p, problem.y)
@@ -47,7 +47,7 @@ def choose_trend(problem: Problem, folds: list[Fold], seed: int = 0, seconds: fl
             break
     done = len(scores[True])
     with_, without = float(np.mean(scores[True])), float(np.mean(scores[False]))
-    better = with_ > without if problem.metric.greater_is_better else with_ < without
+    better = problem.metric.better(with_, without)
     metric = problem.comp.metric
     folds_named = ", ".join(str(i + 1) for i in chosen[:done])
     note = (f"trees learn the target relative to a trend in time (a level, slope and season per categorical value)"
