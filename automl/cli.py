@@ -102,7 +102,9 @@ def inspect(slug: str = typer.Argument(..., help="Competition slug."), data_dir:
     if comp.folds == "time":
         why = (f"every {comp.test} {comp.time_column} is later than {comp.train}'s" if "folds" in comp.inferred
                else "folds: time in the YAML")
-        if result.folds and "test" in result.folds:
+        if result.folds and "error" in result.folds:
+            how = "its folds in time cannot be made (below)"
+        elif result.folds and "test" in result.folds:
             made = len(result.folds["folds"])
             how = (f"{made} folds in time{f' (of --folds {folds}: half the history or more trains the first)' if made < folds else ''}, "
                    "each validating a stretch as long as the test, as far after its training rows as the test lies after "

@@ -69,7 +69,7 @@ def make_folds(problem: Problem, k: int = 5, seed: int = 0) -> np.ndarray:
         horizon = forecast_horizon(problem)
         if horizon is None:
             return _expanding(times, k, comp.time_column)
-        return _ahead(times, k, comp.time_column, *horizon)
+        return _ahead(times, k, comp.time_column, *horizon, slug=comp.slug)
     folds = np.empty(n, dtype=np.int64)
     for fold, (_, valid) in enumerate(splitter):
         folds[valid] = fold
@@ -136,7 +136,7 @@ def forecast_horizon(problem: Problem) -> Horizon | None:
     return Horizon(test.min() - train.max(), test.max() - test.min() + step, step)
 
 
-def _ahead(times: np.ndarray, k: int, column: str, gap, span, step) -> np.ndarray:
+def _ahead(times: np.ndarray, k: int, column: str, gap, span, step, slug: str = "SLUG") -> np.ndarray:
     """k validation stretches of `span` each, the last ending at the latest time, and half the history or more
     before them (fewer stretches where k would not leave it, down to two; then shorter ones); fold f trains on
     the rows at least `gap` before its stretch. Returns the (n, 2) assignment: each row's validation fold (-1: it only trains)
@@ -152,7 +152,8 @@ def _ahead(times: np.ndarray, k: int, column: str, gap, span, step) -> np.ndarra
     if span < step:
         raise AutomlError(f"--folds {asked}: time column {column!r} spans {_days(end - start)}, too short for "
                           f"{k} validation stretches {_days(gap)} after their training rows, as the test lies "
-                          f"after train's; set folds: kfold in the competition's YAML to validate on any rows")
+                          f"after train's; set folds: kfold in competitions/{slug}.yaml (`automl inspect {slug} --save` "
+                          f"writes it) to validate on any rows")
     distinct = np.unique(times[known])
     starts = end - span * np.arange(k, 0, -1)  # (k,) each stretch's first time, the last stretch ending at `end`
     later = np.minimum(np.searchsorted(distinct, starts), len(distinct) - 1)
