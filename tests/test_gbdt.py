@@ -8,6 +8,7 @@ import os
 import time
 
 import numpy as np
+import pandas as pd
 import pytest
 from test_baselines import K, heavy_tailed_problem, multi_problem, prepared
 from test_run import invoke, write_folder
@@ -15,12 +16,14 @@ from test_run import invoke, write_folder
 from automl.baselines import BASELINES, Failed, Skipped, cross_validate
 from automl.baselines.catb import CatBoost
 from automl.baselines.cv import in_child
-from automl.baselines.fitting import Size, _as_fitted
+from automl.baselines.fitting import Size, _as_fitted, fit_one
 from automl.baselines.gbdt import GBDT
 from automl.baselines.lgbm import LightGBM
 from automl.baselines.xgb import XGBoost
+from automl.competition import Competition
 from automl.errors import UsageError
 from automl.folds import fold_features, make_folds
+from automl.problem import make_problem
 
 GBDTS = ["lightgbm", "xgboost", "catboost"]
 CLASSES = {"lightgbm": LightGBM, "xgboost": XGBoost, "catboost": CatBoost}
@@ -168,3 +171,29 @@ def test_a_refit_copies_the_rounds_early_stopping_kept(name):
     again = BASELINES[name].regressor(0)
     _as_fitted(again, model, Size())
     assert again.max_iter == model.kept_rounds_ and not again.early_stopping
+
+
+def _wide_multiclass(rows: int, columns: int, classes: int, seed: int = 0):
+    """A multiclass table with many numeric columns, from which a class is readable in the first few."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(rows, columns))
+    frame = pd.DataFrame(x, columns=[f"x{j}" for j in range(columns)])
+    frame.insert(0, "id", np.arange(rows))
+    frame["target"] = [f"c{c}" for c in np.digitize(x[:, 0] + 0.3 * x[:, 1], np.linspace(-1.5, 1.5, classes - 1))]
+    comp = Competition(slug="wide", id="id", target="target", task="multiclass", metric="logloss", labels="class")
+    return make_problem(comp, frame, frame.drop(columns="target").head(40))
+
+
+def test_a_small_tables_rounds_are_not_capped_and_its_learning_rate_not_raised():
+    # 707 rows, 64 columns, 11 classes: columns x classes alone capped it at 710 rounds with learning rate 0.2.
+    problem = _wide_multiclass(707, 64, 11)
+    fold = fold_features(problem, make_folds(problem, 5, seed=0))[0]
+    baseline = BASELINES["lightgbm"]
+    model, *_, info = fit_one(baseline, problem, fold, 0, Size(), np.random.default_rng(0), None)
+    assert "capped" not in info.get("note", "")
+    assert model.learning_rate == baseline.classifier(0).learning_rate == 0.05
+    # As many columns x classes on 3,000 training rows: a round costs as a pixel table's, and is capped.
+    wide = _wide_multiclass(2_000, 784, 11, seed=1)
+    fold = fold_features(wide, make_folds(wide, 2, seed=0))[0]
+    model, *_, info = fit_one(baseline, wide, fold, 0, Size(units=5), np.random.default_rng(0), None)  # 5: quick
+    assert "capped at" in info["note"] and model.learning_rate == 0.2
