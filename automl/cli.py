@@ -221,14 +221,22 @@ def _run(slug: str, **options) -> None:
     out.print(f"report: {result.paths['report']}", highlight=False)
 
 
+SHOWN_NETWORKS = 3  # networks a terminal's leaderboard shows; leaderboard.csv and the report list every one
+
+
 def leaderboard_table(board) -> Table:
     """The leaderboard, best first, one line a model at 80 columns and wider: the model, its score and a short
-    summary (cut with an ellipsis where the terminal ends). The full note is in leaderboard.csv and report.html."""
+    summary (cut with an ellipsis where the terminal ends). The full note is in leaderboard.csv and report.html.
+    Of the networks, the best SHOWN_NETWORKS, and a caption saying how many more leaderboard.csv holds."""
     metric = board.columns[3]
+    networks = board.index[board["kind"] == "network"]
+    hidden = len(networks) - SHOWN_NETWORKS
+    shown = board.drop(networks[SHOWN_NETWORKS:]) if hidden > 0 else board
     table = Table(title=f"leaderboard: {metric} over the folds, {get_metric(metric).direction}",
-                  box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+                  box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True,
+                  caption=f"+{hidden} more networks in leaderboard.csv" if hidden > 0 else None, caption_justify="left")
     rows = [[str(row["rank"]), row["model"], _score(row[metric]), _score(row["std"]), f"{row['seconds']:.0f}",
-             str(row.get("summary") or row["note"])] for row in board.to_dict("records")]
+             str(row.get("summary") or row["note"])] for row in shown.to_dict("records")]
     for i, column in enumerate(("#", "model", metric, "± std", "sec")):  # never squeezed: the summary gives way
         width = max([len(column)] + [len(r[i]) for r in rows])
         table.add_column(column, no_wrap=True, min_width=width, justify="right" if i >= 2 else "left")

@@ -123,10 +123,25 @@ def run(slug: str, *, source=None, name: str = "default", models: str = "all", f
                     fold_data, digest = shared_features(problem, assignment, recipe)
                 problem = problem.without_frames()
             blended_models = len(names) + (recipe.complete_best if networks else 0)
+            need = None
+            if networks and budget.bounded and recipe.defaults:
+                with budget.stage("imports"):  # torch and Lightning: seconds
+                    from automl.search import network_need
+                with budget.stage("plan"):  # a timed probe of each known-strong configuration: what the networks need
+                    need = network_need(problem, fold_data, recipe, device)
             with budget.stage("plan"):  # timed scores of the metric size the blend's reserve
                 budget.plan(len(problem.y) + len(problem.test), networks, recipe.network_share if recipe else 0.0,
                             blend=blend_seconds(problem, folds, blended_models) if budget.bounded and blended_models > 1 else 0.0,
-                            pseudo_share=PSEUDO_SHARE if pseudo_label and not pseudo.applies(problem) else 0.0)
+                            pseudo_share=PSEUDO_SHARE if pseudo_label and not pseudo.applies(problem) else 0.0,
+                            network_need=need)
+            if need is not None:
+                log.info("plan: the networks' known-strong configurations need about %.0fs (a probe); %.0f%% of the "
+                         "time left is theirs (the recipe's network_share: %.0f%%)", need, 100 * budget.network_share,
+                         100 * recipe.network_share)
+                if budget.network_share > recipe.network_share:
+                    console.print(f"  networks: {100 * budget.network_share:.0f}% of the time left, not the recipe's "
+                                  f"{100 * recipe.network_share:.0f}%: a probe says their known-strong configurations "
+                                  f"need about {need:.0f}s to train and complete", highlight=False)
             for line in unavailable:
                 console.print(f"  {line}", highlight=False)
             detrend = False
@@ -145,7 +160,7 @@ def run(slug: str, *, source=None, name: str = "default", models: str = "all", f
                                             deadline=budget.networks_deadline(), storage=storage, study_name=f"{slug}/{name}",
                                             device=device, precision=precision, seed=seed, workers=workers,
                                             worker_args=worker_args)
-                results += found[:1]  # the leaderboard shows the best network; the blend may use the kept few
+                results += found  # every completed network is a row: each one the blend or stack may weigh
                 members += found
             if not results:
                 raise AutomlError("no model finished" + (f" within the time budget; give more time with --timeout (now {budget.total:g}s)"

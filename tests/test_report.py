@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import re
 
+import pandas as pd
 from conftest import bundle
 from typer.testing import CliRunner
 
@@ -19,6 +21,13 @@ def test_a_run_writes_a_self_contained_report_and_report_regenerates_it(tmp_path
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     run_dir = tmp_path / "runs" / "titanic" / "default"
+    # every network completed on every fold is a row, so each one the blend or stack weighs is on the leaderboard
+    board = pd.read_csv(run_dir / "leaderboard.csv")
+    completed = {p.parent.name for p in (run_dir / "trials").glob("*/oof.npy")}
+    assert len(completed) >= 2 and completed == {m.split("#")[1] for m in board["model"] if "#" in m}
+    info = json.loads((run_dir / "models" / "ensemble" / "result.json").read_text())["info"]
+    weighed = {m for m in {**info["weights"], **info.get("greedy_weights", {})} if "#" in m}
+    assert weighed and weighed <= set(board["model"])
     page = (run_dir / "report.html").read_text()
     # Nothing external: no scripts, stylesheets, fonts or images fetched from anywhere.
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:|//)""", page)

@@ -301,3 +301,20 @@ def test_a_multilabel_run_writes_each_labels_probability(tmp_path):
     bad.to_csv(tmp_path / "bad.csv", index=False)
     assert automl.validate(tmp_path / "bad.csv", "labels", data_dir=tmp_path / "data") == [
         "column 'a': holds probabilities outside [0, 1]"]
+
+
+def test_the_terminal_shows_the_best_three_networks_and_counts_the_rest():
+    from rich.console import Console
+
+    from automl.cli import leaderboard_table
+
+    models = ["ensemble", "mlp #4", "lightgbm", "tabm #1", "resnet #7", "mlp #9", "linear", "tabm #12"]
+    board = pd.DataFrame({"rank": range(1, 9), "model": models,
+                          "kind": ["ensemble", "network", "baseline", "network", "network", "network", "baseline", "network"],
+                          "auc": np.linspace(0.9, 0.8, 8), "std": 0.01, "seconds": 1.0, "note": "", "summary": ""})
+    console = Console(width=100, record=True)
+    console.print(leaderboard_table(board))
+    text = console.export_text()
+    shown = [m for m in models if re.search(rf"\s{re.escape(m)}\s", text)]
+    assert shown == ["ensemble", "mlp #4", "lightgbm", "tabm #1", "resnet #7", "linear"]
+    assert "+2 more networks in leaderboard.csv" in text
