@@ -5,8 +5,9 @@ the rows it is given (callers fit it on a fold's training rows only);
 `transform(frame)` returns `Features`: a float32 numeric matrix, int32 categorical
 codes with their cardinalities, free text and pixel grids handed on for the networks.
 
-Roles: numeric (median-imputed, with a missing indicator, then standardized or mapped
-to normal quantiles), categorical (codes: 0 missing, 1 rare or unseen, 2.. levels by
+Roles: numeric (median-imputed, with a missing indicator, then standardized, mapped to
+normal quantiles, or robust: centred on the median, scaled by the middle half and smoothly
+clipped, as RealMLP does), categorical (codes: 0 missing, 1 rare or unseen, 2.. levels by
 frequency), date (days elapsed, for a trend, always standardized so that it carries on
 past train's dates, and the parts that recur: day of the month, weekday, hour, and the
 place in the year as a sine and cosine; not the year, whose values a later test period
@@ -36,7 +37,8 @@ from automl.competition import first_present as _first_present
 from automl.competition import looks_like_date as _looks_like_date
 from automl.errors import AutomlError
 
-NUMERIC_SCALINGS = ("standard", "quantile")
+NUMERIC_SCALINGS = ("standard", "quantile", "robust")
+CLIP = 3.0  # robust: x / sqrt(1 + (x / CLIP)^2), RealMLP's smooth clipping: linear near 0, within +-3 far out
 DATE_PARTS = ("elapsed", "day", "weekday", "hour", "year_sin", "year_cos")
 TOKEN = r"[a-z]+"
 WORD = re.compile(r"[#@]?\w+|[!?]")  # words, hashtags and mentions, and ! ? as tokens of their own
@@ -224,6 +226,10 @@ class Preprocessor:
             sample = filled if len(filled) <= 100_000 else np.random.default_rng(0).choice(filled, 100_000)
             stats["quantiles"] = np.quantile(sample, np.linspace(0, 1, 1001))
             stats["scale"] = 1.0
+        elif self.numeric == "robust" and not linear:  # RealMLP-TD's: centred on the median, scaled by the middle half
+            low, middle, high = np.quantile(filled, [0.25, 0.5, 0.75])
+            spread = high - low if high > low else 0.5 * (filled.max() - filled.min())
+            stats["center"], stats["scale"], stats["clip"] = float(middle), float(spread), CLIP
         else:
             stats["center"], stats["scale"] = float(filled.mean()), float(filled.std())
         return stats
@@ -307,7 +313,8 @@ class Preprocessor:
             else:
                 u = 0.5 * (np.interp(values, q, ranks) - np.interp(-values, -q[::-1], -ranks[::-1]))
             return ndtri(np.clip(u, 1e-4, 1 - 1e-4))
-        return (values - stats["center"]) / stats["scale"]
+        scaled = (values - stats["center"]) / stats["scale"]
+        return scaled / np.sqrt(1 + (scaled / stats["clip"]) ** 2) if stats.get("clip") else scaled
 
     def _images(self, frame: pd.DataFrame) -> np.ndarray | None:
         if not self.image_columns_:

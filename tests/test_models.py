@@ -214,3 +214,44 @@ def test_a_fit_past_its_give_up_time_predicts_nothing():
     assert fit.curve == [] and len(fit.valid) == 0 and len(fit.test) == 0
     kept = fit_fold(problem, folds[0], params, max_epochs=2, give_up=time.monotonic() + 600)
     assert len(kept.curve) == 2 and len(kept.valid) == len(folds[0].valid_rows) and len(kept.test) == len(problem.test)
+
+
+def test_pbld_embeds_each_numeric_column_as_its_value_and_three_periodic_features():
+    module = TabularModule(5, (3,), 2, "binary", family="mlp", num_embeddings="pbld", depth=1, width=8)
+    embed = module.net.embed.numeric
+    x = torch.randn(7, 5)
+    out = embed(x)
+    assert out.shape == (7, 5, 4)
+    torch.testing.assert_close(out[..., 0], x)  # DenseNet-style: the value itself is kept beside its features
+    assert module.net.body[0].in_features == 5 * 4 + 3  # 4 per numeric column, a 3-wide embedding for 3 levels
+    # TabM takes it too (the package accepts rtdl's embedding classes only): 4 per column there as well
+    tabm = TabularModule(5, (), 1, "regression", family="tabm", num_embeddings="pbld", k=2, n_blocks=1, d_block=8)
+    assert tabm(x, torch.zeros(7, 0, dtype=torch.int32), torch.zeros(7, 0), torch.zeros(7, 0)).shape == (7, 2, 1)
+
+
+def test_label_smoothing_softens_the_classification_loss_only():
+    logits, y = torch.tensor([[6.0, -6.0], [-6.0, 6.0]]), torch.tensor([0, 1])
+    sharp = TabularModule(2, (), 2, "binary", label_smoothing=0.0).loss(logits, y)
+    smooth = TabularModule(2, (), 2, "binary", label_smoothing=0.1).loss(logits, y)
+    assert smooth > sharp + 0.3  # confident and right costs something once the targets are 0.95 / 0.05
+    multilabel = TabularModule(2, (), 2, "multilabel", label_smoothing=0.1).loss(logits, torch.tensor([[1.0, 0.0], [0.0, 1.0]]))
+    assert multilabel > 0.3
+    values = torch.tensor([[0.5], [1.0]]), torch.tensor([0.0, 1.0])
+    assert TabularModule(2, (), 1, "regression", label_smoothing=0.1).loss(*values) == \
+        TabularModule(2, (), 1, "regression").loss(*values)
+    with pytest.raises(ValueError, match="label_smoothing 1.5"):
+        TabularModule(2, (), 2, "binary", label_smoothing=1.5)
+
+
+def test_flat_cosine_keeps_the_rate_for_half_the_steps_then_decays_it_to_zero():
+    module = TabularModule(2, (), 1, "regression", schedule="flat_cosine", lr=0.01, total_steps=10)
+    module.net.head.weight.grad = None
+    configured = module.configure_optimizers()
+    optimizer, scheduler = configured["optimizer"], configured["lr_scheduler"]["scheduler"]
+    rates = []
+    for _ in range(10):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    assert rates[:6] == [0.01] * 6 and rates[6] < 0.01 and rates[-1] < 0.001
+    assert all(a >= b for a, b in zip(rates, rates[1:], strict=False))

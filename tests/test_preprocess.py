@@ -131,6 +131,21 @@ def test_quantile_scaling_is_approximately_normal():
     assert np.isfinite(beyond).all()
 
 
+def test_robust_scaling_centres_on_the_median_and_clips_smoothly():
+    rng = np.random.default_rng(0)
+    values = np.r_[rng.normal(10, 2, size=2990), [1e4] * 10]  # ten wild outliers
+    frame = pd.DataFrame({"x": values, "other": rng.normal(size=3000)})
+    scaled = Preprocessor(numeric="robust").fit_transform(frame).numeric[:, 0]
+    assert np.median(scaled) == pytest.approx(0, abs=0.01)
+    assert np.abs(scaled).max() < 3  # outliers end within +-3 (x / sqrt(1 + (x/3)^2)), not at thousands
+    middle = np.abs(values - 10) < 1  # near the median, nearly linear: (x - median) / IQR
+    iqr = np.subtract(*np.quantile(values, [0.75, 0.25]))
+    np.testing.assert_allclose(scaled[middle], (values[middle] - np.median(values)) / iqr, atol=0.01)
+    assert np.all(np.diff(scaled[np.argsort(values)]) >= 0)  # order kept
+    standard = Preprocessor(numeric="standard").fit_transform(frame).numeric[:, 0]
+    assert np.abs(standard).max() > 10
+
+
 def test_pandas_string_dtype_columns_work():
     plain = features_of("multiclass")
     strings = plain.astype({"colour": "string", "name": "string", "when": "string"})

@@ -10,6 +10,7 @@ per-step cost near a plain PyTorch loop.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 
@@ -22,7 +23,7 @@ from automl.models.families import FAMILIES
 from automl.models.tabular import InputSpec, attention_rows, fit_bins
 
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
-SCHEDULES = ("none", "cosine", "onecycle")
+SCHEDULES = ("none", "cosine", "onecycle", "flat_cosine")  # flat_cosine: flat for half the steps, then cosine to 0
 OBJECTIVES = ("auto", "squared", "absolute", "cross_entropy")  # auto: cross_entropy to classify, squared to regress
 VALUE_TASKS = ("regression", "multitarget")  # the network's outputs are the values; otherwise logits
 
@@ -35,12 +36,21 @@ def activate(task: str, out: torch.Tensor) -> torch.Tensor:
     return out.sigmoid() if task == "multilabel" else out.softmax(-1)
 
 
+def flat_cosine(step: int, total: int) -> float:
+    """The learning rate's factor at `step` of `total`: 1 for the first half, then a cosine down to 0."""
+    half = total / 2
+    if step <= half:
+        return 1.0
+    return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - half) / max(half, 1))))
+
+
 class TabularModule(pl.LightningModule):
     def __init__(self, n_numeric: int, cardinalities: tuple[int, ...], out: int, task: str, *,
                  image_shape: tuple[int, ...] = (), vocab_size: int = 0, sequence_length: int = 0, family: str = "mlp",
                  optimizer: str = "adamw", lr: float = 1e-3, weight_decay: float = 1e-5,
                  schedule: str = "none", momentum: float = 0.9, nesterov: bool = False, grad_clip: float = 0.0,
-                 batch_size: int = 256, total_steps: int = 1, objective: str = "auto", **network):
+                 batch_size: int = 256, total_steps: int = 1, objective: str = "auto", label_smoothing: float = 0.0,
+                 **network):
         super().__init__()
         for key, value, allowed in (("family", family, FAMILIES), ("optimizer", optimizer, OPTIMIZERS),
                                     ("schedule", schedule, SCHEDULES), ("objective", objective, OBJECTIVES)):
@@ -48,6 +58,8 @@ class TabularModule(pl.LightningModule):
                 raise ValueError(f"{key} {value!r}: expected one of {', '.join(allowed)}")
         regression = task in VALUE_TASKS
         self.objective = objective if objective != "auto" else "squared" if regression else "cross_entropy"
+        if not 0 <= label_smoothing < 1:
+            raise ValueError(f"label_smoothing {label_smoothing!r}: expected a share from 0 to below 1")
         if (self.objective == "cross_entropy") == regression:
             raise ValueError(f"objective {objective!r} does not fit task {task!r}: cross_entropy is for "
                              "classification, squared and absolute for regression")
@@ -80,10 +92,12 @@ class TabularModule(pl.LightningModule):
         if output.ndim == 3:  # every member learns from every row: (n * k, out) against k copies of y
             k = output.shape[1]
             output, y = output.flatten(0, 1), y.repeat_interleave(k, dim=0)
+        smoothing = self.hparams.label_smoothing  # classification only: a regression's targets are values
         if self.objective == "cross_entropy" and self.hparams.task == "multilabel":
+            y = y * (1 - smoothing) + 0.5 * smoothing if smoothing else y
             return nn.functional.binary_cross_entropy_with_logits(output, y)  # the mean over rows and labels
         if self.objective == "cross_entropy":
-            return nn.functional.cross_entropy(output, y)
+            return nn.functional.cross_entropy(output, y, label_smoothing=smoothing)
         loss = nn.functional.l1_loss if self.objective == "absolute" else nn.functional.mse_loss
         return loss(output.squeeze(-1), y)
 
@@ -157,6 +171,8 @@ class TabularModule(pl.LightningModule):
             scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, h.total_steps))
         elif h.schedule == "onecycle":
             scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=h.lr, total_steps=max(2, h.total_steps))
+        elif h.schedule == "flat_cosine":  # RealMLP's and many Kaggle recipes': the full rate, then a cosine decay
+            scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: flat_cosine(step, h.total_steps))
         else:
             return optimizer
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

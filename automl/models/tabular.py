@@ -52,16 +52,46 @@ def _activation(name: str) -> nn.Module:
     return ACTIVATIONS[name]()
 
 
-NUM_EMBEDDINGS = ("none", "periodic", "piecewise")
+NUM_EMBEDDINGS = ("none", "periodic", "piecewise", "pbld")
 D_EMBEDDING = 16  # per numeric column: the first layer reads 16x the numerics, so keep it small
+D_PBLD = 4  # RealMLP's PBLD: the value and 3 learned periodic features per numeric column
 N_BINS = 48  # piecewise-linear bins per column at most (rtdl's default)
 
 
+def embedding_width(kind: str) -> int:
+    """Values per numeric column after the embedding `kind`."""
+    return {"none": 1, "pbld": D_PBLD}.get(kind, D_EMBEDDING)
+
+
+class PBLDEmbeddings(PeriodicEmbeddings):
+    """RealMLP-TD's numeric embedding (Holzmüller et al. 2024, "PBLD": periodic with bias, linear,
+    DenseNet-style): per column, 16 features cos(2 pi (w x + b)) with learned frequencies (from
+    N(0, 0.1^2)) and phases, a linear map of them to 3 values, and the column's value beside them:
+    (batch, n, 4), a quarter of PLR's width for as many columns.
+
+    A PeriodicEmbeddings by type only (its own parameters and forward): the tabm package accepts
+    only rtdl's embedding classes, and reads the width from `get_output_shape`."""
+
+    def __init__(self, n_features: int, frequencies: int = 16, sigma: float = 0.1):
+        nn.Module.__init__(self)
+        self.frequency = nn.Parameter(torch.randn(n_features, frequencies) * sigma)
+        self.phase = nn.Parameter(torch.rand(n_features, frequencies) * 2 - 1)  # cos's phase: uniform over a period
+        self.weight = nn.Parameter(torch.randn(n_features, frequencies, D_PBLD - 1) * frequencies**-0.5)
+        self.bias = nn.Parameter(torch.zeros(n_features, D_PBLD - 1))
+
+    def get_output_shape(self) -> torch.Size:
+        return torch.Size((self.frequency.shape[0], D_PBLD))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        periodic = torch.cos(2 * math.pi * (x[..., None] * self.frequency + self.phase))  # (batch, n, 16)
+        return torch.cat([x[..., None], torch.einsum("bnf,nfd->bnd", periodic, self.weight) + self.bias], dim=-1)
+
+
 def numeric_embeddings(kind: str, n_numeric: int) -> nn.Module | None:
-    """(batch, n_numeric) -> (batch, n_numeric, D_EMBEDDING), or None: numerics as they are.
+    """(batch, n_numeric) -> (batch, n_numeric, embedding_width(kind)), or None: numerics as they are.
 
     periodic is PLR-lite (Gorishniy et al. 2022): learned frequencies, cos and sin, then
-    one linear layer shared by all columns and a ReLU. piecewise (version B: linear at
+    one linear layer shared by all columns and a ReLU; pbld is RealMLP's (`PBLDEmbeddings`, 4 wide). piecewise (version B: linear at
     initialization, the piecewise part learned) starts from even bins over [-3, 3],
     where quantile-normal numerics lie, until `fit_bins` moves them to the training quantiles.
     """
@@ -71,6 +101,8 @@ def numeric_embeddings(kind: str, n_numeric: int) -> nn.Module | None:
         return None
     if kind == "periodic":
         return PeriodicEmbeddings(n_numeric, D_EMBEDDING, lite=True)
+    if kind == "pbld":
+        return PBLDEmbeddings(n_numeric)
     return _piecewise([torch.linspace(-3, 3, N_BINS + 1)] * n_numeric)
 
 
@@ -111,12 +143,12 @@ class Embeddings(nn.Module):
         super().__init__()
         self.numeric = numeric_embeddings(num_embeddings, spec.n_numeric)
         self.tables = nn.ModuleList(nn.Embedding(c, min(16, (c + 1) // 2 + 1)) for c in spec.cardinalities)
-        d_numeric = spec.n_numeric * (D_EMBEDDING if self.numeric is not None else 1)
+        d_numeric = spec.n_numeric * (embedding_width(num_embeddings) if self.numeric is not None else 1)
         self.width = d_numeric + spec.n_pixels + sum(t.embedding_dim for t in self.tables)
 
     def forward(self, numeric: torch.Tensor, categorical: torch.Tensor, images: torch.Tensor | None = None) -> torch.Tensor:
         if self.numeric is not None:
-            numeric = self.numeric(numeric).flatten(1)  # (batch, n_numeric, D_EMBEDDING) -> (batch, n_numeric * D_EMBEDDING)
+            numeric = self.numeric(numeric).flatten(1)  # (batch, n_numeric, width) -> (batch, n_numeric * width)
         parts = [numeric] + ([images.flatten(1)] if images is not None and images.numel() else [])
         parts += [t(categorical[:, i]) for i, t in enumerate(self.tables)]
         return torch.cat(parts, dim=1) if len(parts) > 1 else numeric
