@@ -23,6 +23,7 @@ from automl.errors import UsageError
 READ_BYTES_PER_SECOND = 60e6
 FIXED_SECONDS = 6.0
 BLEND_SHARE = 0.05  # of the budget, at most, reserved for the blend
+MAX_NETWORK_SHARE = 0.75  # of the time left after preprocessing: the most a probe's need gives the networks
 
 
 def process_started() -> float:
@@ -96,6 +97,7 @@ class Budget:
     peaks: dict[str, float] = field(default_factory=dict)  # stage -> the process's peak memory (MiB) when it ended
     pseudo_reserve: float = 0.0  # kept for --pseudo-label's second pass, after the first blend
     blend_estimate: float = 0.0  # the blend's planned seconds
+    network_share: float = 0.0  # of the time left after preprocessing, reserved for the networks (the plan's)
 
     @classmethod
     def start(cls, total: float | None, started: float | None = None) -> Budget:
@@ -124,9 +126,15 @@ class Budget:
     def left(self) -> float | None:
         return None if self.deadline is None else max(0.0, self.deadline - time.monotonic())
 
-    def plan(self, rows: int, networks: bool, network_share: float, blend: float = 0.0, pseudo_share: float = 0.0) -> None:
+    def plan(self, rows: int, networks: bool, network_share: float, blend: float = 0.0, pseudo_share: float = 0.0,
+             network_need: float | None = None) -> None:
         """Fix the reserves once the data is read and preprocessed; `blend`: the blend's estimated seconds;
-        `pseudo_share`: of what is left, kept for a second pass with pseudo-labels (and its second blend)."""
+        `pseudo_share`: of what is left, kept for a second pass with pseudo-labels (and its second blend).
+
+        `network_need`: the seconds a timed probe says the networks need (`search.network_need`). Where that is
+        more than `network_share` of what is left but within MAX_NETWORK_SHARE of it, the networks are given
+        it: more time is what they need to win there. Where even that share could not hold it (a large table
+        on a CPU), the baselines keep theirs: the networks could not use it well, and the boosted trees can."""
         if self.total is None:
             return
         # The submission and report: a few seconds, more for millions of predictions; and the process's exit,
@@ -139,7 +147,10 @@ class Budget:
         self.pseudo_reserve = pseudo_share * left
         self.final_reserve += self.pseudo_reserve + (blend if pseudo_share else 0.0)  # the pass, then a second blend
         left = self.left() or 0.0
-        self.network_reserve = network_share * left if networks else 0.0
+        self.network_share = network_share
+        if networks and network_need is not None and network_share * left < network_need <= MAX_NETWORK_SHARE * left:
+            self.network_share = network_need / left
+        self.network_reserve = self.network_share * left if networks else 0.0
         self.network_start = time.monotonic() + left - self.network_reserve
 
     def blend_allowance(self) -> float | None:

@@ -36,10 +36,11 @@ from automl.errors import AutomlError
 from automl.folds import Fold, Split, forecasting_fold, take, weights_for_test
 from automl.io import write_npy, write_npz
 from automl.metrics import score
+from automl.models.tabular import TABULAR
 from automl.parallel import fit_folds, sample_positions, train_sample
 from automl.pipeline import Pipeline, suggest
 from automl.problem import Problem
-from automl.train import MAX_STEPS_PER_EPOCH, VALID_ROWS, batch_size_for, fit_fold, predict_seconds_per_row, rows_per_second
+from automl.train import MAX_STEPS_PER_EPOCH, VALID_ROWS, batch_size_for, fit_fold, predict_seconds_per_row, resolve_device, rows_per_second
 
 log = logging.getLogger("automl")
 optuna.logging.set_verbosity(optuna.logging.ERROR)  # failures are counted and stored with their reason
@@ -170,6 +171,35 @@ def search_rows(problem: Problem, folds: list[Fold], pipeline: Pipeline, seconds
     log.info("search: %s trains about %.0f rows a second in a search process; a trial's %.0fs share of the search trains on "
              "%d of the fold's %d rows", params.get("family", "mlp"), pace, pipeline.trial_share * seconds, rows, n)
     return rows
+
+
+EXPECTED_EPOCHS = 15  # epochs a tabular network trains before early stopping ends it, as a rule (half the recipe's 30)
+
+
+def network_need(problem: Problem, folds: list[Fold], pipeline: Pipeline, device: str = "cpu") -> float | None:
+    """Seconds the networks need to be worth their place: each of the recipe's enqueued known-strong
+    configurations trained on the search fold, and MIN_COMPLETED of them completed on the other folds,
+    EXPECTED_EPOCHS epochs each, at the pace a timed probe of each configuration measures (a few optimizer
+    steps, a fraction of a second). None without defaults, for other than tables' families (images, text: their
+    recipes keep their share), or where one cannot be probed."""
+    if not pipeline.defaults or any(d.get("family") not in TABULAR for d in pipeline.defaults):
+        return None
+    device = resolve_device(device)
+    fold = folds[search_index(folds)]
+    n, tokens = len(fold.train_rows), fold.train.numeric.shape[1] + fold.train.categorical.shape[1] + 1
+    epochs = []
+    for params in pipeline.defaults:
+        batch = batch_size_for(params, n, tokens, device)
+        try:
+            pace = rows_per_second(problem, fold, params, batch, device)
+        except (RuntimeError, ValueError, TypeError) as exc:
+            log.info("plan: timing a probe of %s failed (%s)", params.get("family"), exc)
+            return None
+        epochs.append(min(n, MAX_STEPS_PER_EPOCH * batch) / pace)  # an epoch is at most MAX_STEPS_PER_EPOCH steps
+    if not epochs:
+        return None
+    completing = MIN_COMPLETED * (len(folds) - 1) * float(np.mean(sorted(epochs)[:MIN_COMPLETED]))
+    return EXPECTED_EPOCHS * (sum(epochs) + completing)
 
 
 def search_index(folds: list[Split]) -> int:

@@ -67,6 +67,19 @@ def test_the_networks_share_is_reserved_from_what_is_left():
     assert alone.network_reserve == 0 and alone.baselines_left() == pytest.approx(alone.left(), abs=0.05)
 
 
+@pytest.mark.parametrize(("need", "share"), [(20.0, 0.5), (60.0, None), (90.0, 0.5), (None, 0.5)])
+def test_the_networks_get_what_a_probe_says_they_need_within_three_quarters(need, share):
+    # Within their share: the recipe's. Above it but within 3/4 of the time left: what they need (about 60 of ~93 s
+    # left). Beyond 3/4 (a large table on a CPU): the recipe's again, and the baselines keep theirs.
+    budget = Budget.start(100.0, started=time.monotonic())
+    budget.plan(rows=10_000, networks=True, network_share=0.5, network_need=need)
+    left = budget.network_reserve / budget.network_share
+    expected = need / left if share is None else share
+    assert budget.network_share == pytest.approx(expected, rel=0.01)
+    assert budget.network_reserve == pytest.approx(expected * left, rel=0.01)
+    assert budget.baselines_left() == pytest.approx(left - budget.network_reserve, abs=0.05)
+
+
 def test_the_blend_is_reserved_its_estimate_up_to_its_share():
     plain = Budget.start(100.0, started=time.monotonic())
     plain.plan(rows=10_000, networks=True, network_share=0.5)

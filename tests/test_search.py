@@ -224,6 +224,24 @@ def test_a_new_study_starts_with_the_recipe_defaults(tmp_path):
     assert study.trials[0].params == default
 
 
+def test_each_family_starts_with_its_known_default_and_a_resumed_run_enqueues_none_again(tmp_path):
+    # The tabular recipe's defaults (RealMLP-like mlp, TabM-mini with piecewise embeddings, ResNet, FT-Transformer):
+    # each family's first trial is its default, run as written; a resumed study runs each once only.
+    problem, folds = small_problem("binary")
+    recipe = dataclasses.replace(load_pipeline("tabular"), max_epochs=2, patience=2)
+    families = {d["family"] for d in recipe.defaults}
+    assert families == set(recipe.space["family"]["choice"])  # every family has one
+    study = search(problem, folds, recipe, tmp_path, trials=len(recipe.defaults), deadline=None)
+    for default in recipe.defaults:
+        first = next(t for t in study.trials if t.params["family"] == default["family"])
+        assert first.params == default and first.state == TrialState.COMPLETE, (first.params, first.state)
+    assert [t.params for t in study.trials[:len(recipe.defaults)]] == recipe.defaults  # the strongest first
+    again = search(problem, folds, recipe, tmp_path, trials=len(recipe.defaults) + 2, deadline=None)
+    assert len(again.trials) == len(recipe.defaults) + 2
+    for default in recipe.defaults:
+        assert sum(t.params == default for t in again.trials) == 1, default
+
+
 def test_a_default_outside_the_space_is_refused(tmp_path):
     path = tmp_path / "bad.yaml"
     path.write_text("space: {family: {choice: [mlp]}, lr: {float: [0.001, 0.01]}}\n"
