@@ -124,7 +124,7 @@ def run(slug: str, *, source=None, name: str = "default", models: str = "all", f
                 problem = problem.without_frames()
             blended_models = len(names) + (recipe.complete_best if networks else 0)
             need = None
-            if networks and budget.bounded and recipe.defaults:
+            if networks and names and budget.bounded and recipe.defaults:  # a split between baselines and networks
                 with budget.stage("imports"):  # torch and Lightning: seconds
                     from automl.search import network_need
                 with budget.stage("plan"):  # a timed probe of each known-strong configuration: what the networks need
