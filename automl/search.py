@@ -140,6 +140,7 @@ def make_study(storage: optuna.storages.BaseStorage, name: str, pipeline: Pipeli
     return study
 
 
+DEFAULT_SHARE = 2  # an enqueued default may take this many times a trial's share of the search time
 SLOWEST_PREDICT = 1e-3  # seconds a row, more than any searched network takes to predict on a CPU (FT-Transformer: 0.35 ms)
 
 
@@ -264,7 +265,10 @@ class Objective:
         problem, pipeline, fold = self.problem, self.pipeline, self.fold
         deadline = self.deadline
         if deadline is not None:  # no trial may take more than its share of the search's time
-            deadline = min(deadline, time.monotonic() + pipeline.trial_share * self.budget)
+            # an enqueued known-strong configuration, twice that: it is worth training well (TabM's default on
+            # s3e26's 6,300 rows took 20 s in one of two search processes, a 120 s run's share 7.5 s)
+            share = pipeline.trial_share * (DEFAULT_SHARE if params in pipeline.defaults else 1)
+            deadline = min(deadline, time.monotonic() + share * self.budget)
         rows = predicted(problem, self.folds)
         # a network too slow to ever be completed in this run's time (checked where a millisecond a row,
         # slower than any network here predicts, would not fit)

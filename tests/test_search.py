@@ -18,7 +18,7 @@ from optuna.trial import TrialState
 
 from automl.errors import AutomlError
 from automl.pipeline import load_pipeline, suggest
-from automl.search import Objective, StrictPruning, best_trials, complete, network_results, open_storage, search
+from automl.search import Objective, StrictPruning, best_trials, complete, network_need, network_results, open_storage, search
 from automl.train import build_module, fit_fold
 
 
@@ -240,6 +240,38 @@ def test_each_family_starts_with_its_known_default_and_a_resumed_run_enqueues_no
     assert len(again.trials) == len(recipe.defaults) + 2
     for default in recipe.defaults:
         assert sum(t.params == default for t in again.trials) == 1, default
+
+
+def test_the_networks_need_is_timed_from_a_probe_of_each_default():
+    problem, folds = small_problem("binary")
+    recipe = load_pipeline("tabular")
+    need = network_need(problem, folds, recipe)
+    # each default's epochs (15) on the fold, and three completions on the 2 other folds: seconds, not minutes
+    assert need is not None and 0.05 < need < 120
+    slower = dataclasses.replace(recipe, defaults=recipe.defaults + recipe.defaults)  # twice the configurations
+    assert network_need(problem, folds, slower) > need
+    assert network_need(problem, folds, dataclasses.replace(recipe, defaults=[])) is None
+    assert network_need(problem, folds, load_pipeline("image")) is None  # not a table's families: its share stands
+
+
+def test_an_enqueued_default_may_train_for_twice_a_trials_share(tmp_path, monkeypatch):
+    problem, folds = small_problem("binary")
+    default = {**load_pipeline("quick").defaults[0], "width": 16}
+    other = {**default, "width": 24}
+    recipe = tiny(defaults=[default], trial_share=0.1)
+    allowed = []
+
+    def fit(*args, deadline, **kwargs):
+        allowed.append(deadline - time.monotonic())
+        raise optuna.TrialPruned("recorded")
+
+    monkeypatch.setattr("automl.search.fit_fold", fit)
+    objective = Objective(problem, folds, recipe, tmp_path, device="cpu", precision="32-true",
+                          deadline=time.monotonic() + 100, seed=0)
+    for params in (default, other):
+        with pytest.raises(optuna.TrialPruned):
+            objective(optuna.trial.FixedTrial(params))
+    assert allowed[0] == pytest.approx(20, abs=1) and allowed[1] == pytest.approx(10, abs=1)
 
 
 def test_a_default_outside_the_space_is_refused(tmp_path):
