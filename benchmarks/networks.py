@@ -5,7 +5,8 @@ Runs `automl run SLUG --from ZIP --timeout T` (every model) on each tabular bund
 20,000, 100,000 and 300,000 rows (AUC), and prints per run: wall / budget, whether the submission
 was written, network trials searched / completed, the best network's and the best GBDT's
 cross-validated score, the gap between them (percent of the GBDT's score, positive when the network
-is ahead), and how many networks the blend or stack uses and how many of those the leaderboard lists.
+is ahead), how many networks the blend or stack uses and how many of those the leaderboard lists, and the
+submitted model's cross-validated score (the blend's held out).
 
     python benchmarks/networks.py --timeout 120                       # every case
     python benchmarks/networks.py --timeout 600 --only scale-100000,titanic
@@ -80,7 +81,8 @@ def run(case: str, folder: Path, timeout: int, device: str) -> dict:
             "trials": f"{searched[1]} / {searched[2]}" if searched else "-",
             "network": (nets["model"].iloc[0], float(nets[metric].iloc[0])) if len(nets) else None,
             "gbdt": (gbdts["model"].iloc[0], float(gbdts[metric].iloc[0])) if len(gbdts) else None,
-            "blend networks": len(used), "listed": len(used & set(board["model"]))}
+            "blend networks": len(used), "listed": len(used & set(board["model"])),
+            "submission": (board["model"].iloc[0], float(board[metric].iloc[0]))}
     if row["network"] and row["gbdt"]:
         net, gbdt = row["network"][1], row["gbdt"][1]
         row["gap %"] = round(100 * (net - gbdt) / abs(gbdt) * (1 if higher else -1), 2)
@@ -95,7 +97,7 @@ def line(r: dict) -> str:
     gbdt = f"{r['gbdt'][1]:.4f} ({r['gbdt'][0]})" if r["gbdt"] else "-"
     return (f"{head} {r['metric']}: network {net} gbdt {gbdt} gap {r.get('gap %', float('nan')):+.2f}% "
             f"trials {r['trials']} blend networks {r['blend networks']} listed {r['listed']} "
-            f"submitted {r['best'] if r['submitted'] else 'NO'} seconds: baselines {r['seconds']['baselines']:.0f} "
+            f"submitted {r['best'] if r['submitted'] else 'NO'} ({r['submission'][1]:.4f}) seconds: baselines {r['seconds']['baselines']:.0f} "
             f"networks {r['seconds']['networks']:.0f}")
 
 
