@@ -209,7 +209,7 @@ def test_fitting_zero_rows_fails():
 
 def test_unknown_scaling_lists_the_allowed_ones():
     pre = Preprocessor(numeric="minmax")  # __init__ only stores; fit checks
-    with pytest.raises(AutomlError, match=r"^numeric: unknown scaling 'minmax'; expected one of standard, quantile$"):
+    with pytest.raises(AutomlError, match=r"^numeric: unknown scaling 'minmax'; expected one of standard, quantile, robust$"):
         pre.fit(features_of("binary"))
 
 
