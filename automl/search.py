@@ -40,7 +40,16 @@ from automl.models.tabular import TABULAR
 from automl.parallel import fit_folds, sample_positions, train_sample
 from automl.pipeline import Pipeline, suggest
 from automl.problem import Problem
-from automl.train import MAX_STEPS_PER_EPOCH, VALID_ROWS, batch_size_for, fit_fold, predict_seconds_per_row, resolve_device, rows_per_second
+from automl.train import (
+    MAX_STEPS_PER_EPOCH,
+    VALID_ROWS,
+    batch_size_for,
+    column_tokens,
+    fit_fold,
+    predict_seconds_per_row,
+    resolve_device,
+    rows_per_second,
+)
 
 log = logging.getLogger("automl")
 optuna.logging.set_verbosity(optuna.logging.ERROR)  # failures are counted and stored with their reason
@@ -187,7 +196,7 @@ def network_need(problem: Problem, folds: list[Fold], pipeline: Pipeline, device
         return None
     device = resolve_device(device)
     fold = folds[search_index(folds)]
-    n, tokens = len(fold.train_rows), fold.train.numeric.shape[1] + fold.train.categorical.shape[1] + 1
+    n, tokens = len(fold.train_rows), column_tokens(fold.train)
     epochs = []
     for params in pipeline.defaults:
         batch = batch_size_for(params, n, tokens, device)

@@ -153,6 +153,11 @@ GPU_ATTENTION = 16  # a GPU's attention batches may hold this many times a CPU's
 SHARING_PROCESSES = 1
 
 
+def column_tokens(features) -> int:
+    """Tokens an FT-Transformer reads for these features: one per column, and [CLS]."""
+    return features.numeric.shape[1] + features.categorical.shape[1] + 1
+
+
 def batch_size_for(params: dict, rows: int, tokens: int = 0, device: str = "cpu") -> int:
     """The searched batch size, raised on large tables: about a thousand steps per pass over
     the rows at most (800,000 rows in batches of 32 would be 25,000 steps). Attention over
@@ -231,8 +236,7 @@ def fit_fold(problem: Problem, fold: Fold, params: dict, *, device: str = "cpu",
     pl.seed_everything(seed, verbose=False)
     target = Target(problem, fold.train_rows)
     y = torch.as_tensor(target.encode(fold.train_rows), device=device)
-    tokens = fold.train.numeric.shape[1] + fold.train.categorical.shape[1] + 1
-    params = {**params, "batch_size": batch or batch_size_for(params, len(fold.train_rows), tokens, device)}
+    params = {**params, "batch_size": batch or batch_size_for(params, len(fold.train_rows), column_tokens(fold.train), device)}
     batches = TensorBatches(*tensors(fold.train, device), y, batch_size=params["batch_size"], seed=seed,
                             max_steps=MAX_STEPS_PER_EPOCH)
     module = build_module(problem, fold, params, total_steps=(schedule_epochs or max_epochs) * batches.steps)
