@@ -50,7 +50,7 @@ from torch.func import functional_call, stack_module_state
 from automl import train
 from automl.folds import Fold, take
 from automl.metrics import score
-from automl.models.module import activate
+from automl.models.module import DropoutSchedule, activate, ema_decay
 from automl.preprocess import Features
 from automl.problem import Problem
 from automl.train import MAX_STEPS_PER_EPOCH, VALID_ROWS, FoldFit, Target, batch_size_for, build_module, fit_fold, tensors
@@ -275,6 +275,10 @@ class Together:
         self.params, self.buffers = stack_module_state(modules)  # name -> (members, ...)
         self.optimizer, self.scheduler = self._optimizer(modules[0])
         self.base = copy.deepcopy(modules[0]).to("meta")  # the architecture; weights come from the stacks
+        self.dropouts = DropoutSchedule(self.base, self.max_epochs * self.steps) if params.get("dropout_schedule") == "flat_cosine" else None
+        self.steps_done = 0
+        self.averaging = params.get("weight_averaging", "none") == "ema"
+        self.ema: dict[str, torch.Tensor] | None = None  # name -> the stacked parameters' moving average (TabularModule's)
         self.train = [tensors(f.train, device)[:2] for f in self.folds]  # per member: (n_m, p), (n_m, c), where they are
         self.inputs = {part: [tensors(getattr(f, part), device)[:2] for f in self.folds] for part in ("valid", "test")}
         # each epoch scores at most VALID_ROWS validation rows, the same sample fit_fold takes for seed + j
@@ -343,9 +347,26 @@ class Together:
             self.optimizer.step()
             if self.scheduler is not None:
                 self.scheduler.step()
+            self._after_step()
             if deadline is not None and step % CHECK_EVERY == CHECK_EVERY - 1 and time.monotonic() >= deadline:
                 return True
         return deadline is not None and time.monotonic() >= deadline
+
+    def _after_step(self) -> None:
+        """TabularModule.after_step for the stacks: dropout rates, the weights' moving average."""
+        self.steps_done += 1
+        if self.dropouts is not None:
+            self.dropouts.step(self.steps_done)
+        if self.averaging:
+            weights = {n: p.detach() for n, p in self.params.items()}
+            if self.ema is None:
+                self.ema = {n: w.clone() for n, w in weights.items()}
+            else:
+                torch._foreach_lerp_(list(self.ema.values()), list(weights.values()), 1 - ema_decay(self.steps_done))
+
+    def _scored(self) -> dict[str, torch.Tensor]:
+        """The weights that validation scores and keeps: the moving average when there is one (as fit_fold)."""
+        return self.params if self.ema is None else self.ema
 
     def _predict(self, part: str, autocast) -> list[np.ndarray]:
         """Active members' decoded predictions on their own "valid", "watch" (the validation rows
@@ -357,7 +378,7 @@ class Together:
         with torch.no_grad(), autocast:
             chunk = self.module.chunk  # fit_fold's prediction chunks (piecewise embeddings of 4,096 rows held 131 MB)
             for a, m in enumerate(self.active):
-                state = {n: t[a] for n, t in self.params.items()}, {n: t[a] for n, t in self.buffers.items()}
+                state = {n: t[a] for n, t in self._scored().items()}, {n: t[a] for n, t in self.buffers.items()}
                 numeric, categorical = self.inputs[part][m]  # (n, p), (n, c)
                 out = torch.cat([self._call(*state, numeric[i:i + chunk], categorical[i:i + chunk]).float()
                                  for i in range(0, len(numeric), chunk)])  # (n, out)
@@ -376,7 +397,7 @@ class Together:
             self.curves[m].append(value)
             best, state, at = self.best[m]
             if sign * value > best:  # strictly better, as KeepBest and EarlyStopping
-                state = {n: t[a].detach().clone() for n, t in (*self.params.items(), *self.buffers.items())}
+                state = {n: t[a].detach().clone() for n, t in (*self._scored().items(), *self.buffers.items())}
                 best, at = sign * value, epoch
             self.best[m] = (best, state, at)
             if epoch - at >= patience or epoch + 1 >= self.max_epochs:
@@ -397,12 +418,15 @@ class Together:
             group["params"] = [params[old[id(p)]] for p in group["params"]]
         self.optimizer.state = state
         self.params, self.buffers = params, {n: b[at] for n, b in self.buffers.items()}
+        if self.ema is not None:
+            self.ema = {n: e[at] for n, e in self.ema.items()}
         self.active = keep
 
     def _results(self, sign: float, autocast) -> list[FoldFit]:
         """Every member back at its best weights; their valid and test predictions."""
         self.active = list(range(len(self.folds)))
         states = [state for _, state, _ in self.best]
+        self.ema = None  # the kept states are already the averages
         self.params = {n: torch.stack([s[n] for s in states]) for n in self.params}
         self.buffers = {n: torch.stack([s[n] for s in states]) for n in self.buffers}
         valid, test = self._predict("valid", autocast), self._predict("test", autocast)

@@ -3,13 +3,15 @@
 Each enqueued default of pipelines/tabular.yaml (RealMLP-TD-like mlp, TabM-mini with piecewise
 embeddings) is trained as it is, then with one of its recipe choices changed back (numeric inputs
 quantile-mapped or robust-scaled with smooth clipping; PBLD, periodic or no numeric embeddings;
-flat-then-cosine, cosine or no schedule; label smoothing 0.1 or none), on the first FOLDS folds of
+flat-then-cosine, cosine or no schedule; label smoothing 0.1 or none; dropout following flat-then-cosine;
+an exponential moving average of the weights), on the first FOLDS folds of
 each table (the tabular bundles in ../shared or AUTOML_MIRROR, and scale.py's Playground table at
 20,000 rows), with the competition's metric. Prints each variant's mean score over those folds and
 its gain over the default (positive: better), so that a choice is kept only where it wins.
 
     python benchmarks/recipe.py                          # every table, 2 folds
     python benchmarks/recipe.py --only playground-series-s3e26 --folds 3
+    python benchmarks/recipe.py --variants "weights ema,dropout flat_cosine"   # the default and these two
 """
 
 from __future__ import annotations
@@ -43,12 +45,16 @@ VARIANTS = {
             "embeddings none": ("quantile", {"num_embeddings": "none"}),
             "embeddings periodic": ("quantile", {"num_embeddings": "periodic"}),
             "schedule cosine": ("quantile", {"schedule": "cosine"}), "schedule none": ("quantile", {"schedule": "none"}),
-            "label smoothing 0": ("quantile", {"label_smoothing": 0.0})},
+            "label smoothing 0": ("quantile", {"label_smoothing": 0.0}),
+            "dropout flat_cosine": ("quantile", {"dropout_schedule": "flat_cosine"}),
+            "weights ema": ("quantile", {"weight_averaging": "ema"})},
     "tabm": {"as enqueued": ("quantile", {}), "numeric robust": ("robust", {}),
              "embeddings none": ("quantile", {"num_embeddings": "none"}),
              "embeddings pbld": ("quantile", {"num_embeddings": "pbld"}),
              "schedule flat_cosine": ("quantile", {"schedule": "flat_cosine"}),
-             "label smoothing 0.1": ("quantile", {"label_smoothing": 0.1})},
+             "label smoothing 0.1": ("quantile", {"label_smoothing": 0.1}),
+             "dropout flat_cosine": ("quantile", {"dropout_schedule": "flat_cosine"}),
+             "weights ema": ("quantile", {"weight_averaging": "ema"})},
 }
 
 
@@ -62,6 +68,7 @@ def main() -> None:
     parser.add_argument("--only", help="comma-separated tables")
     parser.add_argument("--folds", type=int, default=2, help="folds of 5 to train on")
     parser.add_argument("--families", default="mlp,tabm")
+    parser.add_argument("--variants", help="comma-separated variant names to run besides 'as enqueued' (default: all)")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     recipe = load_pipeline("tabular")
@@ -75,6 +82,8 @@ def main() -> None:
             for family in args.families.split(","):
                 base = None
                 for name, (numeric, change) in VARIANTS[family].items():
+                    if args.variants and name != "as enqueued" and name not in args.variants.split(","):
+                        continue
                     if numeric not in features:
                         features[numeric] = fold_features(problem, assignment, numeric=numeric)[:args.folds]
                     params = {**defaults[family], **change}

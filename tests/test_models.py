@@ -15,7 +15,7 @@ from automl import train
 from automl.data import TensorBatches
 from automl.models import TabularModule
 from automl.models.tabular import TABULAR, attention_rows, quantile_bins
-from automl.parallel import fit_folds
+from automl.parallel import Together, batchable, fit_folds
 from automl.pipeline import load_pipeline, suggest
 from automl.train import Target, batch_size_for, build_module, fit_fold, tensors
 
@@ -255,3 +255,45 @@ def test_flat_cosine_keeps_the_rate_for_half_the_steps_then_decays_it_to_zero():
         scheduler.step()
     assert rates[:6] == [0.01] * 6 and rates[6] < 0.01 and rates[-1] < 0.001
     assert all(a >= b for a, b in zip(rates, rates[1:], strict=False))
+
+
+def test_dropout_schedule_follows_flat_cosine_in_fit_fold_and_in_batched_folds():
+    module = TabularModule(2, (), 1, "regression", dropout=0.4, dropout_schedule="flat_cosine", total_steps=10)
+    rates = []
+    for _ in range(10):
+        module.after_step()
+        rates.append(module.dropouts.layers[0][0].p)
+    assert rates[:5] == [0.4] * 5 and rates[5] < 0.4 and rates[-1] == 0.0
+    assert TabularModule(2, (), 1, "regression", dropout=0.4).dropouts is None
+    with pytest.raises(ValueError, match="dropout_schedule 'linear'"):
+        TabularModule(2, (), 1, "regression", dropout_schedule="linear")
+    problem, folds = small_problem("binary")
+    params = {"family": "mlp", "optimizer": "adam", "lr": 3e-3, "batch_size": 32, **FAMILY_PARAMS["mlp"],
+              "dropout": 0.3, "dropout_schedule": "flat_cosine"}
+    together = Together(problem, folds[:2], params, "cpu", max_epochs=2, seed=0)
+    together.fit(patience=2, precision="32-true", deadline=None)  # 2 of 2 epochs: past the flat half
+    assert 0 <= max(layer.p for layer, _ in together.dropouts.layers) < 0.3
+
+
+def test_ema_validates_and_keeps_the_moving_average_and_trains_on_from_the_raw_weights():
+    module = TabularModule(2, (), 1, "regression", weight_averaging="ema")
+    first = [p.detach().clone() for p in module.parameters()]
+    module.after_step()  # the average starts at the weights after the first step
+    with torch.no_grad():
+        for p in module.parameters():
+            p.add_(1.0)
+    module.after_step()  # decay (1 + 2) / (10 + 2) = 0.25: the average moves 0.75 of the way
+    for average, start in zip(module.ema, first, strict=True):
+        torch.testing.assert_close(average, start + 0.75)
+    module.on_validation_start()
+    for p, start in zip(module.parameters(), first, strict=True):
+        torch.testing.assert_close(p.detach(), start + 0.75)
+    module.on_validation_end()
+    for p, start in zip(module.parameters(), first, strict=True):
+        torch.testing.assert_close(p.detach(), start + 1.0)
+    problem, folds = small_problem("binary", n=400)
+    params = {"family": "mlp", "optimizer": "adam", "lr": 3e-3, "batch_size": 32, **FAMILY_PARAMS["mlp"],
+              "weight_averaging": "ema"}
+    fit = fit_fold(problem, folds[0], params, max_epochs=15, patience=15)
+    assert (fit.valid.argmax(1) == problem.y[folds[0].valid_rows]).mean() > 0.7
+    assert batchable(folds[:2], params)  # batched folds average too (tests/test_parallel.py)

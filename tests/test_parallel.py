@@ -73,10 +73,13 @@ def _noise(fold, seed: int = 0):
     return replace(fold, train=replace(fold.train, numeric=numeric, categorical=np.zeros_like(fold.train.categorical)))
 
 
-def test_members_early_stop_independently_and_the_rest_go_on_as_if_alone():
+@pytest.mark.parametrize("averaging", ["none", "ema"])
+def test_members_early_stop_independently_and_the_rest_go_on_as_if_alone(averaging):
     problem, folds = small_problem("binary", n=400, k=4, metric="logloss")
     members = [folds[1], _noise(folds[2]), folds[3]]
-    quiet = {**PARAMS, "dropout": 0.0}  # no random masks: a member's steps do not depend on how many members there are
+    # no random masks: a member's steps do not depend on how many members there are; with ema, each member's
+    # moving average is what is scored and kept, and it leaves the stack with its member
+    quiet = {**PARAMS, "dropout": 0.0, "weight_averaging": averaging}
     fits = fit_folds(problem, members, quiet, max_epochs=20, patience=2, together=True)
     assert fits[1].epochs == len(fits[1].curve) < min(fits[0].epochs, fits[2].epochs)
     for member, fit in zip(members, fits, strict=True):  # each kept its own best epoch's weights

@@ -24,6 +24,9 @@ from automl.models.tabular import InputSpec, attention_rows, fit_bins
 
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
 SCHEDULES = ("none", "cosine", "onecycle", "flat_cosine")  # flat_cosine: flat for half the steps, then cosine to 0
+DROPOUT_SCHEDULES = ("none", "flat_cosine")  # flat_cosine: every dropout rate follows the learning rate's flat_cosine (RealMLP)
+AVERAGING = ("none", "ema")  # ema: validate, keep and predict with an exponential moving average of the weights
+EMA_DECAY = 0.999  # per step, from min(EMA_DECAY, (1 + t) / (10 + t)) at step t: early steps average over fewer
 OBJECTIVES = ("auto", "squared", "absolute", "cross_entropy")  # auto: cross_entropy to classify, squared to regress
 VALUE_TASKS = ("regression", "multitarget")  # the network's outputs are the values; otherwise logits
 
@@ -44,16 +47,38 @@ def flat_cosine(step: int, total: int) -> float:
     return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - half) / max(half, 1))))
 
 
+def ema_decay(step: int) -> float:
+    """The moving average's decay after `step` updates: short memory at first (the first weights are a
+    random start), EMA_DECAY once t is large (TensorFlow's ExponentialMovingAverage with num_updates)."""
+    return min(EMA_DECAY, (1 + step) / (10 + step))
+
+
+class DropoutSchedule:
+    """Every dropout layer of `net` at its initial rate times flat_cosine(step, total): RealMLP's schedule
+    (full dropout while the rate is flat, none by the end). `step(i)` after each optimizer step."""
+
+    def __init__(self, net: nn.Module, total: int):
+        self.layers = [(m, m.p) for m in net.modules() if isinstance(m, nn.modules.dropout._DropoutNd)]
+        self.total = total
+
+    def step(self, i: int) -> None:
+        factor = flat_cosine(i, self.total)
+        for layer, p in self.layers:
+            layer.p = p * factor
+
+
 class TabularModule(pl.LightningModule):
     def __init__(self, n_numeric: int, cardinalities: tuple[int, ...], out: int, task: str, *,
                  image_shape: tuple[int, ...] = (), vocab_size: int = 0, sequence_length: int = 0, family: str = "mlp",
                  optimizer: str = "adamw", lr: float = 1e-3, weight_decay: float = 1e-5,
                  schedule: str = "none", momentum: float = 0.9, nesterov: bool = False, grad_clip: float = 0.0,
                  batch_size: int = 256, total_steps: int = 1, objective: str = "auto", label_smoothing: float = 0.0,
-                 **network):
+                 dropout_schedule: str = "none", weight_averaging: str = "none", **network):
         super().__init__()
         for key, value, allowed in (("family", family, FAMILIES), ("optimizer", optimizer, OPTIMIZERS),
-                                    ("schedule", schedule, SCHEDULES), ("objective", objective, OBJECTIVES)):
+                                    ("schedule", schedule, SCHEDULES), ("objective", objective, OBJECTIVES),
+                                    ("dropout_schedule", dropout_schedule, DROPOUT_SCHEDULES),
+                                    ("weight_averaging", weight_averaging, AVERAGING)):
             if value not in allowed:
                 raise ValueError(f"{key} {value!r}: expected one of {', '.join(allowed)}")
         regression = task in VALUE_TASKS
@@ -74,6 +99,9 @@ class TabularModule(pl.LightningModule):
         self.scorer: Callable[[np.ndarray], float] | None = None  # set by the search, not a hyperparameter
         self.deadline: float | None = None  # time.monotonic() when training must stop, set by fit_fold
         self.last_predictions: np.ndarray | None = None
+        self.dropouts = DropoutSchedule(self.net, total_steps) if dropout_schedule == "flat_cosine" else None
+        self.ema: list[torch.Tensor] | None = None  # the averaged parameters (weight_averaging: ema), while training
+        self.steps_done = 0
 
     def forward(self, numeric: torch.Tensor, categorical: torch.Tensor, images: torch.Tensor,
                 tokens: torch.Tensor) -> torch.Tensor:
@@ -126,7 +154,37 @@ class TabularModule(pl.LightningModule):
             optimizer.step()
             if scheduler is not None:
                 scheduler.step()
+            self.after_step()
         return loss
+
+    def after_step(self) -> None:
+        """The per-step schedules that are not the optimizer's: dropout rates, the weights' moving average."""
+        self.steps_done += 1
+        if self.dropouts is not None:
+            self.dropouts.step(self.steps_done)
+        if self.hparams.weight_averaging == "ema":
+            weights = [p.detach() for p in self.parameters()]
+            if self.ema is None:
+                self.ema = [w.clone() for w in weights]
+            else:
+                torch._foreach_lerp_(self.ema, weights, 1 - ema_decay(self.steps_done))
+
+    def swap_average(self) -> None:
+        """Exchange the trained weights and their moving average (both ways: call it again to undo)."""
+        if self.ema is not None:
+            with torch.no_grad():
+                for p, average in zip(self.parameters(), self.ema, strict=True):
+                    held = p.detach().clone()
+                    p.copy_(average)
+                    average.copy_(held)
+
+    # Validation scores the average, so early stopping and KeepBest (a callback: its on_validation_end runs
+    # before the module's) judge and keep the averaged weights; training goes on from the trained ones.
+    def on_validation_start(self):
+        self.swap_average()
+
+    def on_validation_end(self):
+        self.swap_average()
 
     def predict_arrays(self, *inputs: torch.Tensor, chunk: int | None = None) -> np.ndarray:
         """Probabilities (classification, each label's for multilabel) or raw outputs (regression:
