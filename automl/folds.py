@@ -181,11 +181,16 @@ def fold_ranges(problem: Problem, assignment: np.ndarray) -> dict | None:
     column = problem.comp.time_column
     if problem.comp.folds != "time" or column not in problem.labelled.columns:
         return None
-    times = _times(problem.labelled[column].iloc[:problem.own_rows])
+    values = problem.labelled[column]
+    times = _times(values.iloc[:problem.own_rows])
     horizon = forecast_horizon(problem.own())
-    day = np.timedelta64(1, "D")
+    # a numeric time (a month's index, unix seconds) reads as nanoseconds since 1970: shown as its own numbers
+    numeric = pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_datetime64_any_dtype(values)
+    day = np.timedelta64(1, "ns") if numeric else np.timedelta64(1, "D")
 
     def text(stamp) -> str:
+        if numeric:
+            return str(int(np.datetime64(stamp, 'ns').astype(np.int64)))
         return str(pd.Timestamp(stamp).date()) if pd.Timestamp(stamp).normalize() == stamp else str(pd.Timestamp(stamp))
 
     folds = []
@@ -196,7 +201,7 @@ def fold_ranges(problem: Problem, assignment: np.ndarray) -> dict | None:
                       "valid": [text(valid.min()), text(valid.max())], "valid_rows": len(split.valid_rows),
                       "ahead_days": [round(float((valid.min() - train.max()) / day), 2),
                                      round(float((valid.max() - train.max()) / day), 2)]})
-    ranges = {"column": column, "folds": folds}
+    ranges = {"column": column, "unit": f"{column} units" if numeric else "days", "folds": folds}
     if horizon is not None:
         test = _times(problem.test[column])
         test = test[~pd.isna(test)]
@@ -210,15 +215,15 @@ def describe_ranges(ranges: dict) -> list[str]:
     """Lines for a terminal or a report: the test's horizon, then each fold's dates."""
     if "error" in ranges:
         return [f"folds: {ranges['error']}"]
-    lines = []
+    lines, unit = [], ranges.get("unit", "days")
     if "test" in ranges:
         t = ranges["test"]
-        lines.append(f"test: {t['dates'][0]} to {t['dates'][1]}, {t['ahead_days'][0]:g} to {t['ahead_days'][1]:g} days "
+        lines.append(f"test: {t['dates'][0]} to {t['dates'][1]}, {t['ahead_days'][0]:g} to {t['ahead_days'][1]:g} {unit} "
                      f"after train's last {ranges['column']}")
     for f in ranges["folds"]:
         lines.append(f"fold {f['fold']}: trains on {f['train'][0]} to {f['train'][1]} ({f['train_rows']:,} rows), "
                      f"validates {f['valid'][0]} to {f['valid'][1]} ({f['valid_rows']:,} rows), "
-                     f"{f['ahead_days'][0]:g} to {f['ahead_days'][1]:g} days ahead")
+                     f"{f['ahead_days'][0]:g} to {f['ahead_days'][1]:g} {unit} ahead")
     return lines
 
 

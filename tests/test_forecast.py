@@ -20,7 +20,7 @@ from automl.baselines.fitting import Size, fit_one, predict
 from automl.cli import app
 from automl.competition import infer
 from automl.errors import AutomlError
-from automl.folds import _ahead, _times, fold_features, fold_ranges, forecasting_fold, make_folds, splits
+from automl.folds import _ahead, _times, describe_ranges, fold_features, fold_ranges, forecasting_fold, make_folds, splits
 from automl.metrics import METRICS
 from automl.preprocess import Preprocessor
 from automl.problem import make_problem
@@ -236,6 +236,23 @@ def test_time_columns_with_offsets_and_missing_values():
     assert str(times[0]) == "2020-03-01T05:00:00.000000000" and pd.isna(times[2:]).all()  # in UTC; missing is NaT
     aware = pd.Series(pd.date_range("2020-03-01", periods=3, freq="MS", tz="US/Eastern"))
     assert (np.diff(_times(aware)) > np.timedelta64(0)).all()
+
+
+def test_a_numeric_time_columns_folds_read_in_its_own_numbers(tmp_path):
+    """A month's index (1 to 48, test 49 to 60) is not a date of 1970: the folds show its numbers and units."""
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"id": np.arange(600), "month": np.repeat(np.arange(1, 61), 10), "x": rng.normal(size=600)})
+    frame["sales"] = frame["month"] * 0.5 + frame["x"] + rng.normal(size=600)
+    frame.iloc[:480].to_csv(tmp_path / "train.csv", index=False)
+    frame.iloc[480:].drop(columns="sales").to_csv(tmp_path / "test.csv", index=False)
+    frame.iloc[480:][["id", "sales"]].to_csv(tmp_path / "sample_submission.csv", index=False)
+    comp = replace(infer("monthly", tmp_path, metric="rmse"), time_column="month", folds="time")
+    problem = make_problem(comp, pd.read_csv(tmp_path / "train.csv"), pd.read_csv(tmp_path / "test.csv"))
+    ranges = fold_ranges(problem, make_folds(problem, 2))
+    assert ranges["test"] == {"dates": ["49", "60"], "ahead_days": [1, 12]} and ranges["unit"] == "month units"
+    assert ranges["folds"][-1]["valid"] == ["37", "48"] and ranges["folds"][-1]["ahead_days"] == [1, 12]
+    lines = "\n".join(describe_ranges(ranges))
+    assert "test: 49 to 60, 1 to 12 month units after train's last month" in lines and "1970" not in lines
 
 
 @pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs a CUDA GPU")
