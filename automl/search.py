@@ -56,6 +56,7 @@ optuna.logging.set_verbosity(optuna.logging.ERROR)  # failures are counted and s
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 HEARTBEAT, GRACE = 5, 20  # seconds: a worker silent for GRACE seconds is taken for dead
+RETRY = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=2)  # a dead worker's trial runs again, twice at most
 # Failures that belong to one trial's settings, not to the program: recorded, search goes on.
 TRIAL_FAILURES = (FloatingPointError, ValueError, RuntimeError)
 
@@ -85,7 +86,7 @@ def open_storage(url: str) -> optuna.storages.RDBStorage:
         try:
             storage = optuna.storages.RDBStorage(
                 url, engine_kwargs=engine, heartbeat_interval=HEARTBEAT, grace_period=GRACE,
-                heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=2))
+                heartbeat_stale_trial_callback=RETRY)
             if url.startswith("sqlite"):
                 _serialized(storage.engine)
             return storage
@@ -560,13 +561,13 @@ def search(problem: Problem, folds: list[Fold], pipeline: Pipeline, run_dir: Pat
         [on_trial] if on_trial else [])
     while deadline is None or time.monotonic() < deadline:
         optuna.storages.fail_stale_trials(study)
+        _fail_dead(study)
         states = [t.state for t in study.get_trials(deepcopy=False)]
         finished = sum(state in FINISHED for state in states)
         if finished >= trials or complete_by is not None and _completion_due(study, problem, folds, complete_by, completers):
             break
         if finished + states.count(TrialState.RUNNING) >= trials:
-            _fail_unstarted(study)
-            time.sleep(HEARTBEAT)  # the last trials run in other workers; wait for them or their failure
+            time.sleep(1.0)  # the last trials run in other workers; wait for them or their failure
             continue
         if _failing(study):
             break
@@ -576,23 +577,31 @@ def search(problem: Problem, folds: list[Fold], pipeline: Pipeline, run_dir: Pat
     return study
 
 
-def _fail_unstarted(study: optuna.Study) -> None:
-    """Fail running trials whose worker died before its first heartbeat. Killed in that moment
-    (right after its last trial finished, as often as not), a worker has recorded no heartbeat for
-    the new trial, so Optuna never takes it for stale and a resumed run would wait for it forever:
-    a trial with no "worker" attribute (a live worker sets it within milliseconds), or one whose
-    worker was a process of this machine that no longer exists."""
+def _fail_dead(study: optuna.Study) -> None:
+    """Fail running trials whose worker is known dead, without waiting for heartbeats to go stale.
+    A trial whose worker was a process of this machine that no longer exists is failed at once and
+    retried as Optuna retries a stale one (a resumed run after a kill goes on in seconds, not after
+    GRACE). One with no "worker" attribute (a live worker sets it within milliseconds) is failed once
+    GRACE has passed: killed right after its last trial finished, as often as not, a worker has
+    recorded no heartbeat for the new trial, so Optuna never takes it for stale and a resumed run
+    would wait for it forever. Another machine's workers are left to their heartbeats."""
     now = datetime.now()  # Optuna's datetime_start is local and naive
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        if trial.datetime_start is None or ("worker" in trial.user_attrs and _alive(trial.user_attrs["worker"])):
+        worker = trial.user_attrs.get("worker")
+        if trial.datetime_start is None or worker is not None and _alive(worker):
             continue
-        if (now - trial.datetime_start).total_seconds() > GRACE:
-            try:
-                study.tell(trial.number, state=TrialState.FAIL)
-            except (ValueError, RuntimeError):  # finished or failed meanwhile
-                continue
+        if worker is None and (now - trial.datetime_start).total_seconds() <= GRACE:
+            continue
+        try:
+            study.tell(trial.number, state=TrialState.FAIL)
+        except (ValueError, RuntimeError):  # finished or failed meanwhile
+            continue
+        if worker is None:
             log.warning("trial %d: its worker stopped before starting it; failed, and another trial runs instead",
                         trial.number)
+        else:
+            RETRY(study, trial)
+            log.warning("trial %d: its worker (%s) is gone; failed, and queued again", trial.number, worker)
 
 
 def _alive(worker: str) -> bool:

@@ -480,10 +480,9 @@ def test_a_completion_given_fewer_epochs_trains_no_more_and_its_note_says_so(tmp
     assert "(epochs [2, 2]," in caplog.text  # 6 allowed by the recipe and its patience
 
 
-def test_a_trial_whose_worker_died_before_its_first_heartbeat_is_failed(monkeypatch):
+def test_a_trial_whose_worker_died_is_failed_without_waiting_for_heartbeats(monkeypatch):
     from automl import search
 
-    monkeypatch.setattr(search, "GRACE", -1.0)  # every running trial is past its grace period
     study = optuna.create_study()
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
@@ -494,7 +493,18 @@ def test_a_trial_whose_worker_died_before_its_first_heartbeat_is_failed(monkeypa
         trials[name] = study.ask()
         if worker:
             trials[name].set_user_attr("worker", worker)
-    search._fail_unstarted(study)
+        if name == "dead":
+            trials[name].suggest_float("lr", 1e-4, 1e-2)
+    search._fail_dead(study)
     states = {name: study.trials[t.number].state for name, t in trials.items()}
+    # a local worker that is gone: failed at once; another machine's is left to its heartbeats; a trial no
+    # worker took yet is given GRACE seconds to be taken
     assert states == {"dead": TrialState.FAIL, "alive": TrialState.RUNNING, "elsewhere": TrialState.RUNNING,
-                      "unstarted": TrialState.FAIL}  # another machine's worker is left to its heartbeats
+                      "unstarted": TrialState.RUNNING}
+    retried = study.get_trials(states=(TrialState.WAITING,))  # and queued again with its parameters, as Optuna's retry
+    assert [t.params for t in retried] == [study.trials[trials["dead"].number].params]
+    assert retried[0].system_attrs["failed_trial"] == trials["dead"].number
+    monkeypatch.setattr(search, "GRACE", -1.0)  # every running trial is past its grace period
+    search._fail_dead(study)
+    assert study.trials[trials["unstarted"].number].state == TrialState.FAIL
+    assert len(study.get_trials(states=(TrialState.WAITING,))) == 1  # never started: nothing to retry

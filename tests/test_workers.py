@@ -92,8 +92,8 @@ def test_two_workers_share_one_postgres_study(tmp_path, recipe, postgres):
 
 def test_a_killed_worker_leaves_no_running_trial_and_the_study_completes(tmp_path, recipe, postgres):
     # One-fold trials take a fraction of a second: enough of them that the victim is still in one when killed.
-    victim = _worker(tmp_path, recipe, postgres, "killed", 40)
-    survivor = _worker(tmp_path, recipe, postgres, "killed", 40)
+    victim = _worker(tmp_path, recipe, postgres, "killed", 24)
+    survivor = _worker(tmp_path, recipe, postgres, "killed", 24)
     storage = optuna.storages.RDBStorage(postgres)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:  # wait until the victim is inside a trial
@@ -115,7 +115,7 @@ def test_a_killed_worker_leaves_no_running_trial_and_the_study_completes(tmp_pat
     assert survivor.returncode == 0, output
     study = optuna.load_study(study_name="titanic/killed", storage=storage)
     assert not study.get_trials(states=(TrialState.RUNNING,))
-    assert len(_finished(study)) == 40
+    assert len(_finished(study)) == 24
     killed = study.get_trials(states=(TrialState.FAIL,))
     # the victim's trial; or, killed just after taking its next one, that one (never started: no worker yet)
     assert killed and all(t.user_attrs.get("worker", f":{victim.pid}").endswith(f":{victim.pid}") for t in killed)
