@@ -275,7 +275,8 @@ class Together:
         self.params, self.buffers = stack_module_state(modules)  # name -> (members, ...)
         self.optimizer, self.scheduler = self._optimizer(modules[0])
         self.base = copy.deepcopy(modules[0]).to("meta")  # the architecture; weights come from the stacks
-        self.dropouts = DropoutSchedule(self.base, self.max_epochs * self.steps) if params.get("dropout_schedule") == "flat_cosine" else None
+        scheduled = params.get("dropout_schedule") == "flat_cosine"
+        self.dropouts = DropoutSchedule(self.base, self.max_epochs * self.steps) if scheduled else None
         self.steps_done = 0
         self.averaging = params.get("weight_averaging", "none") == "ema"
         self.ema: dict[str, torch.Tensor] | None = None  # name -> the stacked parameters' moving average (TabularModule's)

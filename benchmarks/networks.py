@@ -97,8 +97,8 @@ def line(r: dict) -> str:
     gbdt = f"{r['gbdt'][1]:.4f} ({r['gbdt'][0]})" if r["gbdt"] else "-"
     return (f"{head} {r['metric']}: network {net} gbdt {gbdt} gap {r.get('gap %', float('nan')):+.2f}% "
             f"trials {r['trials']} blend networks {r['blend networks']} listed {r['listed']} "
-            f"submitted {r['best'] if r['submitted'] else 'NO'} ({r['submission'][1]:.4f}) seconds: baselines {r['seconds']['baselines']:.0f} "
-            f"networks {r['seconds']['networks']:.0f}")
+            f"submitted {r['best'] if r['submitted'] else 'NO'} ({r['submission'][1]:.4f}) "
+            f"seconds: baselines {r['seconds']['baselines']:.0f} networks {r['seconds']['networks']:.0f}")
 
 
 def main() -> None:

@@ -10,7 +10,7 @@ from automl.cli import app
 
 def test_demo_runs_end_to_end_offline_to_a_valid_submission(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    result = CliRunner().invoke(app, ["demo", "--timeout", "20"])
+    result = CliRunner().invoke(app, ["demo", "--timeout", "12"])
     assert result.exit_code == 0, result.output
     run_dir = tmp_path / "runs" / "demo-breast-cancer" / "default"
     submission = pd.read_csv(run_dir / "submission.csv")

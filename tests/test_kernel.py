@@ -31,7 +31,7 @@ def notebook_folder(tmp_path_factory):
     """`automl kernel titanic` once for the module (building the wheelhouse takes seconds)."""
     folder = tmp_path_factory.mktemp("kernel") / "titanic"
     result = runner.invoke(app, ["kernel", "titanic", "--out", str(folder), "--user", "competitor",
-                                 "--timeout", "15", "--models", "dummy,lightgbm"])
+                                 "--timeout", "10", "--models", "dummy,lightgbm"])
     assert result.exit_code == 0, result.output
     assert "wrote" in result.output and "push it: automl kernel titanic --push" in result.output
     return folder
@@ -46,7 +46,7 @@ def test_the_folder_is_a_kaggle_notebook_with_internet_off(notebook_folder):
     assert notebook["nbformat"] == 4 and notebook["cells"][0]["cell_type"] == "markdown"
     code = kernel.code_of(notebook_folder / "automl-titanic.ipynb")
     compile(code, "notebook", "exec")  # plain Python, no shell magics
-    assert '"--no-index"' in code and '"--timeout", "15"' in code
+    assert '"--no-index"' in code and '"--timeout", "10"' in code
     dataset = json.loads((notebook_folder / "wheelhouse" / "dataset-metadata.json").read_text())
     assert dataset["id"] == "competitor/automl-wheelhouse" and len(dataset["licenses"]) == 1
 

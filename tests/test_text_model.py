@@ -120,11 +120,11 @@ def test_encoding_that_cannot_fit_its_time_is_cut_shorter_then_skipped(model_fol
 def test_run_with_a_text_model_embeds_fine_tunes_and_resumes(model_folder, tmp_path):
     folder = write_bundle(tmp_path / "bundle", text_table(400, seed=1), 300)
     args = ["run", "reviews", "--from", str(folder), "--text-model", str(model_folder), "--models", "dummy,linear,finetune",
-            "--metric", "accuracy", "--timeout", "30", "--runs-dir", str(tmp_path / "runs"), "--data-dir", str(tmp_path / "data")]
+            "--metric", "accuracy", "--timeout", "20", "--runs-dir", str(tmp_path / "runs"), "--data-dir", str(tmp_path / "data")]
     start = time.monotonic()
     first = runner.invoke(app, args)
     assert first.exit_code == 0, first.output
-    assert time.monotonic() - start <= 30 * 1.05 + 5
+    assert time.monotonic() - start <= 20 * 1.05 + 5
     run_dir = tmp_path / "runs" / "reviews" / "default"
     assert "--text-model: 32 embedding columns per text column (review encoded" in first.output
     assert (run_dir / "text-embeddings" / "review.npy").is_file()
