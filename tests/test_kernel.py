@@ -31,7 +31,7 @@ def notebook_folder(tmp_path_factory):
     """`automl kernel titanic` once for the module (building the wheelhouse takes seconds)."""
     folder = tmp_path_factory.mktemp("kernel") / "titanic"
     result = runner.invoke(app, ["kernel", "titanic", "--out", str(folder), "--user", "competitor",
-                                 "--timeout", "10", "--models", "dummy,lightgbm"])
+                                 "--timeout", "10", "--models", "dummy,lightgbm,networks"])
     assert result.exit_code == 0, result.output
     assert "wrote" in result.output and "push it: automl kernel titanic --push" in result.output
     return folder
@@ -71,9 +71,10 @@ def test_dependencies_walk_through_pure_packages_only():
     assert "filelock" not in pure_names  # torch's own dependency: it comes with torch in Kaggle's image
 
 
-def test_push_uploads_the_wheelhouse_then_the_notebook(kaggle, notebook_folder, monkeypatch):
+def test_push_uploads_the_wheelhouse_then_the_notebook(kaggle, notebook_folder, monkeypatch, tmp_path):
     monkeypatch.setattr(importlib.import_module("automl.fetch"), "POLL_SECONDS", 0.01)
     monkeypatch.setattr(kaggle, "dataset_pending", 2)  # Kaggle processes each upload a while: the push waits for it
+    notebook_folder = shutil.copytree(notebook_folder, tmp_path / "titanic")  # the module's folder stays as it was made
     for attempt in (1, 2):
         result = runner.invoke(app, ["kernel", "titanic", "--out", str(notebook_folder), "--timeout", "20",
                                      "--models", "dummy,linear,lightgbm,networks", "--push"])
