@@ -579,18 +579,19 @@ def search(problem: Problem, folds: list[Fold], pipeline: Pipeline, run_dir: Pat
 
 def _fail_dead(study: optuna.Study) -> None:
     """Fail running trials whose worker is known dead, without waiting for heartbeats to go stale.
-    A trial whose worker was a process of this machine that no longer exists is failed at once and
-    retried as Optuna retries a stale one (a resumed run after a kill goes on in seconds, not after
-    GRACE). One with no "worker" attribute (a live worker sets it within milliseconds) is failed once
-    GRACE has passed: killed right after its last trial finished, as often as not, a worker has
-    recorded no heartbeat for the new trial, so Optuna never takes it for stale and a resumed run
-    would wait for it forever. Another machine's workers are left to their heartbeats."""
+    A trial whose worker was a process of this machine that no longer exists is failed once it has
+    run HEARTBEAT seconds and retried as Optuna retries a stale one (a resumed run after a kill goes on
+    in seconds, not after GRACE). The HEARTBEAT seconds: a live worker names itself within milliseconds
+    of taking a trial, but until then a retried trial still names the dead worker it was copied from.
+    One with no "worker" attribute is failed once GRACE has passed: killed right after its last trial
+    finished, as often as not, a worker has recorded no heartbeat for the new trial, so Optuna never
+    takes it for stale and a resumed run would wait for it forever. Another machine's workers are left
+    to their heartbeats."""
     now = datetime.now()  # Optuna's datetime_start is local and naive
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         worker = trial.user_attrs.get("worker")
-        if trial.datetime_start is None or worker is not None and _alive(worker):
-            continue
-        if worker is None and (now - trial.datetime_start).total_seconds() <= GRACE:
+        if trial.datetime_start is None or (now - trial.datetime_start).total_seconds() <= (
+                GRACE if worker is None else HEARTBEAT) or worker is not None and _alive(worker):
             continue
         try:
             study.tell(trial.number, state=TrialState.FAIL)

@@ -480,7 +480,7 @@ def test_a_completion_given_fewer_epochs_trains_no_more_and_its_note_says_so(tmp
     assert "(epochs [2, 2]," in caplog.text  # 6 allowed by the recipe and its patience
 
 
-def test_a_trial_whose_worker_died_is_failed_without_waiting_for_heartbeats(monkeypatch):
+def test_a_trial_whose_worker_died_is_failed_without_waiting_for_stale_heartbeats(monkeypatch):
     from automl import search
 
     study = optuna.create_study()
@@ -495,6 +495,10 @@ def test_a_trial_whose_worker_died_is_failed_without_waiting_for_heartbeats(monk
             trials[name].set_user_attr("worker", worker)
         if name == "dead":
             trials[name].suggest_float("lr", 1e-4, 1e-2)
+    search._fail_dead(study)
+    # just taken, a trial may still name the dead worker it was retried from: its worker is given HEARTBEAT seconds
+    assert study.trials[trials["dead"].number].state == TrialState.RUNNING
+    monkeypatch.setattr(search, "HEARTBEAT", -1.0)  # every running trial is past that
     search._fail_dead(study)
     states = {name: study.trials[t.number].state for name, t in trials.items()}
     # a local worker that is gone: failed at once; another machine's is left to its heartbeats; a trial no
