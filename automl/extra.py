@@ -2,7 +2,8 @@
 Playground competition was generated from, added to the training rows of every fold.
 
 Extra rows train and are never validated (their fold is EXTRA_FOLD in folds.csv): every score
-stays a score on the competition's own rows. They must hold the competition's feature and
+stays a score on the competition's own rows. On folds in time they train only the folds whose own
+training rows reach their time (automl/folds.py), and the refit on every row. They must hold the competition's feature and
 target columns (matched by name exactly, then ignoring case); an id column is dropped (ids of
 another table). A feature column `EXTRA_COLUMN`, 1 on extra rows and 0 elsewhere, lets a model
 tell them apart. Class labels written another way (Y/N for 1/0) are mapped when the classes

@@ -37,11 +37,14 @@ from automl.problem import Problem
 
 def make_folds(problem: Problem, k: int = 5, seed: int = 0) -> np.ndarray:
     """Return the validation fold (0..k-1) of each labelled train row; -1 for rows that only train (the
-    first stretch of an expanding window), EXTRA_FOLD for --extra-train rows (they train in every fold)."""
+    first stretch of an expanding window), EXTRA_FOLD for --extra-train rows (they train in every fold, or on
+    folds in time, in those whose own training rows reach their time: an (n, 2) assignment then)."""
     if problem.extra:  # folds over the competition's own rows; the extra rows after them never validate
         from automl.extra import EXTRA_FOLD
 
         own = make_folds(problem.own(), k, seed)
+        if problem.comp.folds == "time" and problem.comp.time_column in problem.labelled.columns:
+            return _extra_in_time(problem, own, EXTRA_FOLD)
         return np.concatenate([own, np.full((problem.extra, *own.shape[1:]), EXTRA_FOLD, np.int64)])
     n = len(problem.y)
     if k < 2 or k > n:
@@ -74,6 +77,23 @@ def make_folds(problem: Problem, k: int = 5, seed: int = 0) -> np.ndarray:
     for fold, (_, valid) in enumerate(splitter):
         folds[valid] = fold
     return folds
+
+
+def _extra_in_time(problem: Problem, own: np.ndarray, mark: int) -> np.ndarray:
+    """Folds in time with --extra-train rows placed by their own times: an extra row trains the folds whose
+    own training rows reach its time, never one that validates before it (that would show a fold the future
+    it forecasts); rows later than every fold's training rows train only the refit on every row, rows without
+    a time every fold. The (n, 2) assignment: validation fold (`mark` for extra rows) and first fold trained."""
+    own = own if own.ndim == 2 else np.column_stack([own, own + 1])  # 1-D: a row trains the folds after its own
+    times = _times(problem.labelled[problem.comp.time_column])
+    own_times, extra_times = times[:problem.own_rows], times[problem.own_rows:]
+    k = int(own[:, 0].max()) + 1
+    # each fold's latest training time (NaT-free: own rows without a time train every fold, as do extra ones)
+    ends = np.array([own_times[(own[:, 1] <= f) & ~pd.isna(own_times)].max() for f in range(k)])
+    first = np.searchsorted(ends, extra_times, side="left")  # the first fold whose training rows reach it; k: none
+    first[pd.isna(extra_times)] = 0
+    extra = np.column_stack([np.full(problem.extra, mark, np.int64), first.astype(np.int64)])
+    return np.concatenate([own, extra])
 
 
 def _strata(problem: Problem, k: int) -> np.ndarray | None:

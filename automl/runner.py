@@ -85,8 +85,9 @@ def run(slug: str, *, source=None, name: str = "default", models: str = "all", f
     if problem.extra:
         console.print(f"  extra training rows: {problem.extra:,} from "
                       + ", ".join(f"{Path(f['path']).name} ({f['rows']:,})" for f in problem.extra_files)
-                      + f", beside {problem.own_rows:,} of {comp.train}; they train in every fold and are never scored",
-                      highlight=False)
+                      + f", beside {problem.own_rows:,} of {comp.train}; they train "
+                      + ("the folds whose own training rows reach their time" if comp.folds == "time" else "in every fold")
+                      + " and are never scored", highlight=False)
     if networks and pipeline == "auto":
         pipeline = choose(problem)
         console.print(f"  networks: pipelines/{pipeline}.yaml (chosen from the columns; --pipeline to change)")

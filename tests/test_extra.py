@@ -54,13 +54,24 @@ def test_extra_rows_train_in_every_fold_and_are_never_validated(task):
     assert (make_folds(alone, 5, seed=0) == folds[:200]).all()
 
 
-def test_extra_rows_on_time_folds_train_every_window_and_never_validate():
+def test_extra_rows_on_time_folds_train_only_the_windows_that_reach_their_time():
     problem = problem_with_extra("regression", folds="time", time_column="when")
+    problem.labelled.loc[problem.labelled.index[-1], "when"] = None  # an extra row without a time
     folds = make_folds(problem, 3)
-    assert (folds[200:] == EXTRA_FOLD).all() and (folds[:200] == -1).any()
+    assert folds.shape == (320, 2) and (folds[200:, 0] == EXTRA_FOLD).all() and (folds[:200, 0] == -1).any()
+    when = pd.to_datetime(problem.labelled["when"]).to_numpy()
+    extra = np.arange(200, 320)
     for split in splits(folds):
-        assert np.isin(np.arange(200, 320), split.train_rows).all() and (split.valid_rows < 200).all()
+        assert (split.valid_rows < 200).all()  # extra rows are never validated
+        end = when[split.train_rows[split.train_rows < 200]].max()  # the fold's own rows' latest time
+        trained = np.isin(extra, split.train_rows)
+        # an extra row dated after what the fold trains on would show it the future it validates
+        assert (when[extra][trained][:-1] <= end).all() and trained[when[extra] <= end].all() and trained[-1]
+        assert (when[extra] > end).any()  # some are left out here: the rule is tested, not vacuous
     assert weights_for_test(splits(folds)).tolist() == [0, 0, 1]  # still a forecast: the last window's model
+    # the own rows' folds are those of the run without extra rows (1-D there: each row trains the folds after its own)
+    alone = make_folds(problem.own(), 3)
+    assert (alone == folds[:200, 0]).all() and (alone + 1 == folds[:200, 1]).all()
 
 
 def test_an_extra_file_is_matched_to_train_columns_and_labels():
