@@ -257,7 +257,8 @@ def blend_line(board, run_dir: Path, width: int = 80) -> str | None:
         return None
     info = json.loads(path.read_text())["info"]
     weights = sorted(info.get("weights", {}).items(), key=lambda kv: -kv[1])
-    how = "stack shares" if info.get("method") == "stack" else "blend weights"
+    how = {"stack": "stack shares", "halves": "shares (half greedy blend, half stack)"}.get(info.get("method"),
+                                                                                         "blend weights")
     line = f"ensemble {how}:"
     for i, (name, weight) in enumerate(weights):  # as many members as one line of the terminal holds
         more = f" +{len(weights) - i - 1} more" if i < len(weights) - 1 else ""

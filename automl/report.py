@@ -138,7 +138,9 @@ def _ensemble_weights(run_dir: Path) -> tuple[dict, str]:
 def _weights(weights: dict, method: str = "greedy"):
     figure, axis = plt.subplots(figsize=(7, 0.4 * len(weights) + 1.2))
     axis.barh(list(weights), list(weights.values()), color=COLOURS["ensemble"])
-    axis.set_xlabel("share of the stack's standardised coefficients" if method == "stack" else "weight in the greedy blend")
+    axis.set_xlabel({"stack": "share of the stack's standardised coefficients",
+                     "halves": "half its greedy blend weight plus half its share of the stack"}.get(method,
+                                                                                                   "weight in the greedy blend"))
     figure.tight_layout()
     return figure
 
@@ -150,7 +152,8 @@ def _extra(config: dict) -> str:
         return ""
     listed = ", ".join(f"{html.escape(str(f['path']))} ({f['rows']:,} rows, sha256 {f['sha256'][:12]})" for f in files)
     return (f"<p>Extra training rows: {sum(f['rows'] for f in files):,} from {listed}. They trained every fold's "
-            "models and were never scored: every score above is on the competition's own rows.</p>")
+            "models (on folds in time, those whose own training rows reach their time) and were never scored: every "
+            "score above is on the competition's own rows.</p>")
 
 
 def _pseudo(run_dir: Path) -> str:

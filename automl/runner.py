@@ -189,6 +189,10 @@ def run(slug: str, *, source=None, name: str = "default", models: str = "all", f
                 if blended.info["method"] == "stack":
                     console.print(f"  ensemble (stack): {comp.metric} {_fmt(blended.mean)} held-out "
                                   f"(greedy blend {_fmt(blended.info['greedy'])})")
+                elif blended.info["method"] == "halves":
+                    console.print(f"  ensemble (half greedy blend, half stack): {comp.metric} {_fmt(blended.mean)} "
+                                  f"held-out (greedy blend {_fmt(blended.info['greedy'])}, "
+                                  f"stack {_fmt(blended.info['stack'])})")
                 else:
                     stacked = f"; stack {_fmt(blended.info['stack'])}" if "stack" in blended.info else ""
                     console.print(f"  ensemble (greedy blend): {comp.metric} {_fmt(blended.mean)} held-out "
@@ -376,7 +380,7 @@ def summary(result: CVResult, note: str) -> str:
         return " ".join(x for x in parts if x)
     if result.kind == "ensemble":
         members = len(result.info.get("weights", {}))
-        how = "stack" if result.info.get("method") == "stack" else "greedy blend"
+        how = {"stack": "stack", "halves": "greedy blend + stack"}.get(result.info.get("method"), "greedy blend")
         return f"{how} of {members} (below)"
     return note.split("; ")[0]
 

@@ -141,14 +141,17 @@ def test_the_stack_never_sees_a_rows_own_label():
 
 
 def test_the_stack_is_kept_when_it_scores_better_held_out_and_the_board_says_so():
-    # Two noisy members, over-confident by 4x: a linear level on their log-probabilities learns the
-    # temperature and the mix at once, where the greedy blend can only average them and soften.
+    # A noisy member over-confident by 4x, and one whose signal is reversed: a linear level on their
+    # log-probabilities learns the temperature and gives the reversed one a negative weight, where the
+    # greedy blend can only leave it out and soften: the stack beats the mean of the two on every fold.
     problem, folds, members = problem_and_members("logloss", sharpness=4.0, noise=0.5)
+    m = members[1]
+    members = [members[0], finish("flipped", problem, folds, softmax(-np.log(m.oof)), softmax(-np.log(m.test)), 1.0)]
     greedy = ensemble(problem, folds, members, stacking=False)
     chosen = ensemble(problem, folds, members)
-    assert chosen.info["method"] == "stack" and chosen.mean < greedy.mean  # log loss: lower is better
+    assert chosen.info["method"] == "stack" and chosen.mean < min(greedy.mean, chosen.info["halves"])  # lower is better
     assert chosen.info["greedy"] == pytest.approx(greedy.mean)
-    assert chosen.info["note"].startswith("stack:") and set(chosen.info["weights"]) == {"m0", "m1"}
+    assert chosen.info["note"].startswith("stack:") and set(chosen.info["weights"]) == {"m0", "flipped"}
     np.testing.assert_allclose(chosen.test.sum(axis=1), 1.0)
     # and where the greedy blend is better or equal, it stays, naming the stack's score
     problem, folds, members = noise_problem(members=3)
@@ -203,3 +206,34 @@ def test_the_stack_learns_on_the_log1p_scale_for_rmsle():
     stacked = stack(problem, folds, members)
     assert stacked.mean < max(m.mean for m in members)
     assert stacked.oof.max() <= problem.y.max() * 3 and 5 < stacked.test.mean() < 15
+
+
+def test_the_mean_of_the_greedy_blend_and_the_stack_stands_unless_one_beats_it_on_every_fold():
+    # Twelve members sharing one of two opposite errors, on 400 rows: the stack's weights fit noise where
+    # the greedy blend's are coarse; each is held out on the same folds, so their mean is held out too.
+    chosen_methods = set()
+    for seed in range(6):
+        n, rng = 400, np.random.default_rng(seed)
+        y = rng.normal(size=n)
+        frame = pd.DataFrame({"id": np.arange(n), "x": rng.normal(size=n), "target": y})
+        comp = Competition(slug="mix", id="id", target="target", task="regression", metric="rmse", labels="float")
+        problem = make_problem(comp, frame, frame.drop(columns="target").head(10))
+        folds = splits(np.arange(n) % 5)
+        shared = rng.normal(size=n)
+        members = [finish(f"m{i}", problem, folds, y + 0.7 * shared * (i % 2 * 2 - 1) + rng.normal(size=n),
+                          np.full(10, float(i)), 1.0) for i in range(12)]
+        chosen = ensemble(problem, folds, members)
+        greedy, stacked = ensemble(problem, folds, members, stacking=False), stack(problem, folds, members)
+        assert (chosen.info["greedy"], chosen.info["stack"]) == (pytest.approx(greedy.mean), pytest.approx(stacked.mean))
+        # the mean of the two stands unless one of them is better (rmse: lower) on every fold
+        halves = chosen.info["halves_folds"]
+        better = [r for r in (greedy, stacked) if all(a < b for a, b in zip(r.fold_scores, halves, strict=True))]
+        assert chosen.mean == pytest.approx(min(r.mean for r in better) if better else chosen.info["halves"])
+        chosen_methods.add(chosen.info["method"])
+        if chosen.info["method"] == "halves":
+            np.testing.assert_allclose(chosen.oof, (greedy.oof + stacked.oof) / 2)
+            np.testing.assert_allclose(chosen.test, (greedy.test + stacked.test) / 2)
+            assert chosen.info["note"].startswith("half the greedy blend")
+            assert set(chosen.info["weights"]) == {m.name for m in members}  # every member has its stack share
+            assert sum(chosen.info["weights"].values()) == pytest.approx(1.0, abs=0.01)
+    assert "halves" in chosen_methods  # (the stack kept over it: the test above)
