@@ -153,6 +153,12 @@ def test_the_stack_is_kept_when_it_scores_better_held_out_and_the_board_says_so(
     assert chosen.info["greedy"] == pytest.approx(greedy.mean)
     assert chosen.info["note"].startswith("stack:") and set(chosen.info["weights"]) == {"m0", "flipped"}
     np.testing.assert_allclose(chosen.test.sum(axis=1), 1.0)
+    # on two folds (a forecast's) better on both is too weak a sign: the mean of the two stands
+    two = splits(np.arange(len(problem.y)) % 2)
+    members = [finish(m.name, problem, two, m.oof, m.test, 1.0) for m in members]
+    kept = ensemble(problem, two, members)
+    assert all(a < b for a, b in zip(stack(problem, two, members).fold_scores, kept.info["halves_folds"], strict=True))
+    assert kept.info["method"] == "halves" and kept.mean == pytest.approx(kept.info["halves"])
     # and where the greedy blend is better or equal, it stays, naming the stack's score
     problem, folds, members = noise_problem(members=3)
     kept = ensemble(problem, folds, members)
