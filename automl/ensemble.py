@@ -215,7 +215,7 @@ def ensemble(problem: Problem, folds: list[Split], members: list[CVResult], roun
     # The two err differently (one picks a few members, the other weighs all of them), and the mean of two
     # ensembles varies less than either: it stands unless one of them beats it on every fold, of SWITCH_FOLDS
     # or more (on a forecast's two folds, a choice on the better score picked the worse one on the test in 10
-    # of 11 runs, and one better on both folds still did; RESULTS.md, forecast.py).
+    # of 12 runs, and one better on both folds still did; RESULTS.md, forecast.py).
     halves = finish("ensemble", problem, folds, (result.oof + stacked.oof) / 2, (result.test + stacked.test) / 2,
                     0.0, kind="ensemble")
     result.info["halves"], result.info["halves_folds"] = halves.mean, halves.fold_scores

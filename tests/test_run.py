@@ -264,7 +264,9 @@ def tiny_recipe(path: Path) -> Path:
 
 def test_a_multitarget_run_writes_every_target_column(tmp_path):
     source = write_multi_folder(tmp_path / "download", "multitarget")
-    result = invoke("run", "several", "--from", source, "--models", "baselines,networks", "--timeout", 60, "--folds", 3,
+    # every scikit-learn baseline and a network end to end; the GBDTs' several columns: test_gbdt.py
+    result = invoke("run", "several", "--from", source, "--models", "dummy,linear,hist_gb,random_forest,extra_trees,networks",
+                    "--timeout", 60, "--folds", 3,
                     "--trials", 2, "--pipeline", tiny_recipe(tmp_path / "tiny.yaml"),
                     "--runs-dir", tmp_path / "runs", "--data-dir", tmp_path / "data")
     assert result.exit_code == 0, result.output
@@ -284,7 +286,7 @@ def test_a_multitarget_run_writes_every_target_column(tmp_path):
 
 def test_a_multilabel_run_writes_each_labels_probability(tmp_path):
     source = write_multi_folder(tmp_path / "download", "multilabel")
-    result = invoke("run", "labels", "--from", source, "--models", "baselines", "--folds", 3,
+    result = invoke("run", "labels", "--from", source, "--models", "dummy,linear,hist_gb,random_forest,extra_trees", "--folds", 3,
                     "--runs-dir", tmp_path / "runs", "--data-dir", tmp_path / "data")
     assert result.exit_code == 0, result.output
     run_dir = tmp_path / "runs" / "labels" / "default"
