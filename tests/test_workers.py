@@ -95,17 +95,24 @@ def test_a_killed_worker_leaves_no_running_trial_and_the_study_completes(tmp_pat
     victim = _worker(tmp_path, recipe, postgres, "killed", 24)
     survivor = _worker(tmp_path, recipe, postgres, "killed", 24)
     storage = optuna.storages.RDBStorage(postgres)
+
+    def victims_running() -> list:
+        study = optuna.load_study(study_name="titanic/killed", storage=storage)
+        return [t for t in study.get_trials(states=(TrialState.RUNNING,))
+                if t.user_attrs.get("worker", "").endswith(f":{victim.pid}")]
+
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:  # wait until the victim is inside a trial
         try:
-            study = optuna.load_study(study_name="titanic/killed", storage=storage)
+            running = victims_running()
         except STARTING:
             time.sleep(0.2)
             continue
-        running = [t for t in study.get_trials(states=(TrialState.RUNNING,))
-                   if t.user_attrs.get("worker", "").endswith(f":{victim.pid}")]
         if running:
-            break
+            victim.send_signal(signal.SIGSTOP)  # frozen: the trial cannot end between this look and the kill
+            if victims_running():
+                break
+            victim.send_signal(signal.SIGCONT)  # it finished that trial as it was stopped: wait for the next
         time.sleep(0.1)
     else:
         pytest.fail("the first worker never started a trial")
@@ -117,7 +124,7 @@ def test_a_killed_worker_leaves_no_running_trial_and_the_study_completes(tmp_pat
     assert not study.get_trials(states=(TrialState.RUNNING,))
     assert len(_finished(study)) == 24
     killed = study.get_trials(states=(TrialState.FAIL,))
-    # the victim's trial; or, killed just after taking its next one, that one (never started: no worker yet)
+    # the victim's trial (killed inside it), failed and queued again with the same parameters
     assert killed and all(t.user_attrs.get("worker", f":{victim.pid}").endswith(f":{victim.pid}") for t in killed)
 
 
