@@ -31,7 +31,8 @@ DATA_DIR = typer.Option("data", "--data-dir", help="Folder that holds each compe
 SOURCE = typer.Option(None, "--from", help="Use this local zip or folder instead of downloading from Kaggle.")
 EXTRA = typer.Option(None, "--extra-train", help="More labelled rows (a CSV, a zip or a folder holding one) with the "
                      "competition's feature and target columns, such as the original dataset a Playground table came from: "
-                     "they train in every fold and are never scored. Repeatable.")
+                     "they train in every fold (on folds in time, those whose own training rows reach their time) and are never "
+                     "scored. Repeatable.")
 TEXT_MODEL = typer.Option(None, "--text-model", help="A local Hugging Face model folder (config.json, weights, tokenizer; "
                           "never downloaded): free-text columns become its embeddings beside the other columns, and the "
                           "finetune baseline fine-tunes it per fold.")
@@ -117,7 +118,8 @@ def inspect(slug: str = typer.Argument(..., help="Competition slug."), data_dir:
     if result.extra:
         out.print(f"Extra training rows: {sum(f['rows'] for f in result.extra):,} from "
                   + ", ".join(f"{f['path']} ({f['rows']:,})" for f in result.extra)
-                  + "; they train in every fold and are never scored.", highlight=False)
+                  + "; they train in every fold (on folds in time, those whose own training rows reach their time) "
+                    "and are never scored.", highlight=False)
     if result.kaggle and result.kaggle.get("max_daily_submissions"):
         out.print(f"Kaggle takes {result.kaggle['max_daily_submissions']} submissions a day.", highlight=False)
     if comp.inferred:

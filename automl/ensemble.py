@@ -151,7 +151,8 @@ def ensemble(problem: Problem, folds: list[Split], members: list[CVResult], roun
     """The blend as a leaderboard entry (held-out score), or None with fewer than 2 members.
     Given `seconds`, its choices are scored on as many rows as fit them (MIN_SELECT_ROWS at least).
     With `stacking`, a second level is fitted on the members' out-of-fold predictions too
-    (automl/stacking.py, cross-fitted alike), and whichever scores better held out is kept."""
+    (automl/stacking.py, cross-fitted alike), and the ensemble is the mean of the two unless one of them
+    scores better than that mean on every fold, of SWITCH_FOLDS or more."""
     predicted = predicted_rows(folds)
     # A member that predicts one value for every row (dummy's prior) adds nothing a blend can use: on
     # AUC it leaves the ranking as it was, yet rounding in the sums tie-broke it ahead and blends
@@ -194,11 +195,11 @@ def ensemble(problem: Problem, folds: list[Split], members: list[CVResult], roun
     result = finish("ensemble", problem, folds, held_out, test, time.perf_counter() - start, kind="ensemble")
     named = {m.name: round(float(w), 3) for m, w in zip(members, weights, strict=True) if w > 0}
     scaled = "" if how is None else f"; temperature {how[0]:.3g}, clipped at {how[1]:g}"
+    limits = ((f"weights chosen on {limit:,}-row samples; " if limit < min(SELECT_ROWS, len(predicted)) else "")
+              + (f"the {len(members)} best members only (time); " if dropped else ""))
     result.info = {"weights": named, "optimistic": optimistic.mean, "calibration": how,
                    "select_rows": min(limit, len(predicted)),
-                   "note": f"held-out; optimistic {optimistic.mean:.5f}; "
-                           + (f"weights chosen on {limit:,}-row samples; " if limit < min(SELECT_ROWS, len(predicted)) else "")
-                           + (f"the {len(members)} best members only (time); " if dropped else "")
+                   "note": f"held-out; optimistic {optimistic.mean:.5f}; " + limits
                            + ", ".join(f"{k} {v:g}" for k, v in named.items()) + scaled}
     result.info["method"] = "greedy"
     left = None if seconds is None else seconds - (time.perf_counter() - start)
@@ -214,8 +215,8 @@ def ensemble(problem: Problem, folds: list[Split], members: list[CVResult], roun
     # Half the greedy blend, half the stack: both held out on the same folds, so their mean is held out too.
     # The two err differently (one picks a few members, the other weighs all of them), and the mean of two
     # ensembles varies less than either: it stands unless one of them beats it on every fold, of SWITCH_FOLDS
-    # or more (on a forecast's two folds, a choice on the better score picked the worse one on the test in 10
-    # of 12 runs, and one better on both folds still did; RESULTS.md, forecast.py).
+    # or more (on a forecast's two folds, the one with the better score did worse on the test than their mean
+    # in 10 of 12 runs, once when it was better on both folds; RESULTS.md, forecast.py).
     halves = finish("ensemble", problem, folds, (result.oof + stacked.oof) / 2, (result.test + stacked.test) / 2,
                     0.0, kind="ensemble")
     result.info["halves"], result.info["halves_folds"] = halves.mean, halves.fold_scores
@@ -225,7 +226,7 @@ def ensemble(problem: Problem, folds: list[Split], members: list[CVResult], roun
     if best is result:
         result.info["note"] = f"greedy blend; stack held-out {stacked.mean:.5f}; " + result.info["note"]
         return result
-    greedy_note = f"greedy blend held-out {result.mean:.5f}"
+    greedy_note = f"greedy blend held-out {result.mean:.5f}" + (f" ({limits.rstrip('; ')})" if limits else "")
     shares = stacked.info["shares"]
     # the report's chart: each member's share of the stack's (standardised) coefficients, or of both halves
     if best is stacked:

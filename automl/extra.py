@@ -26,7 +26,7 @@ from automl.errors import UsageError
 
 log = logging.getLogger("automl")
 EXTRA_COLUMN = "from_extra_train"  # the indicator feature
-EXTRA_FOLD = -2  # folds.csv's mark for a row that trains in every fold and is validated in none
+EXTRA_FOLD = -2  # folds.csv's mark for a row validated in no fold (it trains in every one; in time, in those that reach it)
 
 
 def read_extra(paths: list[Path], comp: Competition, train: pd.DataFrame,

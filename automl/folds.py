@@ -88,8 +88,11 @@ def _extra_in_time(problem: Problem, own: np.ndarray, mark: int) -> np.ndarray:
     times = _times(problem.labelled[problem.comp.time_column])
     own_times, extra_times = times[:problem.own_rows], times[problem.own_rows:]
     k = int(own[:, 0].max()) + 1
-    # each fold's latest training time (NaT-free: own rows without a time train every fold, as do extra ones)
-    ends = np.array([own_times[(own[:, 1] <= f) & ~pd.isna(own_times)].max() for f in range(k)])
+    # each fold's latest training time (NaT-free: own rows without a time train every fold, as do extra ones);
+    # a fold whose own training rows all lack a time takes no extra row that has one
+    timed = ~pd.isna(own_times)
+    ends = np.array([own_times[(own[:, 1] <= f) & timed].max() if ((own[:, 1] <= f) & timed).any()
+                     else np.datetime64(np.iinfo(np.int64).min + 1, "ns") for f in range(k)])
     first = np.searchsorted(ends, extra_times, side="left")  # the first fold whose training rows reach it; k: none
     first[pd.isna(extra_times)] = 0
     extra = np.column_stack([np.full(problem.extra, mark, np.int64), first.astype(np.int64)])

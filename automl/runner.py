@@ -109,6 +109,9 @@ def run(slug: str, *, source=None, name: str = "default", models: str = "all", f
                                 "text_model": encoder}, name)
                 handler = log_to(run_dir / "run.log")
                 assignment = load_folds(run_dir, problem, folds, seed)
+                if problem.extra and comp.folds == "time" and assignment.ndim == 1:  # folds.csv from before placing them
+                    console.print(f"  [yellow]extra rows train every fold here: {run_dir / 'folds.csv'} was made before "
+                                  "extra rows on folds in time were placed by their time; --name NEW places them[/]")
                 made = len(splits(assignment))
                 if made < folds:
                     console.print(f"  forecast folds: {made} of --folds {folds}, each validating as long a stretch as "

@@ -14,7 +14,7 @@ from automl.cli import app
 from automl.competition import Competition
 from automl.errors import UsageError
 from automl.extra import EXTRA_COLUMN, EXTRA_FOLD, conform, with_extra
-from automl.folds import make_folds, splits, weights_for_test
+from automl.folds import fold_features, make_folds, splits, weights_for_test
 from automl.problem import make_problem
 
 
@@ -69,6 +69,8 @@ def test_extra_rows_on_time_folds_train_only_the_windows_that_reach_their_time()
         assert (when[extra][trained][:-1] <= end).all() and trained[when[extra] <= end].all() and trained[-1]
         assert (when[extra] > end).any()  # some are left out here: the rule is tested, not vacuous
     assert weights_for_test(splits(folds)).tolist() == [0, 0, 1]  # still a forecast: the last window's model
+    refit = fold_features(problem, folds)[-1].refit  # what forecasts the test: every row, each extra row included
+    assert refit is not None and np.isin(extra, refit.train_rows).all()
     # the own rows' folds are those of the run without extra rows (1-D there: each row trains the folds after its own)
     alone = make_folds(problem.own(), 3)
     assert (alone == folds[:200, 0]).all() and (alone + 1 == folds[:200, 1]).all()
