@@ -90,9 +90,8 @@ def _extra_in_time(problem: Problem, own: np.ndarray, mark: int) -> np.ndarray:
     k = int(own[:, 0].max()) + 1
     # each fold's latest training time (NaT-free: own rows without a time train every fold, as do extra ones);
     # a fold whose own training rows all lack a time takes no extra row that has one
-    timed = ~pd.isna(own_times)
-    ends = np.array([own_times[(own[:, 1] <= f) & timed].max() if ((own[:, 1] <= f) & timed).any()
-                     else np.datetime64(np.iinfo(np.int64).min + 1, "ns") for f in range(k)])
+    timed, earliest = ~pd.isna(own_times), np.datetime64(np.iinfo(np.int64).min + 1, "ns")
+    ends = np.array([own_times[(own[:, 1] <= f) & timed].max(initial=earliest) for f in range(k)])
     first = np.searchsorted(ends, extra_times, side="left")  # the first fold whose training rows reach it; k: none
     first[pd.isna(extra_times)] = 0
     extra = np.column_stack([np.full(problem.extra, mark, np.int64), first.astype(np.int64)])

@@ -590,8 +590,9 @@ def _fail_dead(study: optuna.Study) -> None:
     now = datetime.now()  # Optuna's datetime_start is local and naive
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         worker = trial.user_attrs.get("worker")
-        if trial.datetime_start is None or (now - trial.datetime_start).total_seconds() <= (
-                GRACE if worker is None else HEARTBEAT) or worker is not None and _alive(worker):
+        if trial.datetime_start is None or (worker is not None and _alive(worker)):
+            continue
+        if (now - trial.datetime_start).total_seconds() <= (GRACE if worker is None else HEARTBEAT):
             continue
         try:
             study.tell(trial.number, state=TrialState.FAIL)

@@ -17,7 +17,6 @@ Run from a checkout's root (`python -m automl.cli` imports the automl of the cur
 from __future__ import annotations
 
 import argparse
-import io
 import subprocess
 import sys
 import tempfile
@@ -26,7 +25,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import yaml
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -36,36 +34,28 @@ from networks import BUNDLES, MIRROR  # noqa: E402
 
 from automl import ensemble as blends  # noqa: E402
 from automl.baselines import CVResult, finish  # noqa: E402
+from automl.competition import load, read_tables  # noqa: E402
+from automl.fetch import fetch, read_record  # noqa: E402
 from automl.folds import splits  # noqa: E402
 from automl.metrics import score  # noqa: E402
 from automl.rundir import load_folds, load_result, prepare  # noqa: E402
 from automl.stacking import stack  # noqa: E402
 
 
-def _read(archive: zipfile.ZipFile, name: str) -> pd.DataFrame:
-    """A CSV of a Kaggle bundle, read where it lies or from the zip inside it (train.csv.zip)."""
-    found = next((n for n in archive.namelist() if n.endswith(name)), None)
-    if found:
-        return pd.read_csv(archive.open(found))
-    inner = zipfile.ZipFile(io.BytesIO(archive.read(next(n for n in archive.namelist() if n.endswith(name + ".zip")))))
-    return pd.read_csv(inner.open(inner.namelist()[0]))
-
-
 def held_back(slug: str, folder: Path, share: float = 0.25, seed: int = 0) -> tuple[Path, np.ndarray]:
     """The bundle with a random `share` of its train.csv as the test (ids kept), and those rows' answers."""
-    spec = yaml.safe_load((HERE.parent / "competitions" / f"{slug}.yaml").read_text())
-    names = [spec.get(k, f"{k}.csv") for k in ("train", "test", "sample_submission")]
-    with zipfile.ZipFile(MIRROR / f"{slug}.zip") as archive:
-        full, sample = _read(archive, names[0]), _read(archive, names[2])
+    unpacked = fetch(slug, folder / "original", MIRROR / f"{slug}.zip")  # train.csv.zip and the like unpacked
+    comp = load(slug, unpacked, None, read_record(unpacked))
+    full, _, sample = read_tables(comp, unpacked, f"competitions/{slug}.yaml")
     back = np.random.default_rng(seed).random(len(full)) < share
     train, test = full[~back], full[back]
     bundle = folder / f"{slug}.zip"
     with zipfile.ZipFile(bundle, "w", zipfile.ZIP_DEFLATED) as archive:
-        archive.writestr(names[0], train.to_csv(index=False))
-        archive.writestr(names[1], test.drop(columns=spec["target"]).to_csv(index=False))
-        archive.writestr(names[2], pd.DataFrame({c: test[spec["id"]].to_numpy() if c == spec["id"] else sample[c].iloc[0]
-                                                 for c in sample.columns}).to_csv(index=False))
-    return bundle, test[spec["target"]].to_numpy()
+        archive.writestr(comp.train, train.to_csv(index=False))
+        archive.writestr(comp.test, test.drop(columns=comp.target).to_csv(index=False))
+        archive.writestr(comp.sample_submission, pd.DataFrame({
+            c: test[comp.id].to_numpy() if c == comp.id else sample[c].iloc[0] for c in sample.columns}).to_csv(index=False))
+    return bundle, test[comp.target].to_numpy()
 
 
 def members(run_dir: Path, board: pd.DataFrame, folds: int) -> list[CVResult]:
