@@ -199,11 +199,30 @@ def find_files(folder: Path, slug: str) -> dict[str, str]:
         return min(hits, key=len)  # train.csv before train_extra.csv
 
     sample = pick(r"sample|submission", "sample submission (a CSV named like sample_submission.csv)")
+    others = [n for n in csvs if n != sample]
+    if len(others) == 1 and not re.search(r"^(train|test)", others[0], re.IGNORECASE):
+        # one table beside the sample (Kaggle's data.csv): the rows the sample names are the test rows
+        return {"train": others[0], "test": others[0], "sample_submission": sample}
     return {
         "train": pick(r"^train", "train.csv"),
         "test": pick(r"^test", "test.csv"),
         "sample_submission": sample,
     }
+
+
+def split_combined(frame: pd.DataFrame, id_column: str, sample_ids: pd.Series, targets, file: str,
+                   sample_file: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """One table holding train and test rows (Kaggle's data.csv): the rows whose id the sample submission
+    names are the test rows (their target is empty), the rest are train's. Ids are compared as strings."""
+    if id_column not in frame.columns:
+        raise AutomlError(f"{file}: id column {id_column!r} (the first column of {sample_file}) is not in it; "
+                          "one table holding train and test rows needs it to tell them apart")
+    is_test = frame[id_column].astype(str).isin(set(sample_ids.astype(str)))
+    if not is_test.any():
+        raise AutomlError(f"{file}: no row's {id_column!r} is among {sample_file}'s ids, so no row is a test row; "
+                          "check that they belong together")
+    test = frame[is_test].drop(columns=[c for c in targets if c in frame.columns]).reset_index(drop=True)
+    return frame[~is_test].reset_index(drop=True), test
 
 
 def read_tables(comp: Competition, folder: Path, where: str) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
@@ -216,7 +235,11 @@ def read_tables(comp: Competition, folder: Path, where: str) -> tuple[pd.DataFra
         path = folder / getattr(comp, key)
         if not path.is_file():
             raise AutomlError(f"{where}: {key} file {path} does not exist; check the key {key!r}")
-        tables.append(read_csv(path, dtype={comp.id: str}))
+        if key != "test" or comp.test != comp.train:
+            tables.append(read_csv(path, dtype={comp.id: str}))
+    if comp.test == comp.train:  # one table of train and test rows: the sample names the test rows
+        tables[0:1] = split_combined(tables[0], comp.id, tables[1][comp.id], comp.target_columns, comp.train,
+                                     comp.sample_submission)
     train, test, sample = tables
     check_columns(comp, train, test, sample, where)
     return train, test, sample
@@ -275,8 +298,12 @@ def infer(slug: str, folder: Path, record: dict | None = None, metric: str | Non
     """
     files = find_files(folder, slug)
     sample = read_csv(folder / files["sample_submission"], nrows=1000, dtype=str, keep_default_na=False)
-    train = read_csv(folder / files["train"])
-    test_columns = read_csv(folder / files["test"], nrows=0).columns
+    train, test = read_csv(folder / files["train"]), None
+    if files["test"] == files["train"]:  # one table: the rows the sample names are the test rows
+        ids = read_csv(folder / files["sample_submission"], usecols=[0], dtype=str).iloc[:, 0]
+        columns = [c for c in sample.columns[1:] if c in train.columns]
+        train, test = split_combined(train, sample.columns[0], ids, columns, files["train"], files["sample_submission"])
+    test_columns = test.columns if test is not None else read_csv(folder / files["test"], nrows=0).columns
     where = f"{folder / files['sample_submission']}"
     if sample.shape[1] < 2:
         raise AutomlError(f"{where}: a sample submission needs an id column and at least one prediction column")
@@ -305,7 +332,7 @@ def infer(slug: str, folder: Path, record: dict | None = None, metric: str | Non
     k = _labels_per_row(sample[columns[0]]) if task in CLASSIFICATION and not classes else 1
     probabilities = labels in ("proba", "float") and task != "regression"
     guess = f"map@{k}" if k > 1 else "auc" if task == "binary" and labels == "float" else None
-    time_column = _forecast_column(train, folder / files["test"], test_columns)
+    time_column = _forecast_column(train, folder / files["test"] if test is None else test, test_columns)
     comp = validate(Competition(
         slug=slug, id=id_column, target=targets[0], task=task,
         metric=guess or default_metric(task, probabilities), labels=labels,
@@ -341,14 +368,14 @@ def _time_range(values: pd.Series) -> tuple[pd.Timestamp, pd.Timestamp]:
     return (stamps.min(), stamps.max()) if len(stamps) else (pd.NaT, pd.NaT)
 
 
-def _forecast_column(train: pd.DataFrame, test_path: Path, test_columns) -> str:
+def _forecast_column(train: pd.DataFrame, test_path: Path | pd.DataFrame, test_columns) -> str:
     """The date column whose every test value is later than every train value ('' when none):
     then the test is a forecast, and only folds that validate on later rows than they train on
     score a model as the leaderboard will."""
     dates = [c for c in train.columns if c in test_columns and pd.api.types.is_string_dtype(train[c]) and looks_like_date(train[c])]
     if not dates:
         return ""
-    test = read_csv(test_path, usecols=dates, dtype=str)
+    test = test_path[dates].astype(str) if isinstance(test_path, pd.DataFrame) else read_csv(test_path, usecols=dates, dtype=str)
     for column in dates:
         latest_train, earliest_test = _time_range(train[column])[1], _time_range(test[column])[0]
         if pd.notna(latest_train) and pd.notna(earliest_test) and earliest_test > latest_train:

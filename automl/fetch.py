@@ -24,6 +24,7 @@ import io
 import json
 import logging
 import os
+import re
 import shutil
 import tempfile
 import zipfile
@@ -127,7 +128,9 @@ def _install(target: Path, source: Path, label: str | Path, record: dict | None 
         else:
             _unzip(source, partial)
         _unpack_nested(partial)
-        if not any(p.name.lower().startswith("train") and p.suffix == ".csv" for p in partial.iterdir()):
+        tables = [p for p in partial.iterdir() if p.suffix.lower() == ".csv"]
+        combined = len(tables) == 2 and any(re.search("sample|submission", p.name, re.IGNORECASE) for p in tables)
+        if not combined and not any(p.name.lower().startswith("train") for p in tables):  # data.csv + sample: one table
             found = ", ".join(sorted(p.name for p in partial.iterdir())) or "nothing"
             raise AutomlError(f"{source}: the bundle has no train.csv (it holds {found})")
         stamp = _stamp(source) if str(label) == str(source) else None  # only --from sources can change

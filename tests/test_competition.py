@@ -458,7 +458,16 @@ EXPECTED = {
     "bike-sharing-demand": ("datetime", "count", "regression", "rmsle", "float", ("count",)),
     "ghouls-goblins-and-ghosts-boo": ("id", "type", "multiclass", "accuracy", "class", ("type",)),
     "mercedes-benz-greener-manufacturing": ("ID", "y", "regression", "r2", "float", ("y",)),
+    "playground-series-s3e1": ("id", "MedHouseVal", "regression", "rmse", "float", ("MedHouseVal",)),
+    "playground-series-s3e3": ("id", "Attrition", "binary", "auc", "float", ("Attrition",)),
+    "playground-series-s3e12": ("id", "target", "binary", "auc", "float", ("target",)),
+    "playground-series-s3e15": ("id", "x_e_out [-]", "regression", "rmse", "float", ("x_e_out [-]",)),
+    "playground-series-s5e3": ("id", "rainfall", "binary", "auc", "float", ("rainfall",)),
+    "tabular-playground-series-aug-2022": ("id", "failure", "binary", "auc", "float", ("failure",)),
 }
+# Where inference alone reads the labels otherwise: samples of 0 (or 0.0) placeholders look like 0/1 labels;
+# the YAML (and Kaggle's record, AUC) say probabilities.
+INFERRED_LABELS = {"playground-series-s5e3": "int", "tabular-playground-series-aug-2022": "int"}
 
 
 @pytest.fixture(scope="module")
@@ -507,12 +516,18 @@ def test_inspect_real_bundle(slug, bundles_dir):
         assert roles["casual"] == roles["registered"] == "dropped: not in test.csv"
     if slug == "mercedes-benz-greener-manufacturing":
         assert roles["X11"] == "dropped: constant"
+    if slug == "playground-series-s3e15":  # one data.csv: the 10,415 rows the sample names are the test
+        assert roles["x_e_out [-]"] == "target (regression)"
+        train, test, sample = read_tables(comp, bundles_dir / slug, slug)
+        assert (len(train), len(test), len(sample)) == (21229, 10415, 10415)
+        assert list(test["id"]) == list(sample["id"]) and "x_e_out [-]" not in test.columns
 
 
 @pytest.mark.parametrize("slug", EXPECTED)
 def test_inference_alone_on_real_bundle(slug, bundles_dir):
     comp = infer(slug, _fetched(slug, bundles_dir))
     id_, target, task, _metric, labels, columns = EXPECTED[slug]
+    labels = INFERRED_LABELS.get(slug, labels)
     assert (comp.id, comp.target, comp.task) == (id_, target, task)
     assert (comp.labels, comp.submission_columns) == (labels, columns)
     if labels == "proba":
