@@ -20,7 +20,6 @@ import argparse
 import subprocess
 import sys
 import tempfile
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -30,32 +29,21 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 import forecast  # noqa: E402
-from networks import BUNDLES, MIRROR  # noqa: E402
+import quality  # noqa: E402
+from networks import BUNDLES  # noqa: E402
 
 from automl import ensemble as blends  # noqa: E402
 from automl.baselines import CVResult, finish  # noqa: E402
-from automl.competition import load, read_tables  # noqa: E402
-from automl.fetch import fetch, read_record  # noqa: E402
 from automl.folds import splits  # noqa: E402
 from automl.metrics import score  # noqa: E402
 from automl.rundir import load_folds, load_result, prepare  # noqa: E402
 from automl.stacking import stack  # noqa: E402
 
 
-def held_back(slug: str, folder: Path, share: float = 0.25, seed: int = 0) -> tuple[Path, np.ndarray]:
-    """The bundle with a random `share` of its train.csv as the test (ids kept), and those rows' answers."""
-    unpacked = fetch(slug, folder / "original", MIRROR / f"{slug}.zip")  # train.csv.zip and the like unpacked
-    comp = load(slug, unpacked, None, read_record(unpacked))
-    full, _, sample = read_tables(comp, unpacked, f"competitions/{slug}.yaml")
-    back = np.random.default_rng(seed).random(len(full)) < share
-    train, test = full[~back], full[back]
-    bundle = folder / f"{slug}.zip"
-    with zipfile.ZipFile(bundle, "w", zipfile.ZIP_DEFLATED) as archive:
-        archive.writestr(comp.train, train.to_csv(index=False))
-        archive.writestr(comp.test, test.drop(columns=comp.target).to_csv(index=False))
-        archive.writestr(comp.sample_submission, pd.DataFrame({
-            c: test[comp.id].to_numpy() if c == comp.id else sample[c].iloc[0] for c in sample.columns}).to_csv(index=False))
-    return bundle, test[comp.target].to_numpy()
+def held_back(slug: str, folder: Path) -> tuple[Path, np.ndarray]:
+    """The bundle with a random quarter of its train.csv as the test (quality.py's), and those rows' answers."""
+    bundle, answers, comp = quality.held_back(slug, folder)
+    return bundle, answers[comp.target].to_numpy()
 
 
 def members(run_dir: Path, board: pd.DataFrame, folds: int) -> list[CVResult]:

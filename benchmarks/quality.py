@@ -55,7 +55,7 @@ def held_back(slug: str, folder: Path, share: float = SHARE, seed: int = SEED) -
     """The bundle with `share` of its train rows as the test (ids kept), those rows' answers by id, and the spec."""
     unpacked = fetch(slug, folder / "original", MIRROR / f"{slug}.zip")  # train.csv.zip and the like unpacked
     comp = load(slug, unpacked, None, read_record(unpacked))
-    full, _, sample = read_tables(comp, unpacked, f"competitions/{slug}.yaml")
+    full, original_test, sample = read_tables(comp, unpacked, f"competitions/{slug}.yaml")
     order = comp.time_column or IN_ORDER.get(slug)
     if order:  # the latest quarter: the test follows train
         key = full[order]
@@ -64,7 +64,7 @@ def held_back(slug: str, folder: Path, share: float = SHARE, seed: int = SEED) -
     else:
         back = np.random.default_rng(seed).random(len(full)) < share
     train, test = full[~back], full[back]
-    blank = test.drop(columns=list(comp.target_columns))
+    blank = test[[c for c in original_test.columns if c in test.columns]]  # only what test.csv holds (bike: no casual)
     answers = pd.DataFrame({comp.id: test[comp.id].astype(str).to_numpy()}) if comp.id in test else pd.DataFrame(
         {comp.id: np.arange(1, len(test) + 1).astype(str)})
     answers = pd.concat([answers, test[list(comp.target_columns)].reset_index(drop=True)], axis=1)
