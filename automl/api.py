@@ -21,6 +21,7 @@ from automl.folds import fold_ranges, make_folds
 from automl.io import write_json, write_text
 from automl.preprocess import Preprocessor
 from automl.rundir import prepare
+from automl.runner import submitted_model
 from automl.submission import validate as validate_frame
 
 
@@ -101,7 +102,7 @@ def submit(slug: str, message: str, *, run: str = "default", runs_dir="runs", da
     board = run_dir / "leaderboard.csv"
     record = {"time": datetime.now(timezone.utc).isoformat(timespec="seconds"), "file": str(file),
               "sha256": hashlib.sha256(file.read_bytes()).hexdigest(), "message": message, "kaggle": reply,
-              "model": str(pd.read_csv(board)["model"].iloc[0]) if board.is_file() else None}
+              "model": submitted_model(pd.read_csv(board)) if board.is_file() else None}
     log = run_dir / "submissions.json"
     history = json.loads(log.read_text()) if log.is_file() else []
     write_json(log, history + [record])

@@ -29,6 +29,8 @@ err = Console(stderr=True)
 
 DATA_DIR = typer.Option("data", "--data-dir", help="Folder that holds each competition's files, one subfolder per slug.")
 SOURCE = typer.Option(None, "--from", help="Use this local zip or folder instead of downloading from Kaggle.")
+EXTRA_ALWAYS = typer.Option(False, "--extra-train-always", help="Train with the --extra-train rows even where a quick "
+                            "GBDT on the folds scores better without them (by default they are kept only when they help).")
 EXTRA = typer.Option(None, "--extra-train", help="More labelled rows (a CSV, a zip or a folder holding one) with the "
                      "competition's feature and target columns, such as the original dataset a Playground table came from: "
                      "they train in every fold (on folds in time, those whose own training rows reach their time) and are never "
@@ -154,7 +156,7 @@ def run(slug: str = typer.Argument(..., help="Competition slug."), source: Path 
         pipeline: str = PIPELINE, storage: str = STORAGE, device: str = DEVICE, precision: str = PRECISION,
         workers: int = typer.Option(0, "--workers", help="Search processes on this machine, sharing the study: 0 is one per CPU core "
                                      "(up to 4; one on a GPU)."),
-        metric: str = METRIC, extra_train: list[Path] = EXTRA,
+        metric: str = METRIC, extra_train: list[Path] = EXTRA, extra_always: bool = EXTRA_ALWAYS,
         pseudo_label: bool = typer.Option(False, "--pseudo-label", help="After the first blend, train the best baselines "
                                           "again with confident test rows added to every fold (classification; "
                                           "kept only when the held-out score improves)."),
@@ -163,19 +165,19 @@ def run(slug: str = typer.Argument(..., help="Competition slug."), source: Path 
     _run(slug, source=source, name=name, models=models, folds=folds, seed=seed, trials=trials, timeout=timeout,
          pipeline=pipeline, storage=storage, device=device, precision=precision, workers=workers, runs_dir=runs_dir,
          data_dir=data_dir, metric=metric, extra_train=tuple(extra_train or ()), pseudo_label=pseudo_label,
-         text_model=text_model)
+         text_model=text_model, extra_always=extra_always)
 
 
 @app.command()
 def search(slug: str = typer.Argument(..., help="Competition slug."), source: Path = SOURCE, name: str = NAME,
            folds: int = FOLDS, seed: int = SEED, trials: int = TRIALS, timeout: float = TIMEOUT,
            pipeline: str = PIPELINE, storage: str = STORAGE, device: str = DEVICE, precision: str = PRECISION,
-           metric: str = METRIC, extra_train: list[Path] = EXTRA, text_model: Path = TEXT_MODEL, runs_dir: Path = RUNS_DIR,
-           data_dir: Path = DATA_DIR) -> None:
+           metric: str = METRIC, extra_train: list[Path] = EXTRA, extra_always: bool = EXTRA_ALWAYS,
+           text_model: Path = TEXT_MODEL, runs_dir: Path = RUNS_DIR, data_dir: Path = DATA_DIR) -> None:
     """Run only the neural search (same folds, metric and run directory as `automl run`)."""
     _run(slug, source=source, name=name, models="networks", folds=folds, seed=seed, trials=trials, timeout=timeout,
          pipeline=pipeline, storage=storage, device=device, precision=precision, runs_dir=runs_dir, data_dir=data_dir,
-         metric=metric, extra_train=tuple(extra_train or ()), text_model=text_model)
+         metric=metric, extra_train=tuple(extra_train or ()), text_model=text_model, extra_always=extra_always)
 
 
 @app.command()
@@ -211,22 +213,31 @@ def _run(slug: str, **options) -> None:
     except KeyboardInterrupt:
         _fail(f"interrupted; finished models and trials are kept in {options['runs_dir']}/{slug}/{options['name']} "
               "and reused when you run the same command again", 130)
-    out.print(leaderboard_table(result.leaderboard))
-    extra = json.loads((result.run_dir / "config.json").read_text()).get("extra_train") or []
-    if extra:
+    config = json.loads((result.run_dir / "config.json").read_text())
+    out.print(leaderboard_table(result.leaderboard, len(config["competition"].get("targets") or ()) or 1))
+    extra = config.get("extra_train") or []
+    decided = result.run_dir / "extra.json"
+    if extra and decided.is_file() and not json.loads(decided.read_text()).get("kept", True):
+        out.print(f"not trained with the {sum(f['rows'] for f in extra):,} extra rows (--extra-train): they did not "
+                  "help on the folds", highlight=False)
+    elif extra:
         out.print(f"trained with {sum(f['rows'] for f in extra):,} extra rows (--extra-train), scored on the "
                   "competition's own rows only", highlight=False)
     line = blend_line(result.leaderboard, result.run_dir, out.width)
     if line:
         out.print(line, highlight=False)
-    out.print(f"submission: {result.submission}  (from {result.leaderboard.iloc[0]['model']})", highlight=False)
+    networks = result.run_dir / "networks.json"
+    note = json.loads(networks.read_text()).get("note") if networks.is_file() else ""
+    if note:
+        out.print(f"networks: {note}", highlight=False)
+    out.print(f"submission: {result.submission}  (from {runner.submitted_model(result.leaderboard)})", highlight=False)
     out.print(f"report: {result.paths['report']}", highlight=False)
 
 
 SHOWN_NETWORKS = 3  # networks a terminal's leaderboard shows; leaderboard.csv and the report list every one
 
 
-def leaderboard_table(board) -> Table:
+def leaderboard_table(board, targets: int = 1) -> Table:
     """The leaderboard, best first, one line a model at 80 columns and wider: the model, its score and a short
     summary (cut with an ellipsis where the terminal ends). The full note is in leaderboard.csv and report.html.
     Of the networks, the best SHOWN_NETWORKS, and a caption saying how many more leaderboard.csv holds."""
@@ -234,7 +245,8 @@ def leaderboard_table(board) -> Table:
     networks = board.index[board["kind"] == "network"]
     hidden = len(networks) - SHOWN_NETWORKS
     shown = board.drop(networks[SHOWN_NETWORKS:]) if hidden > 0 else board
-    table = Table(title=f"leaderboard: {metric} over the folds, {get_metric(metric).direction}",
+    columns = f", each the mean of its {targets} target columns' {metric}" if targets > 1 else ""
+    table = Table(title=f"leaderboard: {metric} over the folds{columns}, {get_metric(metric).direction}",
                   box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True,
                   caption=f"+{hidden} more networks in leaderboard.csv" if hidden > 0 else None, caption_justify="left")
     rows = [[str(row["rank"]), row["model"], _score(row[metric]), _score(row["std"]), f"{row['seconds']:.0f}",
@@ -285,9 +297,10 @@ def demo(timeout: float = typer.Option(90, "--timeout", help="Seconds for the ru
     line = blend_line(board, result.run.run_dir, out.width)
     if line:
         out.print(line, highlight=False)
-    out.print(f"submission: {result.run.submission} (valid; from {board.iloc[0]['model']})", highlight=False)
+    chosen = board[board["model"] == runner.submitted_model(board)].iloc[0]
+    out.print(f"submission: {result.run.submission} (valid; from {chosen['model']})", highlight=False)
     out.print(f"report:     {result.run.paths['report']}", highlight=False)
-    out.print(f"cross-validated {result.metric} {board.iloc[0][result.metric]:.4f}; scored like Kaggle on the "
+    out.print(f"cross-validated {result.metric} {chosen[result.metric]:.4f}; scored like Kaggle on the "
               f"held-back test labels: {result.holdout:.4f}", highlight=False)
 
 

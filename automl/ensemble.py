@@ -14,7 +14,9 @@ stretch of an expanding time window) take no part in any choice.
 
 A stack (automl/stacking.py) is fitted on the same folds, and the ensemble is the mean of the two
 (half the greedy blend, half the stack: they err differently, and a mean of two varies less than
-either), unless one of them scores better than that mean held out on every fold, of three or more.
+either), unless one of them scores better than that mean held out beyond noise (`beats`: on every fold,
+or by more than twice the standard error of the fold differences; three folds or more). A stack that
+scores below its members' median on any fold has collapsed there and is dropped: the greedy blend stands.
 
 Cost. Each round scores every member once, for each fold and once more on every row:
 with ten members and a metric that sorts (AUC: 7 ms on 20,000 rows) that is seconds.
@@ -42,8 +44,8 @@ SELECT_ROWS = 20_000  # greedy selection scores candidates on at most this many 
 MIN_SELECT_ROWS = 2_000  # fewer rows would choose weights on noise: past this the blend takes its time
 ROUNDS = 25  # greedy rounds at most
 TEMPERATURES = np.geomspace(0.5, 4.0, 28)  # softmax(log p / T): T > 1 softens over-confident blends, T < 1 sharpens
-SWITCH_FOLDS = 3  # the greedy blend or the stack alone replaces their mean only when better on every fold of this
-# many or more: on two, one of two equals is better on both a quarter of the time
+SWITCH_FOLDS = 3  # one model or blend replaces another only beyond noise on this many folds or more: on two, one
+# of two equals is better on both a quarter of the time
 CLIPS = (1e-15, 1e-4, 1e-3, 1e-2)  # floor on every probability: one confident miss can cost more than the rest
 
 
@@ -146,13 +148,35 @@ def calibration(problem: Problem, pred: np.ndarray, rows: np.ndarray, limit: int
     return how
 
 
+def beats(problem: Problem, a: CVResult, b: CVResult) -> bool:
+    """Whether `a` scores better than `b` held out on the same folds beyond noise: on SWITCH_FOLDS folds or
+    more, better on every fold, or better on average by more than twice the standard error of the fold-by-fold
+    differences. On fewer folds, never: two folds are too few to tell two close models apart."""
+    sign = 1.0 if problem.metric.greater_is_better else -1.0
+    gains = sign * (np.asarray(a.fold_scores, float) - np.asarray(b.fold_scores, float))
+    if len(gains) < SWITCH_FOLDS or len(gains) != len(b.fold_scores) or not np.isfinite(gains).all():
+        return False
+    return bool((gains > 0).all() or gains.mean() > 2 * gains.std(ddof=1) / np.sqrt(len(gains)))
+
+
+def _collapse(problem: Problem, stacked: CVResult, members: list[CVResult]) -> str:
+    """Why the stack collapsed ('' when it did not): a fold on which it scores worse than most of the members
+    it is made of (their median), which a second level should never do."""
+    sign = 1.0 if problem.metric.greater_is_better else -1.0
+    for i, own in enumerate(stacked.fold_scores):
+        typical = float(np.median([m.fold_scores[i] for m in members if len(m.fold_scores) > i]))
+        if sign * own < sign * typical:
+            return f"on fold {i + 1} it scored {own:.5g}, below its members' median {typical:.5g}"
+    return ""
+
+
 def ensemble(problem: Problem, folds: list[Split], members: list[CVResult], rounds: int = ROUNDS,
              seconds: float | None = None, stacking: bool = True) -> CVResult | None:
     """The blend as a leaderboard entry (held-out score), or None with fewer than 2 members.
     Given `seconds`, its choices are scored on as many rows as fit them (MIN_SELECT_ROWS at least).
     With `stacking`, a second level is fitted on the members' out-of-fold predictions too
     (automl/stacking.py, cross-fitted alike), and the ensemble is the mean of the two unless one of them
-    scores better than that mean on every fold, of SWITCH_FOLDS or more."""
+    `beats` that mean (beyond noise, SWITCH_FOLDS folds or more); a stack that collapsed on a fold is dropped."""
     predicted = predicted_rows(folds)
     # A member that predicts one value for every row (dummy's prior) adds nothing a blend can use: on
     # AUC it leaves the ranking as it was, yet rounding in the sums tie-broke it ahead and blends
@@ -214,15 +238,22 @@ def ensemble(problem: Problem, folds: list[Split], members: list[CVResult], roun
     result.info["stack"] = stacked.mean
     # Half the greedy blend, half the stack: both held out on the same folds, so their mean is held out too.
     # The two err differently (one picks a few members, the other weighs all of them), and the mean of two
-    # ensembles varies less than either: it stands unless one of them beats it on every fold, of SWITCH_FOLDS
+    # ensembles varies less than either: it stands unless one of them beats it beyond noise, on SWITCH_FOLDS
     # or more (on a forecast's two folds, the one with the better score did worse on the test than their mean
     # in 10 of 12 runs, once when it was better on both folds; RESULTS.md, forecast.py).
+    collapsed = _collapse(problem, stacked, members)
+    if collapsed:  # a second level that fails on a fold is of no use to this run: the greedy blend stands
+        log.info("stack: %s; dropped", collapsed)
+        result.info["note"] = f"greedy blend; the stack was dropped: {collapsed}; " + result.info["note"]
+        result.info["stack_dropped"] = collapsed
+        return result
     halves = finish("ensemble", problem, folds, (result.oof + stacked.oof) / 2, (result.test + stacked.test) / 2,
                     0.0, kind="ensemble")
     result.info["halves"], result.info["halves_folds"] = halves.mean, halves.fold_scores
-    consistent = [r for r in (result, stacked) if len(folds) >= SWITCH_FOLDS
-                  and all(sign * a > sign * b for a, b in zip(r.fold_scores, halves.fold_scores, strict=True))]
-    best = max(consistent, key=lambda r: sign * r.mean) if consistent else halves
+    # the mean of the two stands unless one of them beats it beyond noise (on every fold, or by more than twice the
+    # standard error of the fold differences), on SWITCH_FOLDS folds or more
+    better = [r for r in (result, stacked) if beats(problem, r, halves)]
+    best = max(better, key=lambda r: sign * r.mean) if better else halves
     if best is result:
         result.info["note"] = f"greedy blend; stack held-out {stacked.mean:.5f}; " + result.info["note"]
         return result

@@ -145,15 +145,20 @@ def _weights(weights: dict, method: str = "greedy"):
     return figure
 
 
-def _extra(config: dict) -> str:
-    """A paragraph on the --extra-train rows, when the run had some."""
+def _extra(config: dict, run_dir: Path) -> str:
+    """A paragraph on the --extra-train rows, when the run had some: whether they helped, and so trained."""
     files = config.get("extra_train") or []
     if not files:
         return ""
     listed = ", ".join(f"{html.escape(str(f['path']))} ({f['rows']:,} rows, sha256 {f['sha256'][:12]})" for f in files)
+    decided = run_dir / "extra.json"
+    chosen = json.loads(decided.read_text()) if decided.is_file() else {"kept": True, "note": ""}
+    why = f" Whether they help: {html.escape(chosen['note'])}." if chosen.get("note") else ""
+    if not chosen.get("kept", True):
+        return f"<p>Extra training rows: {sum(f['rows'] for f in files):,} from {listed}, left out.{why}</p>"
     return (f"<p>Extra training rows: {sum(f['rows'] for f in files):,} from {listed}. They trained every fold's "
             "models (on folds in time, those whose own training rows reach their time) and were never scored: every "
-            "score above is on the competition's own rows.</p>")
+            f"score above is on the competition's own rows.{why}</p>")
 
 
 def _pseudo(run_dir: Path) -> str:
@@ -181,10 +186,26 @@ def _forecast(run_dir: Path) -> str:
             + "".join(f"<li>{html.escape(line)}</li>" for line in lines) + "</ul>")
 
 
+def _why(best, top, metric: str) -> str:
+    """Why the submitted model is not the top row, where it is not."""
+    if best["model"] == top["model"]:
+        return ""
+    return (f": {html.escape(str(top['model']))} scores {top[metric]:.5f}, ahead by less than the noise over the "
+            "folds, and a blend's test predictions average its members' errors")
+
+
+def _networks(run_dir: Path) -> str:
+    """What became of the networks, where none was completed (automl/workers.py writes it)."""
+    path = run_dir / "networks.json"
+    note = json.loads(path.read_text()).get("note") if path.is_file() else ""
+    return f"<p><b>Networks</b>: {html.escape(note)}.</p>" if note else ""
+
+
 def _html(run_dir: Path, config: dict, board: pd.DataFrame, metric: str, folder: Path, figures: dict) -> str:
     title = f"automl: {config.get('slug', run_dir.parent.name)} / {run_dir.name}"
     folds = sum(c.startswith("fold_") for c in board.columns) or config.get("folds", "?")  # a forecast may have fewer
-    best = board.iloc[0]
+    marked = board["submitted"].astype(bool) if "submitted" in board.columns and board["submitted"].any() else board.index == 0
+    best, top = board[marked].iloc[0], board.iloc[0]
     images = []
     for name in figures:
         data = base64.b64encode((folder / f"{name.replace(' ', '_')}.png").read_bytes()).decode()
@@ -200,10 +221,10 @@ th, td {{ padding: 0.25rem 0.6rem; border-bottom: 1px solid #ddd; text-align: le
 img {{ max-width: 100%; }} .best {{ background: #eef6ee; padding: 0.8rem; border-radius: 6px; }}
 </style></head><body>
 <h1>{html.escape(title)}</h1>
-<p class="best">Best: <b>{html.escape(str(best['model']))}</b> ({html.escape(str(best['kind']))}), {html.escape(metric)}
+<p class="best">Submitted: <b>{html.escape(str(best['model']))}</b> ({html.escape(str(best['kind']))}), {html.escape(metric)}
 {best[metric]:.5f} ± {best['std']:.5f} over {folds} folds ({get_metric(metric).direction}).
-The submission is written from this model.</p>
-{_extra(config)}{_pseudo(run_dir)}{_forecast(run_dir)}
+The submission is written from this model{_why(best, top, metric)}.</p>
+{_extra(config, run_dir)}{_pseudo(run_dir)}{_forecast(run_dir)}{_networks(run_dir)}
 <p>Network trials are ranked on one fold (the optimization history shows that score); the best few are then
 trained on every fold, and only those cross-validated scores are on the leaderboard. Notes say how each model
 was sized to the time budget. {html.escape(_timings(run_dir))}</p>

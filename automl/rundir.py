@@ -176,6 +176,21 @@ def features_hash(folds: list[Fold]) -> str:
     return digest.hexdigest()
 
 
+def without_extra(problem: Problem, assignment: np.ndarray) -> tuple[Problem, np.ndarray]:
+    """The problem and fold assignment of the competition's own rows alone: the --extra-train rows left out
+    (their folds are those of a run without them: extra rows come last and never validate)."""
+    own = assignment[:problem.own_rows]
+    return problem.own(), own[:, 0] if own.ndim == 2 else own
+
+
+def follow_extra(run_dir: Path, problem: Problem, assignment: np.ndarray) -> tuple[Problem, np.ndarray]:
+    """What the run decided of its --extra-train rows (extra.json), for a process that joins it (a worker)."""
+    path = run_dir / "extra.json"
+    if problem.extra and path.is_file() and not json.loads(path.read_text()).get("kept", True):
+        return without_extra(problem, assignment)
+    return problem, assignment
+
+
 def shared_features(problem: Problem, assignment: np.ndarray, recipe) -> tuple[list[Fold], str]:
     """Every fold's features, fitted on its training rows only, for the baselines and the networks alike,
     and their content hash (a study's workers must all train on the same).

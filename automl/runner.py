@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import SimpleNamespace
@@ -24,14 +25,14 @@ from automl import baselines, pseudo, trend
 from automl.baselines import CVResult
 from automl.budget import Budget, check_timeout, minimum_seconds
 from automl.competition import Competition
-from automl.ensemble import blend_seconds, ensemble
+from automl.ensemble import beats, blend_seconds, ensemble
 from automl.errors import AutomlError, UsageError
 from automl.fetch import fetch
 from automl.folds import splits
 from automl.io import write_csv, write_json
 from automl.pipeline import choose, load_pipeline
 from automl.problem import Problem
-from automl.rundir import claim, load_folds, load_result, locked, log_to, prepare, save_result, shared_features
+from automl.rundir import claim, load_folds, load_result, locked, log_to, prepare, save_result, shared_features, without_extra
 from automl.submission import make_submission, validate
 from automl.text_model import check as text_model_check
 
@@ -42,7 +43,14 @@ TEXT_SHARE = 0.3  # of the time left, at most, for the --text-model's embeddings
 # time (boosting's), what it needs; its library is checked with the --text-model folder.
 FINETUNE = SimpleNamespace(weight=3.0, needs="a free-text column", library="")
 TREND_SHARE = 0.1  # of the baselines' time, at most, for choosing whether a forecast's trees learn relative to a trend
+EXTRA_SHARE = 0.1  # of the time left, at most, for choosing whether the --extra-train rows help
 TREES = ("random_forest", "extra_trees", "hist_gb", "lightgbm", "xgboost", "catboost")  # they cannot extrapolate a trend
+# Boosted trees the clock stopped before early stopping did are fitted again with more time, from the networks' share
+# at most this part of it (before the search) and with whatever the networks leave (after it): a booster short of
+# its rounds is the cheapest gain in the run. A second fit is made only with TOP_UP_MORE times its first fit's
+# seconds and TOP_UP_MIN seconds at least: less would stop it at the same place.
+TOP_UP_SHARE = 0.5
+TOP_UP_MORE, TOP_UP_MIN = 1.5, 5.0
 
 
 @dataclass(frozen=True)
@@ -58,7 +66,8 @@ def run(slug: str, *, source=None, name: str = "default", models: str = "all", f
         trials: int | None = None, timeout: float | None = None, pipeline: str = "auto",
         storage: str | None = None, device: str = "auto", precision: str = "32-true", workers: int = 0,
         runs_dir="runs", data_dir="data", console: Console | None = None, metric: str | None = None,
-        started: float | None = None, extra_train=(), pseudo_label: bool = False, text_model=None) -> RunResult:
+        started: float | None = None, extra_train=(), pseudo_label: bool = False, text_model=None,
+        extra_always: bool = False) -> RunResult:
     """Cross-validate baselines and searched networks on shared folds; write the best one's submission.
 
     `timeout` (seconds) bounds the whole run from the moment the process started: reading,
@@ -66,6 +75,8 @@ def run(slug: str, *, source=None, name: str = "default", models: str = "all", f
     plans it). `workers` search processes (0: one per CPU core, up to 4) share the run's
     study and deadline. `text_model` (--text-model): a local Hugging Face model folder whose
     embeddings of the free text join the features, and which the `finetune` baseline fine-tunes.
+    `extra_train` rows are used only where a quick GBDT scores better with them on the folds, unless
+    `extra_always` (--extra-train-always).
     """
     check_timeout(timeout)
     encoder = text_model_check(text_model) if text_model else None  # a bad folder: one line, before any work
@@ -125,6 +136,13 @@ def run(slug: str, *, source=None, name: str = "default", models: str = "all", f
             if pending or networks or pseudo_label:
                 with budget.stage("preprocess"), console.status("preprocessing each fold"):
                     fold_data, digest = shared_features(problem, assignment, recipe)
+                if problem.extra:  # kept only where they help (or --extra-train-always); decided once per run
+                    with budget.stage("extra rows"):
+                        kept = _extra_kept(problem, fold_data, run_dir, seed, budget, console, extra_always)
+                    if not kept:
+                        problem, assignment = without_extra(problem, assignment)
+                        with budget.stage("preprocess"), console.status("preprocessing each fold"):
+                            fold_data, digest = shared_features(problem, assignment, recipe)
                 problem = problem.without_frames()
             blended_models = len(names) + (recipe.complete_best if networks else 0)
             need = None
@@ -154,18 +172,29 @@ def run(slug: str, *, source=None, name: str = "default", models: str = "all", f
                     detrend = _trend(problem, fold_data, run_dir, seed, budget, console)
             results, members = _baselines(names, networks, problem, fold_data, run_dir, budget, seed, console, device,
                                           keep_test_folds=pseudo_label, encoder=encoder, trend=detrend)
+            refit = {"problem": problem, "fold_data": fold_data, "run_dir": run_dir, "seed": seed, "console": console,
+                     "device": device, "keep_test_folds": pseudo_label, "trend": detrend, "budget": budget}
+            if budget.bounded and _short_of_time(results):  # boosted trees the clock stopped: the cheapest gain
+                left, networks_left = budget.baselines_left() or 0.0, (budget.left() or 0.0) - (budget.baselines_left() or 0.0)
+                _more_time(results, members, left + (TOP_UP_SHARE * networks_left if networks else 0.0), **refit)
             if networks:
                 with budget.stage("imports"):  # torch and Lightning: seconds
+                    from automl.search import Reference
                     from automl.workers import search_networks
 
+                ranked = [r for r in results if r.name != "dummy" and np.isfinite(r.mean)]
+                sign = 1.0 if problem.metric.greater_is_better else -1.0
+                top = max(ranked, key=lambda r: sign * r.mean) if ranked and budget.bounded and _short_of_time(results) else None
                 with budget.stage("networks"):
                     found = search_networks(problem, fold_data, digest, recipe, run_dir, console,
                                             trials=recipe.trials if trials is None else trials,
                                             deadline=budget.networks_deadline(), storage=storage, study_name=f"{slug}/{name}",
                                             device=device, precision=precision, seed=seed, workers=workers,
-                                            worker_args=worker_args)
+                                            worker_args=worker_args, reference=top and Reference(top.name, top.oof))
                 results += found  # every completed network is a row: each one the blend or stack may weigh
                 members += found
+                if budget.bounded and _short_of_time(results):  # what the networks did not use (handed off, or done early)
+                    _more_time(results, members, budget.left() or 0.0, **refit)
             if not results:
                 raise AutomlError("no model finished" + (f" within the time budget; give more time with --timeout (now {budget.total:g}s)"
                                                          if budget.bounded else "; see run.log for each trial's failure"))
@@ -202,9 +231,11 @@ def run(slug: str, *, source=None, name: str = "default", models: str = "all", f
                                   f"({_fmt(blended.info['optimistic'])} if scored where it was selected{stacked})")
                 results.append(blended)
             with budget.stage("outputs"):
-                board = leaderboard(results, problem)
+                best, why = choose_submission(results, problem)
+                log.info("submission: %s (%s)", best.name, why)
+                console.print(f"  submission: {best.name} ({why})", highlight=False)
+                board = leaderboard(results, problem, best.name)
                 paths = {"leaderboard": write_csv(run_dir / "leaderboard.csv", board)}
-                best = next(r for r in results if r.name == board.iloc[0]["model"])
                 paths["submission"] = _write_submission(run_dir, comp, sample, test_ids, best, problem)
                 write_json(run_dir / "timings.json", budget.as_dict())
                 from automl.report import write_report  # matplotlib loads only when a report is made
@@ -240,6 +271,24 @@ def _embedded(problem: Problem, encoder: dict, run_dir: Path, budget: Budget, de
     log.info(note)
     console.print(f"  {note}", highlight=False)
     return problem
+
+
+def _extra_kept(problem: Problem, fold_data, run_dir: Path, seed: int, budget: Budget, console: Console,
+                always: bool) -> bool:
+    """Whether the --extra-train rows train the models: where a quick GBDT scores better with them on the folds
+    (automl.baselines.original), or `always`; decided once per run: a resumed run follows extra.json."""
+    path = run_dir / "extra.json"
+    if path.is_file():
+        chosen = json.loads(path.read_text())
+    elif always:
+        chosen = {"kept": True, "note": f"the {problem.extra:,} extra rows are kept: --extra-train-always"}
+    else:
+        left = budget.left()
+        chosen = baselines.choose_extra(problem, fold_data, seed, seconds=None if left is None else EXTRA_SHARE * left)
+    write_json(path, chosen)
+    log.info("extra rows: %s", chosen["note"])
+    console.print(f"  extra rows: {chosen['note']}", highlight=False)
+    return bool(chosen["kept"])
 
 
 def _trend(problem: Problem, fold_data, run_dir: Path, seed: int, budget: Budget, console: Console) -> bool:
@@ -324,6 +373,45 @@ def _fit(model: str, run_dir: Path, problem: Problem, fold_data, seed: int, cons
     return result
 
 
+def _short_of_time(results: list[CVResult]) -> list[CVResult]:
+    """The boosted trees the clock stopped before early stopping did (fewer rounds or rows than they wanted)."""
+    return [r for r in results if r.info.get("short_of_time") and r.name in baselines.BASELINES]
+
+
+def _more_time(results: list[CVResult], members: list[CVResult], seconds: float, *, problem: Problem, fold_data,
+               run_dir: Path, seed: int, console: Console, device: str, keep_test_folds: bool, trend: bool,
+               budget: Budget) -> None:
+    """The boosted trees the clock stopped, fitted again with more time (the best first, equal parts of
+    `seconds`, each at least TOP_UP_MORE times what its first fit took); each replaces its first fit, in `results`
+    and `members` and on disk, only when it scores better held out on the same folds."""
+    sign = 1.0 if problem.metric.greater_is_better else -1.0
+    short = sorted(_short_of_time(results), key=lambda r: -sign * r.mean)
+    end = time.monotonic() + seconds
+    for i, first in enumerate(short):
+        share = (end - time.monotonic()) / (len(short) - i)
+        if share < max(TOP_UP_MIN, TOP_UP_MORE * first.seconds):
+            continue
+        with budget.stage(f"baseline {first.name} (more time)"):
+            try:
+                again = baselines.cross_validate(first.name, problem, fold_data, seed, seconds=share, device=device,
+                                                 keep_test_folds=keep_test_folds, trend=trend and first.name in TREES)
+            except (baselines.Skipped, baselines.Failed) as why:
+                log.info("%s (more time): %s", first.name, why)
+                continue
+        kept = problem.metric.better(again.mean, first.mean)
+        line = (f"{first.name}: given {share:.0f}s (its first fit {first.seconds:.0f}s, stopped by the clock): "
+                f"{problem.comp.metric} {_fmt(first.mean)} -> {_fmt(again.mean)} held out; "
+                + ("kept" if kept else "no better: the first fit stays"))
+        log.info(line)
+        console.print(f"  {line}", highlight=False)
+        if kept:
+            again.info["note"] = "; ".join(x for x in (f"refitted with {share:.0f}s more (stopped by the clock at first)",
+                                                      again.info.get("note")) if x)
+            save_result(run_dir / "models" / first.name, again)
+            for listed in (results, members):
+                listed[:] = [again if r.name == first.name else r for r in listed]
+
+
 def _member(name: str):
     """A baseline's entry in the table (weight, needs, library), finetune's beside them."""
     return FINETUNE if name == "finetune" else baselines.BASELINES[name]
@@ -388,8 +476,38 @@ def summary(result: CVResult, note: str) -> str:
     return note.split("; ")[0]
 
 
-def leaderboard(results: list[CVResult], problem: Problem) -> pd.DataFrame:
-    """One row per model, best first by the competition metric's direction."""
+def choose_submission(results: list[CVResult], problem: Problem) -> tuple[CVResult, str]:
+    """The model whose test predictions are submitted, and why: the ensemble, unless one of the models it is made
+    of beats it held out beyond noise (ensemble.beats: on every fold, or by more than twice the standard error
+    of the fold differences). The best of many CV scores is the best partly by luck: a single model that is
+    ahead by less than that is not preferred to the blend, whose test predictions average its members' errors."""
+    sign = 1.0 if problem.metric.greater_is_better else -1.0
+    ranked = sorted(results, key=lambda r: -sign * r.mean)
+    blended = next((r for r in results if r.kind == "ensemble"), None)
+    if blended is None:
+        return ranked[0], "the best cross-validated model"
+    single = next((r for r in ranked if r.kind != "ensemble"), None)
+    if single is not None and beats(problem, single, blended):
+        return single, (f"{single.mean:.5g} against the ensemble's {blended.mean:.5g} held out, better beyond noise "
+                        "over the folds")
+    if single is not None and sign * single.mean > sign * blended.mean:
+        ahead = sum(sign * a > sign * b for a, b in zip(single.fold_scores, blended.fold_scores, strict=False))
+        return blended, (f"held out {blended.mean:.5g}; {single.name} scores {single.mean:.5g}, ahead on {ahead} of "
+                         f"{len(blended.fold_scores)} folds: within noise, and the blend's test predictions average "
+                         "its members' errors")
+    return blended, f"held out {blended.mean:.5g}, at least its best member's"
+
+
+def submitted_model(board: pd.DataFrame) -> str:
+    """The model a leaderboard says was submitted (the first row of one written before that column)."""
+    if "submitted" in board.columns and board["submitted"].any():
+        return str(board.loc[board["submitted"].astype(bool), "model"].iloc[0])
+    return str(board["model"].iloc[0])
+
+
+def leaderboard(results: list[CVResult], problem: Problem, submitted: str | None = None) -> pd.DataFrame:
+    """One row per model, best first by the competition metric's direction; `submitted` marks the model whose
+    predictions submission.csv holds."""
     rows = []
     for r in results:
         row = {"model": r.name, "kind": r.kind, problem.comp.metric: r.mean, "std": r.std,
@@ -397,6 +515,7 @@ def leaderboard(results: list[CVResult], problem: Problem) -> pd.DataFrame:
         row |= {f"fold_{i}": s for i, s in enumerate(r.fold_scores)}
         row["note"] = r.info.get("note") or (baselines.BASELINES[r.name].description if r.name in baselines.BASELINES else "")
         row["summary"] = summary(r, row["note"])
+        row["submitted"] = r.name == submitted
         rows.append(row)
     board = pd.DataFrame(rows).sort_values(problem.comp.metric, ascending=not problem.metric.greater_is_better,
                                            kind="stable")

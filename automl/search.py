@@ -20,6 +20,7 @@ import socket
 import time
 import warnings
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
@@ -33,11 +34,11 @@ from optuna_integration import PyTorchLightningPruningCallback
 from automl.baselines import CVResult, finish
 from automl.budget import release_memory
 from automl.errors import AutomlError
-from automl.folds import Fold, Split, forecasting_fold, take, weights_for_test
+from automl.folds import Fold, Split, take, weights_for_test
 from automl.io import write_npy, write_npz
 from automl.metrics import score
 from automl.models.tabular import TABULAR
-from automl.parallel import fit_folds, sample_positions, train_sample
+from automl.parallel import fit_folds
 from automl.pipeline import Pipeline, suggest
 from automl.problem import Problem
 from automl.train import (
@@ -304,8 +305,9 @@ class Objective:
         trial.set_user_attr("predict_per_row", fit.predict_per_row)
         trial.set_user_attr("batch", fit.batch)
         trial.set_user_attr("seconds", time.perf_counter() - start)
-        if not self.sampled:  # the first fold's predictions are reused when the trial is completed
-            write_npz(self.run_dir / "trials" / str(trial.number) / "searched.npz", valid=fit.valid, test=fit.test)
+        # the search fold's predictions: reused when the trial is completed (not those of a row sample: its
+        # validation rows are a sample too, and it predicts no test), and weighed against the baselines'
+        write_npz(self.run_dir / "trials" / str(trial.number) / "searched.npz", valid=fit.valid, test=fit.test)
         return value
 
 
@@ -320,15 +322,15 @@ def complete(study: optuna.Study, problem: Problem, folds: list[Fold], pipeline:
 
     Whatever ran where, the finishing run completes: folds whose predictions are not on
     this machine are trained here (all of them for a trial searched by another worker or
-    on a row sample). The best MIN_COMPLETED share the time left equally (the last all of it),
-    split over its folds; a trial that cannot train every fold in time is left one-fold only. Time
-    left once `n` are done completes further candidates whose every row fits it.
+    on a row sample). Candidates are taken best first, each offered all the time left: one whose
+    measured cost (the epochs its trial ran, on every row of every fold) does not fit it is left
+    one-fold, and the next is tried. Time left once `n` are done completes further candidates.
     """
     results = []
     # the best first; one left one-fold (too slow to predict or train in time) makes way for the next
     index, parts = part
     candidates, n = best_trials(study, 3 * n)[index::parts], len(range(index, n, parts))
-    for rank, trial in enumerate(candidates):
+    for trial in candidates:
         # Past the n, time left over completes the next candidates too, where all their rows fit it:
         # more cross-validated networks for the leaderboard and the blend.
         extra = len(results) >= n
@@ -339,12 +341,12 @@ def complete(study: optuna.Study, problem: Problem, folds: list[Fold], pipeline:
         if not (folder / "oof.npy").is_file():
             if on_trial:
                 on_trial(trial.number)
-            # The best MIN_COMPLETED share what is left equally (all of it for the last); time unused rolls over.
-            share = None if deadline is None else (deadline - time.monotonic()) / (
-                1 if extra else min(MIN_COMPLETED, n - len(results), len(candidates) - rank))
+            # The best first, each given what is left: it is made only where that holds what its trial trained
+            # (measured), so a candidate too costly for the time left makes way for the next, cheaper one.
+            share = None if deadline is None else deadline - time.monotonic()
             if share is not None and share <= 0:
                 break
-            done = _complete_one(trial, problem, folds, pipeline, folder, share, device, precision, seed, extra)
+            done = _complete_one(trial, problem, folds, pipeline, folder, share, device, precision, seed)
             release_memory()
             if done is None:
                 continue
@@ -360,10 +362,16 @@ def complete(study: optuna.Study, problem: Problem, folds: list[Fold], pipeline:
 
 
 def _complete_one(trial, problem: Problem, folds: list[Fold], pipeline: Pipeline, folder: Path, share: float | None,
-                  device: str, precision: str, seed: int, full_only: bool = False) -> tuple[float, int | None, int | None] | None:
-    """Seconds it took to train the trial's missing folds, the training row sample (None: every row) and
-    the epochs they were given when fewer than the recipe's (None: all of them); or None when a fold got
-    no epoch in time (or, `full_only`, when not every row and epoch fits the share)."""
+                  device: str, precision: str, seed: int) -> tuple[float, None, None] | None:
+    """Seconds it took to train the trial's missing folds as its search trained its fold (every row, the
+    recipe's epochs with early stopping on each fold's own validation rows); or None when it was not made:
+    the share cannot hold what the trial trained (`_completion_plan`), or the clock stopped a fold before the
+    epoch at which the trial was best. A completion is whole or it is not made: a cross-validated score that
+    mixes one trained fold with cut ones would describe no model that predicts the test.
+
+    The test is predicted by the fold models (by the last fold's alone on folds in time: the model its score
+    describes forecasts from the nearest point to the test; a network refitted on every row for a fixed number
+    of epochs would be a model no fold scored)."""
     oof, test = np.zeros(problem.pred_shape(len(problem.y))), np.zeros(problem.pred_shape(len(problem.test)))
     todo, weights = list(range(len(folds))), weights_for_test(folds)
     start = time.monotonic()
@@ -373,69 +381,45 @@ def _complete_one(trial, problem: Problem, folds: list[Fold], pipeline: Pipeline
         if len(first["valid"]) == len(folds[index].valid_rows) and len(first["test"]) == len(problem.test):
             oof[folds[index].valid_rows], test = first["valid"], test + weights[index] * first["test"]
             todo.remove(index)
-    refit = forecasting_fold(folds)  # a forecast: the test from the last fold's network trained again on every row
-    rows, planned = _completion_plan(trial, problem, [folds[i] for i in todo] + ([refit] if refit else []), share,
-                                     pipeline.max_epochs)
-    if not rows or full_only and (rows < max(len(folds[i].train_rows) for i in todo) or planned < pipeline.max_epochs):
+    planned = _completion_plan(trial, problem, [folds[i] for i in todo], share, pipeline.max_epochs)
+    if not planned:
         return None
     # the remaining folds in one call: trained together as one batched model where that is faster
-    # (a row sample of each where the time asks for it: positions into its features, not a copy of them)
-    samples = [sample_positions(folds[i], rows, seed + i) for i in todo]
     fits = fit_folds(problem, [folds[i] for i in todo], trial.params, device=device, max_epochs=planned,
-                     patience=pipeline.patience, precision=precision,
-                     deadline=None if share is None else start + share * len(todo) / (len(todo) + (refit is not None)),
-                     seed=seed + len(folds) - len(todo), samples=samples, batch=trial.user_attrs.get("batch"))
+                     patience=pipeline.patience, precision=precision, deadline=None if share is None else start + share,
+                     seed=seed + len(folds) - len(todo), batch=trial.user_attrs.get("batch"))
+    needed = _best_epoch(problem, trial.user_attrs.get("curve", []))
     for i, fit in zip(todo, fits, strict=True):
-        if not fit.curve:
-            log.info("trial %d: fold %d got no epoch within its time; left one-fold", trial.number, i + 1)
+        if not fit.curve or _cut(problem, fit.curve, planned, pipeline.patience, needed):
+            log.info("trial %d: the clock stopped fold %d after %d epochs, before the %d its trial was best at; "
+                     "not completed (a completion is whole or not made)", trial.number, i + 1, len(fit.curve), needed)
             return None
         oof[folds[i].valid_rows] = fit.valid
         if weights[i]:
             test = test + weights[i] * fit.test
-    epochs = [fit.epochs for fit in fits]
-    if refit is not None:
-        last = len(folds) - 1
-        curve = fits[todo.index(last)].curve if last in todo else trial.user_attrs.get("curve", [])
-        again = _refitted(trial, problem, refit, curve, rows, planned if last in todo else pipeline.max_epochs,
-                          device, precision, seed, None if share is None else start + share)
-        test = test if again is None else again
     write_npy(folder / "test.npy", test)
     write_npy(folder / "oof.npy", oof)  # written last: its presence means completed
     seconds = time.monotonic() - start
-    log.info("trial %d: completed on %d more folds in %.1fs (epochs %s, %d training rows)", trial.number, len(todo),
-             seconds, epochs, rows)
-    return (seconds, rows if rows < max(len(f.train_rows) for f in folds) else None,
-            planned if planned < pipeline.max_epochs else None)
+    log.info("trial %d: completed on %d more folds in %.1fs (epochs %s, every row)", trial.number, len(todo), seconds,
+             [fit.epochs for fit in fits])
+    return seconds, None, None
 
 
-def _refitted(trial, problem: Problem, refit: Fold, curve: list[float], rows: int, planned: int, device: str,
-              precision: str, seed: int, deadline: float | None) -> np.ndarray | None:
-    """A forecast's test predictions: the trial's network trained on every row for as many epochs as its last
-    fold's best, on the learning-rate schedule of the `planned` epochs that fold had (its validation rows are
-    trained on here: nothing to stop early on). None when it got no epoch in time, or scores the last stretch,
-    which it trained on, worse than the last fold's network did without seeing it (cut short, or diverged)."""
+def _best_epoch(problem: Problem, curve: list[float]) -> int:
+    """The epoch (from 1) at which a validation curve was best; 0 for no curve."""
     if not curve:
-        return None
+        return 0
     sign = 1 if problem.metric.greater_is_better else -1
-    best = int(np.argmax(sign * np.asarray(curve))) + 1
-    epochs = max(1, min(best, planned))
-    sample = sample_positions(refit, rows, seed + 99)
-    fit = fit_fold(problem, refit if sample is None else train_sample(refit, sample), trial.params, device=device,
-                   max_epochs=epochs, patience=epochs + 1, precision=precision, deadline=deadline, seed=seed + 99,
-                   batch=trial.user_attrs.get("batch"), schedule_epochs=planned)
-    if not fit.curve:
-        log.info("trial %d: its refit on every row got no epoch in time; the test from the last fold's network", trial.number)
-        return None
-    seen = score(problem.metric, problem.y[refit.valid_rows], fit.valid)
-    unseen = sign * np.max(sign * np.asarray(curve))  # the last fold's best epoch
-    kept = problem.metric.better(seen, unseen)
-    log.info("trial %d: refit on %d rows for %d of %d epochs: %.5g on the last stretch (trained on), %.5g unseen%s",
-             trial.number, len(refit.train_rows) if sample is None else len(sample), len(fit.curve), epochs, seen, unseen,
-             "" if kept else "; not better: the test from the last fold's network")
-    return fit.test if kept else None
+    return int(np.argmax(sign * np.asarray(curve))) + 1
 
 
-MIN_COMPLETION_EPOCHS = 3  # a completion short of time trains fewer epochs on every row down to this many, then fewer rows
+def _cut(problem: Problem, curve: list[float], max_epochs: int, patience: int, needed: int) -> bool:
+    """Whether a fold's training ended on the clock before the epoch its trial was best at: neither early
+    stopping (patience epochs past its best) nor the epochs' end stopped it."""
+    stopped = len(curve) >= max_epochs or len(curve) - _best_epoch(problem, curve) >= patience
+    return not stopped and len(curve) < needed
+
+
 MIN_COMPLETED = 3  # trials the search leaves time to complete on every fold, as their measured costs say
 
 
@@ -459,43 +443,36 @@ def _epoch_seconds(trial, rows: int) -> float:
     return seconds / ran * min(rows, cap) / min(searched, cap)
 
 
-def _completion_plan(trial, problem: Problem, folds: list[Fold], share: float | None, max_epochs: int) -> tuple[int, int]:
-    """Training rows per fold and epochs for a completion, from the search's time for this trial:
-    every row for up to `max_epochs` where the folds fit the share; short of time, fewer epochs on
-    every row first (the learning-rate schedule fitted to them: seeing every row matters more than
-    seeing a few rows often), down to MIN_COMPLETION_EPOCHS (down to one where an epoch's steps
-    cover only part of the rows: each epoch then sees rows the last did not), then a row sample;
-    (0, 0) when predicting every fold's validation and test rows alone would take most of it."""
-    rows = max(len(f.train_rows) for f in folds)
+def _completion_plan(trial, problem: Problem, folds: list[Fold], share: float | None, max_epochs: int) -> int:
+    """The epochs a completion may train each fold for (early stopping ends it sooner): the recipe's, where
+    the share holds what the trial's search trained (the epochs it ran, its best and its patience, on every
+    row of each fold, and predicting every fold's validation and test rows); 0 where it does not: the
+    completion is not made rather than cut short."""
     searched, seconds = trial.user_attrs.get("rows"), trial.user_attrs.get("seconds")
-    if share is None or not searched or not seconds:
-        return rows, max_epochs
+    if share is None or not searched or not seconds or not folds:
+        return max_epochs
+    needed = _needed_seconds(trial, problem, folds)
+    if needed > share:
+        log.info("trial %d: completing it as it was trained takes about %.0fs, more than its %.0fs; not completed",
+                 trial.number, needed, share)
+        return 0
+    return max_epochs
+
+
+def _needed_seconds(trial, problem: Problem, folds: list[Fold]) -> float:
+    """Seconds to train `folds` as the trial's search trained its fold (the epochs it ran, every row) and to
+    predict their validation and test rows, as fast as its search ran (the same processes share the machine)."""
+    ran = max(1, *trial.user_attrs.get("epochs", [1]))  # as early stopping (or its share of the search) left it
     predicting = trial.user_attrs.get("predict_per_row", 0.0) * predicted(problem, folds)
-    if predicting > 0.6 * share:
-        log.info("trial %d: predicting every fold would take about %.0fs of its %.0fs; left one-fold",
-                 trial.number, predicting, share)
-        return 0, 0
-    ran = max(1, *trial.user_attrs.get("epochs", [max_epochs]))  # as early stopping left it in the search
-    epoch, room = _epoch_seconds(trial, rows) * len(folds), share - predicting  # one epoch of every fold
-    if ran * epoch <= room:
-        return rows, max_epochs
-    cap = _epoch_rows(trial)
-    if room >= (1 if rows > cap else MIN_COMPLETION_EPOCHS) * epoch:
-        return rows, min(max_epochs, int(room / epoch))
-    return min(rows, max(2_000, int(min(rows, cap) * room / (MIN_COMPLETION_EPOCHS * epoch)))), MIN_COMPLETION_EPOCHS
+    return predicting + ran * sum(_epoch_seconds(trial, len(f.train_rows)) for f in folds)
 
 
 def completion_seconds(trial, problem: Problem, folds: list[Fold]) -> float:
-    """About how long completing the trial on every fold takes: MIN_COMPLETION_EPOCHS epochs of each
-    fold it has no predictions for (as many as its search ran, when fewer) on every row, and predicting
-    their validation and test rows; as fast as its search ran (the same processes share the machine)."""
+    """About how long completing the trial on every fold takes: the folds it has no predictions for, each
+    trained for the epochs its search ran on every row, and predicting their validation and test rows."""
     index = search_index(folds)
     reused = trial.user_attrs.get("rows") == len(folds[index].train_rows)  # searched on all its rows
-    refit = forecasting_fold(folds)  # a forecast's refit on every row: one more fold to train
-    todo = [f for i, f in enumerate(folds) if not (reused and i == index)] + ([refit] if refit else [])
-    epochs = min(MIN_COMPLETION_EPOCHS, max(1, *trial.user_attrs.get("epochs", [1])))
-    predicting = trial.user_attrs.get("predict_per_row", 0.0) * predicted(problem, todo)
-    return predicting + epochs * _epoch_seconds(trial, max(len(f.train_rows) for f in todo)) * len(todo)
+    return _needed_seconds(trial, problem, [f for i, f in enumerate(folds) if not (reused and i == index)])
 
 
 def _completion_due(study: optuna.Study, problem: Problem, folds: list[Fold], end: float, completers: int) -> bool:
@@ -529,15 +506,69 @@ def _cv_result(trial, problem: Problem, folds: list[Split], folder: Path, cv: di
                   np.load(folder / "test.npy"), trial.user_attrs.get("seconds", 0.0), "network", info)
 
 
+@dataclass(frozen=True)
+class Reference:
+    """The best baseline, against which the networks' known-strong defaults are weighed on the search fold:
+    its name and out-of-fold predictions (every row's)."""
+
+    name: str
+    oof: np.ndarray
+
+
+BLEND_WEIGHTS = (0.2, 0.35, 0.5)  # a network's share in a two-model blend with the best baseline, as tried on one fold
+
+
+def handed_off(study: optuna.Study, problem: Problem, pipeline: Pipeline, fold: Fold, reference: Reference | None,
+               run_dir: Path) -> str:
+    """Why the networks hand the rest of their time to the boosted trees ('' while they keep it): decided once,
+    when the recipe's known-strong defaults are scored on the search fold, and kept in the study for every
+    process that shares it. The networks keep their time where the best of them is level with the best baseline
+    on that fold or ahead, or where a blend of the two (a fifth to a half of the network) scores better there
+    than the baseline alone; elsewhere it goes to the GBDTs the clock stopped (the caller passes a `reference`
+    only when there are such). FLAML's cost-aware choice is the model: time goes where it buys the most."""
+    if "handoff" in study.user_attrs:
+        return study.user_attrs["handoff"]
+    if reference is None or not pipeline.defaults:
+        return ""
+    finished = study.get_trials(deepcopy=False, states=(*FINISHED, TrialState.FAIL))
+    if len(finished) < len(pipeline.defaults):
+        return ""
+    metric, y = problem.metric, problem.y[fold.valid_rows]
+    sign = 1.0 if metric.greater_is_better else -1.0
+    theirs = score(metric, y, reference.oof[fold.valid_rows])
+    best = best_trials(study, 1)
+    path = run_dir / "trials" / str(best[0].number) / "searched.npz" if best else None
+    if best and sign * best[0].value >= sign * theirs:
+        why = ""
+    elif path is not None and path.is_file() and len(np.load(path)["valid"]) == len(y):
+        ours = np.load(path)["valid"]
+        blends = {w: score(metric, y, (1 - w) * reference.oof[fold.valid_rows] + w * ours) for w in BLEND_WEIGHTS}
+        weight = max(blends, key=lambda w: sign * blends[w])
+        why = "" if sign * blends[weight] > sign * theirs else (
+            f"the best of their known-strong defaults ({best[0].params.get('family')} #{best[0].number}) scored "
+            f"{best[0].value:.5g} on the search fold against {reference.name}'s {theirs:.5g}, and no blend of the two "
+            f"did better there; the rest of their time went to the boosted trees the clock had stopped")
+    else:
+        why = (f"none of their known-strong defaults came level with {reference.name} on the search fold "
+               f"({best[0].value:.5g} against {theirs:.5g}); the rest of their time went to the boosted trees the "
+               "clock had stopped" if best else "none of their known-strong defaults finished on the search fold")
+    study.set_user_attr("handoff", why)
+    if why:
+        log.info("networks: %s", why)
+    return why
+
+
 def search(problem: Problem, folds: list[Fold], pipeline: Pipeline, run_dir: Path, *, trials: int,
            deadline: float | None, storage: str | None = None, study_name: str = "networks", device: str = "cpu",
            precision: str = "32-true", seed: int = 0, features_hash: str = "",
            on_trial: Callable[[optuna.Study, optuna.trial.FrozenTrial | None], None] | None = None,
-           on: tuple[Fold, bool] | None = None, complete_by: float | None = None, completers: int = 1) -> optuna.Study:
+           on: tuple[Fold, bool] | None = None, complete_by: float | None = None, completers: int = 1,
+           reference: Reference | None = None) -> optuna.Study:
     """Run trials until `trials` have finished in the study (across resumes and workers) or time is up.
     `on`: `search_fold(folds)`, when the caller made it already. `complete_by`: when the best trials
     must be completed on every fold (by `completers` processes): the search stops early enough for
-    MIN_COMPLETED of them, as the trials' measured costs say.
+    MIN_COMPLETED of them, as the trials' measured costs say. `reference`: the best baseline, where GBDTs were
+    stopped by the clock: once the recipe's defaults are scored, the search ends if they do not pay (`handed_off`).
 
     Each worker takes one trial at a time. Before each it fails stale trials (their
     worker stopped sending heartbeats; they are retried), stops once enough trials have
@@ -569,7 +600,7 @@ def search(problem: Problem, folds: list[Fold], pipeline: Pipeline, run_dir: Pat
         if finished + states.count(TrialState.RUNNING) >= trials:
             time.sleep(1.0)  # the last trials run in other workers; wait for them or their failure
             continue
-        if _failing(study):
+        if _failing(study) or handed_off(study, problem, pipeline, on[0], reference, run_dir):
             break
         timeout = None if deadline is None else deadline - time.monotonic()
         study.optimize(objective, n_trials=1, timeout=timeout, catch=(*TRIAL_FAILURES, Surplus), callbacks=callbacks,

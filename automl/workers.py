@@ -32,9 +32,10 @@ from automl import search, train
 from automl.baselines import CVResult
 from automl.budget import check_timeout, frozen_heap, peak_mib
 from automl.folds import Fold
+from automl.io import write_json
 from automl.pipeline import Pipeline, choose, load_pipeline
 from automl.problem import Problem
-from automl.rundir import claim, load_folds, prepare, shared_features
+from automl.rundir import claim, follow_extra, load_folds, prepare, shared_features
 from automl.train import resolve_device
 
 log = logging.getLogger("automl")
@@ -45,7 +46,8 @@ GRACE = 10  # seconds a forked process may run past its deadline before it is st
 
 def search_networks(problem: Problem, folds: list[Fold], digest: str, recipe: Pipeline, run_dir: Path, console: Console, *,
                     trials: int, deadline: float | None, storage: str | None, study_name: str, device: str,
-                    precision: str, seed: int, workers: int = 0, worker_args: dict | None = None) -> list[CVResult]:
+                    precision: str, seed: int, workers: int = 0, worker_args: dict | None = None,
+                    reference: search.Reference | None = None) -> list[CVResult]:
     """Search on one fold with a progress bar over trials, then complete the best on every fold.
 
     The networks' time is split: the search gets all but the recipe's `complete_share`,
@@ -54,7 +56,9 @@ def search_networks(problem: Problem, folds: list[Fold], digest: str, recipe: Pi
     on a CPU the extra ones are forks of this one (`fork`), torch's threads divided between
     them. CUDA cannot be used in a fork: on a GPU they are `automl worker` processes
     (`start_worker`), which search, and this one completes. Returns the completed trials as
-    leaderboard entries.
+    leaderboard entries. `reference`: the best baseline where boosted trees were stopped by the clock: when the
+    recipe's known-strong defaults do not pay against it on the search fold, the search ends there and nothing
+    is completed (`search.handed_off`): the caller gives the time to the trees.
     """
     device = resolve_device(device)
     processes = processes_for(device) if workers == 0 else workers
@@ -64,7 +68,7 @@ def search_networks(problem: Problem, folds: list[Fold], digest: str, recipe: Pi
         0.0, deadline - time.monotonic())
     options = {"deadline": search_deadline, "storage": storage, "study_name": study_name, "device": device,
                "precision": precision, "features_hash": digest, "complete_by": deadline,
-               "completers": processes if forks else 1}
+               "completers": processes if forks else 1, "reference": reference}
     metric = problem.comp.metric
     columns = [TextColumn("networks"), BarColumn(), MofNCompleteColumn(), TextColumn("trials on one fold"),
                TimeElapsedColumn(), TextColumn("{task.fields[best]}")]
@@ -104,10 +108,13 @@ def search_networks(problem: Problem, folds: list[Fold], digest: str, recipe: Pi
                 failed = wait(helpers, None if search_deadline is None else search_deadline + GRACE)
                 on_trial(study, None)
             searched, peak_after_search = time.monotonic() - started, peak_mib()
-            with console.status("completing the best trials on every fold") as status:
-                found, failed_too = _complete(study, problem, folds, recipe, run_dir, status, deadline=deadline,
-                                              device=device, precision=precision, seed=seed, storage=storage,
-                                              processes=processes if forks else 1, threads=threads)
+            handoff = study.user_attrs.get("handoff", "")
+            found, failed_too = [], 0
+            if not handoff:
+                with console.status("completing the best trials on every fold") as status:
+                    found, failed_too = _complete(study, problem, folds, recipe, run_dir, status, deadline=deadline,
+                                                  device=device, precision=precision, seed=seed, storage=storage,
+                                                  processes=processes if forks else 1, threads=threads)
         finally:  # on an error or Ctrl-C too: no helper outlives the run
             stop(helpers)
             torch.set_num_threads(threads_before)
@@ -123,8 +130,17 @@ def search_networks(problem: Problem, folds: list[Fold], digest: str, recipe: Pi
                   + (f" with {processes} workers" if processes > 1 else "")
                   + f" in {searched:.0f}s; {len(found)} of the best completed on all {len(folds)} folds"
                   + f" in {time.monotonic() - started - searched:.0f}s", highlight=False)
-    if not found:
-        console.print("  networks: no trial was completed on every fold within the budget; give more time with --timeout")
+    note = ""
+    if handoff:
+        note = f"searched, not completed: {handoff}"
+    elif not found and counts["complete"]:
+        note = ("searched, not completed: no trial could be trained on every fold as its search trained it in the "
+                "time left; that time went to the other models (--timeout gives more)")
+    elif not found:
+        note = "no trial finished on one fold within the budget; give more time with --timeout"
+    if note:
+        console.print(f"  networks: {note}", highlight=False)
+    write_json(run_dir / "networks.json", {"trials": counts, "completed": [r.name for r in found], "note": note})
     return found
 
 
@@ -292,7 +308,7 @@ def worker(slug: str, *, name: str = "default", storage: str | None = None, tria
     run_dir = Path(runs_dir) / slug / name
     claim(run_dir, {"slug": slug, "competition": asdict(comp), "folds": folds, "seed": seed, "rows": len(problem.y),
                     "extra_train": list(problem.extra_files), "text_model": encoder}, name)
-    assignment = load_folds(run_dir, problem, folds, seed)
+    problem, assignment = follow_extra(run_dir, problem, load_folds(run_dir, problem, folds, seed))
     if encoder is not None:
         problem, note = embedded(problem, encoder, run_dir / "text-embeddings", device=device, console=console)
         console.print(f"  {note}", highlight=False)

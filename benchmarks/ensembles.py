@@ -37,6 +37,7 @@ from automl.baselines import CVResult, finish  # noqa: E402
 from automl.folds import splits  # noqa: E402
 from automl.metrics import score  # noqa: E402
 from automl.rundir import load_folds, load_result, prepare  # noqa: E402
+from automl.runner import submitted_model  # noqa: E402
 from automl.stacking import stack  # noqa: E402
 
 
@@ -84,7 +85,7 @@ def measure(slug: str, bundle: Path, truth: np.ndarray, folder: Path, timeout: f
     old = max((greedy, stacked), key=lambda r: sign * r.mean)
     submitted = pd.read_csv(run_dir / "submission.csv")
     ours = blends.ensemble(problem, folds, found)
-    best = board["model"].iloc[0]
+    best = submitted_model(board)
     chosen = ours if best == "ensemble" else next(m for m in found if m.name == best)
     return {"slug": slug, "metric": comp.metric, "folds": len(folds), "rows": len(submitted),
             "greedy": (greedy.mean, on_test(greedy)), "stack": (stacked.mean, on_test(stacked)),

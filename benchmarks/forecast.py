@@ -36,6 +36,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from automl.runner import submitted_model
+
 COUNTRIES = {"Argentina": 0.02, "Canada": 0.10, "Estonia": 0.18, "Japan": -0.04, "Spain": 0.07}  # yearly growth
 STORES = {"Corner": 0.6, "Mall": 1.4, "Online": 1.0}
 PRODUCTS = {"Kaggle": 1.0, "Pencil": 0.5, "Sticker": 0.3, "Mug": 0.8}  # each with its own yearly peak
@@ -129,7 +131,8 @@ def run(bundle: Path, folder: Path, timeout: float, models: str, truth: np.ndarr
         test = scorer(truth, np.load(path)) if path.is_file() else float("nan")
         models.append((row.model, getattr(row, metric), test))
     folds = json.loads((run_dir / "folds.json").read_text()) if (run_dir / "folds.json").is_file() else None
-    return {"wall": wall, "best": board["model"].iloc[0], "cv": board[metric].iloc[0], "metric": metric,
+    best = submitted_model(board)
+    return {"wall": wall, "best": best, "cv": board.loc[board["model"] == best, metric].iloc[0], "metric": metric,
             "test": scorer(truth, submitted), "models": models, "folds": folds}
 
 

@@ -33,6 +33,8 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from scale import make_bundle  # noqa: E402
 
+from automl.runner import submitted_model  # noqa: E402
+
 HERE = Path(__file__).resolve().parent
 MIRROR = Path(os.environ.get("AUTOML_MIRROR", HERE.parent.parent / "shared" / "kaggle" / "competitions"))
 BUNDLES = ("titanic", "house-prices-advanced-regression-techniques", "ghouls-goblins-and-ghosts-boo",
@@ -77,12 +79,13 @@ def run(case: str, folder: Path, timeout: int, device: str) -> dict:
     stages = json.loads((run_dir / "timings.json").read_text())["stages"] if (run_dir / "timings.json").is_file() else {}
     row["seconds"] = {"baselines": round(sum(v for k, v in stages.items() if k.startswith("baseline")), 1),
                       "networks": round(stages.get("networks", 0.0), 1)}
-    row |= {"metric": metric, "submitted": (run_dir / "submission.csv").is_file(), "best": board["model"].iloc[0],
+    row |= {"metric": metric, "submitted": (run_dir / "submission.csv").is_file(), "best": submitted_model(board),
             "trials": f"{searched[1]} / {searched[2]}" if searched else "-",
             "network": (nets["model"].iloc[0], float(nets[metric].iloc[0])) if len(nets) else None,
             "gbdt": (gbdts["model"].iloc[0], float(gbdts[metric].iloc[0])) if len(gbdts) else None,
             "blend networks": len(used), "listed": len(used & set(board["model"])),
-            "submission": (board["model"].iloc[0], float(board[metric].iloc[0]))}
+            "submission": (submitted_model(board),
+                           float(board.loc[board["model"] == submitted_model(board), metric].iloc[0]))}
     if row["network"] and row["gbdt"]:
         net, gbdt = row["network"][1], row["gbdt"][1]
         row["gap %"] = round(100 * (net - gbdt) / abs(gbdt) * (1 if higher else -1), 2)

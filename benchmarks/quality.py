@@ -140,8 +140,10 @@ def measure(slug: str, folder: Path, timeout: float) -> dict:
     pred = as_predictions(comp, submitted.set_index(comp.id).loc[answers[comp.id]].reset_index(), classes)
     metric = get_metric(comp.metric)
     board = pd.read_csv(run_dir / "leaderboard.csv")
+    marked = board["submitted"].astype(bool) if "submitted" in board else board.index == 0  # older runs: the top row
+    chosen = str(board.loc[marked, "model"].iloc[0])
     row |= {"score": score(metric, y, pred, 0.5), "noise": bootstrap(metric, y, pred)[1],
-            "cv": float(board[comp.metric].iloc[0]), "submitted": str(board["model"].iloc[0]),
+            "cv": float(board.loc[board["model"] == chosen, comp.metric].iloc[0]), "submitted": chosen,
             "y": y, "pred": pred}
     return row
 

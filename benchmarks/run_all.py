@@ -30,6 +30,8 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from automl.runner import submitted_model
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 MIRROR = Path(os.environ.get("AUTOML_MIRROR", ROOT.parent / "shared" / "kaggle" / "competitions"))
@@ -96,7 +98,7 @@ def bundle_row(slug: str, workdir: Path, timeout: int) -> dict:
             "best GBDT": best(board[gbdts]), "best scikit-learn": best(board[(board["kind"] == "baseline") & ~gbdts]),
             "best network": best(board[board["kind"] == "network"]),
             "blend (held-out)": f"{best(blend)} {method}" if len(blend) else "-",
-            "blend >= best member": "yes" if at_least else "no", "submitted": f"{board.iloc[0]['model']}"}
+            "blend >= best member": "yes" if at_least else "no", "submitted": submitted_model(board)}
 
 
 def markdown(rows: list[dict]) -> str:

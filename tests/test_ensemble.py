@@ -228,9 +228,9 @@ def test_the_mean_of_the_greedy_blend_and_the_stack_stands_unless_one_beats_it_o
         chosen = ensemble(problem, folds, members)
         greedy, stacked = ensemble(problem, folds, members, stacking=False), stack(problem, folds, members)
         assert (chosen.info["greedy"], chosen.info["stack"]) == (pytest.approx(greedy.mean), pytest.approx(stacked.mean))
-        # the mean of the two stands unless one of them is better (rmse: lower) on every fold
-        halves = chosen.info["halves_folds"]
-        better = [r for r in (greedy, stacked) if all(a < b for a, b in zip(r.fold_scores, halves, strict=True))]
+        # the mean of the two stands unless one of them is better (rmse: lower) beyond noise
+        halves = finish("halves", problem, folds, (greedy.oof + stacked.oof) / 2, greedy.test, 0.0)
+        better = [r for r in (greedy, stacked) if ensemble_module.beats(problem, r, halves)]
         assert chosen.mean == pytest.approx(min(r.mean for r in better) if better else chosen.info["halves"])
         chosen_methods.add(chosen.info["method"])
         if chosen.info["method"] == "halves":
@@ -243,8 +243,8 @@ def test_the_mean_of_the_greedy_blend_and_the_stack_stands_unless_one_beats_it_o
 
 
 def test_the_greedy_blend_is_kept_when_it_beats_the_mean_on_every_fold_of_three_or_more(monkeypatch):
-    # AUC (higher is better), one informative member among noise, and a stack that learnt nothing (its
-    # predictions noise): the mean of the two is worse than the greedy blend on every one of five folds
+    # AUC (higher is better), one informative member among noise, and a stack that learnt little: the mean of
+    # the two is worse than the greedy blend on every one of five folds
     n, rng = 600, np.random.default_rng(0)
     frame = pd.DataFrame({"id": np.arange(n), "x": rng.normal(size=n), "target": rng.integers(0, 2, n)})
     comp = Competition(slug="one-good", id="id", target="target", task="binary", metric="auc", labels="int")
@@ -256,13 +256,13 @@ def test_the_greedy_blend_is_kept_when_it_beats_the_mean_on_every_fold_of_three_
     members += [finish(f"noise{i}", problem, splits(np.arange(n) % 5), np.column_stack([1 - p, p]),
                        np.full((10, 2), 0.5), 1.0) for i, p in enumerate(noise)]
 
-    def blind_stack(problem, folds, members, seconds=None, seed=0):
-        p = np.random.default_rng(1).uniform(0.05, 0.95, n)
+    def weak_stack(problem, folds, members, seconds=None, seed=0):  # it learnt little, but more than noise
+        p = 1 / (1 + np.exp(-(0.6 * (problem.y - 0.5) + np.random.default_rng(1).normal(size=n))))
         result = finish("ensemble", problem, folds, np.column_stack([1 - p, p]), np.full((10, 2), 0.5), 0.0, kind="ensemble")
         result.info = {"shares": {m.name: 1 / len(members) for m in members}}
         return result
 
-    monkeypatch.setattr(ensemble_module, "stack", blind_stack)
+    monkeypatch.setattr(ensemble_module, "stack", weak_stack)
     five = splits(np.arange(n) % 5)
     kept = ensemble(problem, five, members)
     greedy = ensemble(problem, five, members, stacking=False)
@@ -272,3 +272,59 @@ def test_the_greedy_blend_is_kept_when_it_beats_the_mean_on_every_fold_of_three_
     # the same on three folds; on two, better on both is too weak a sign and the mean stands
     assert ensemble(problem, splits(np.arange(n) % 3), members).info["method"] == "greedy"
     assert ensemble(problem, splits(np.arange(n) % 2), members).info["method"] == "halves"
+
+
+def test_a_stack_that_collapses_on_one_fold_is_dropped_and_the_ensemble_is_never_below_its_best_member(monkeypatch):
+    # Three members that see a binary target through independent noise; a stack as good as the greedy blend on
+    # four folds and upside down on the third (a second level that collapsed there): the mean of the two would
+    # sit below the best member, and "better on every fold" would not remove it.
+    n, rng = 1000, np.random.default_rng(3)
+    y = rng.integers(0, 2, n)
+    frame = pd.DataFrame({"id": np.arange(n), "x": rng.normal(size=n), "target": y})
+    comp = Competition(slug="collapse", id="id", target="target", task="binary", metric="auc", labels="float")
+    problem = make_problem(comp, frame, frame.drop(columns="target").head(10))
+    folds = splits(np.arange(n) % 5)
+    members = []
+    for i in range(3):
+        p = 1 / (1 + np.exp(-(2 * (y - 0.5) + rng.normal(size=n))))
+        members.append(finish(f"m{i}", problem, folds, np.column_stack([1 - p, p]), np.full((10, 2), 0.5), 1.0))
+
+    def collapsing_stack(problem, folds, members, seconds=None, seed=0):
+        p = np.mean([m.oof[:, 1] for m in members], axis=0)
+        p[folds[2].valid_rows] = 1 - p[folds[2].valid_rows]
+        result = finish("ensemble", problem, folds, np.column_stack([1 - p, p]), np.full((10, 2), 0.5), 0.0, kind="ensemble")
+        result.info = {"shares": {m.name: 1 / len(members) for m in members}}
+        return result
+
+    monkeypatch.setattr(ensemble_module, "stack", collapsing_stack)
+    chosen = ensemble(problem, folds, members)
+    assert chosen.info["method"] == "greedy" and "on fold 3 it scored" in chosen.info["stack_dropped"]
+    assert "the stack was dropped" in chosen.info["note"]
+    assert chosen.mean >= max(m.mean for m in members)
+    halves = finish("halves", problem, folds, (chosen.oof + collapsing_stack(problem, folds, members).oof) / 2,
+                    chosen.test, 0.0)
+    assert halves.mean < max(m.mean for m in members)  # what the old rule would have submitted
+
+
+def test_a_single_model_is_submitted_only_when_it_beats_the_ensemble_beyond_noise():
+    from automl.runner import choose_submission, leaderboard
+
+    n, rng = 500, np.random.default_rng(0)
+    frame = pd.DataFrame({"id": np.arange(n), "x": rng.normal(size=n), "target": rng.normal(size=n)})
+    comp = Competition(slug="pick", id="id", target="target", task="regression", metric="rmse", labels="float")
+    problem = make_problem(comp, frame, frame.drop(columns="target").head(10))
+
+    def result(name, scores, kind="baseline"):
+        return CVResult(name, np.zeros(n), np.zeros(10), list(scores), 1.0, kind=kind)
+
+    blend = result("ensemble", [0.50, 0.52, 0.49, 0.51, 0.50], "ensemble")
+    lucky = result("lightgbm", [0.47, 0.53, 0.48, 0.52, 0.49])  # lower mean (rmse), better on 3 of 5 folds only
+    chosen, why = choose_submission([lucky, blend], problem)
+    assert chosen is blend and "ahead on 3 of 5 folds: within noise" in why
+    board = leaderboard([lucky, blend], problem, chosen.name)
+    assert list(board["model"]) == ["lightgbm", "ensemble"] and list(board["submitted"]) == [False, True]
+    steady = result("catboost", [0.45, 0.47, 0.44, 0.46, 0.45])  # better on every fold
+    assert choose_submission([lucky, steady, blend], problem)[0] is steady
+    # on two folds (a forecast) a single model never replaces the ensemble: two folds cannot tell them apart
+    two = result("ensemble", [0.5, 0.5], "ensemble")
+    assert choose_submission([result("x", [0.4, 0.4]), two], problem)[0] is two

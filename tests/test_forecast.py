@@ -152,6 +152,34 @@ def test_a_forecasts_test_comes_from_every_row(sales):
     assert np.allclose(result.oof[fold_data[-1].valid_rows], np.expm1(last))  # the fold's own model scored the fold
 
 
+def test_a_refit_the_clock_cuts_short_does_not_predict_the_test(sales, monkeypatch):
+    """A refit on every row predicts the test only when it trained the rounds its fold's model kept (the procedure
+    the fold scored); one the clock stopped short leaves the test to the last fold's model, and the note says so.
+    No score on rows the refit trained on decides."""
+    from automl.baselines import cv
+
+    folder, _ = sales
+    comp = infer("daily-sales", folder, metric="smape")
+    problem = make_problem(comp, pd.read_csv(folder / "train.csv"), pd.read_csv(folder / "test.csv"))
+    fold_data = fold_features(problem, make_folds(problem, 3))
+    whole = cross_validate("lightgbm", problem, fold_data)
+    assert "refit" not in whole.info.get("note", "")
+    fitted = cv.fit_one
+
+    def clocked(*args, like=None, **options):  # the refit's clock has already run out: one round, then it stops
+        if like is not None:
+            args = args[:6] + (0.0,)
+        return fitted(*args, like=like, **options)
+
+    monkeypatch.setattr(cv, "fit_one", clocked)
+    cut = cross_validate("lightgbm", problem, fold_data)
+    assert "the test from the last fold's model: the clock stopped its refit on every row after 1 of" in cut.info["note"]
+    monkeypatch.setattr(cv, "_refitted", lambda baseline, problem, refit, *args: (args[-2], args[-1], ""))
+    last_fold = cross_validate("lightgbm", problem, fold_data)  # the fold's model predicting the test, as an oracle
+    assert np.allclose(cut.test, last_fold.test) and not np.allclose(whole.test, last_fold.test)
+    assert np.allclose(cut.oof, whole.oof)  # the folds themselves are the same
+
+
 def test_the_trend_is_fitted_on_training_rows_only(sales):
     """Changing the validation and test rows' targets changes nothing the detrended trees predict, and the
     trend carries a growth on past train's end, where a tree alone holds the last level."""

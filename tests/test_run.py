@@ -320,3 +320,53 @@ def test_the_terminal_shows_the_best_three_networks_and_counts_the_rest():
     shown = [m for m in models if re.search(rf"\s{re.escape(m)}\s", text)]
     assert shown == ["ensemble", "mlp #4", "lightgbm", "tabm #1", "resnet #7", "linear"]
     assert "+2 more networks in leaderboard.csv" in text
+
+
+def test_boosted_trees_the_clock_stopped_get_more_time_and_keep_it_only_when_better(tmp_path):
+    from net_helpers import small_problem
+    from rich.console import Console
+
+    from automl.budget import Budget
+    from automl.rundir import load_result
+    from automl.runner import _more_time, _short_of_time
+
+    problem, folds = small_problem("regression", n=600)
+    cut = baselines.cross_validate("lightgbm", problem, folds, seconds=0.02)  # the clock stops it after a round or so
+    full = baselines.cross_validate("linear", problem, folds, seconds=5.0)
+    assert cut.info["short_of_time"] and "boosting stopped by its time share" in cut.info["note"]
+    assert _short_of_time([cut, full]) == [cut]
+    results, members = [full, cut], [full, cut]
+    _more_time(results, members, 20.0, problem=problem, fold_data=folds, run_dir=tmp_path, seed=0,
+               console=Console(file=open(os.devnull, "w")), device="cpu", keep_test_folds=False, trend=False,
+               budget=Budget.start(None))
+    again = results[1]
+    assert again is not cut and members[1] is again and again.mean < cut.mean  # rmse: lower
+    assert again.info["note"].startswith("refitted with 20s more (stopped by the clock at first)")
+    assert load_result(tmp_path / "models" / "lightgbm").mean == pytest.approx(again.mean)
+
+
+def test_a_multitarget_run_scores_a_columnwise_metric_as_kaggle_does(tmp_path):
+    """Kaggle averages RMSLE (and RMSE, MAE, ...) over several target columns: each column is trained for it
+    (log1p for RMSLE) and scored on its own, and the leaderboard shows the mean of the columns' scores."""
+    from automl.competition import infer
+    from automl.folds import splits
+    from automl.metrics import get_metric
+
+    source = write_multi_folder(tmp_path / "download", "multitarget")
+    named = infer("several", source, {"evaluation_metric": "Mean Columnwise Root Mean Squared Logarithmic Error"})
+    assert (named.task, named.metric) == ("multitarget", "rmsle")  # the record's name, as --metric rmsle
+    result = invoke("run", "several", "--from", source, "--models", "dummy,linear,hist_gb", "--folds", 3,
+                    "--metric", "rmsle", "--runs-dir", tmp_path / "runs", "--data-dir", tmp_path / "data")
+    assert result.exit_code == 0, result.output
+    assert "rmsle over the folds, each the mean of its 3 target columns' rmsle" in " ".join(result.output.split())
+    run_dir = tmp_path / "runs" / "several" / "default"
+    board = pd.read_csv(run_dir / "leaderboard.csv").set_index("model")
+    assert board.loc["hist_gb", "rmsle"] < 0.7 * board.loc["dummy", "rmsle"]
+    y = pd.read_csv(source / "train.csv")[["a", "b", "c"]].to_numpy()
+    oof = np.load(run_dir / "models" / "linear" / "oof.npy")
+    folds = splits(pd.read_csv(run_dir / "folds.csv")["fold"].to_numpy())
+    rmsle = get_metric("rmsle").fn
+    for i, fold in enumerate(folds):  # each fold's score: the mean of the three columns' RMSLE
+        columns = [rmsle(y[fold.valid_rows, j], oof[fold.valid_rows, j]) for j in range(3)]
+        assert board.loc["linear", f"fold_{i}"] == pytest.approx(np.mean(columns))
+    assert automl.validate(run_dir / "submission.csv", "several", data_dir=tmp_path / "data", metric="rmsle") == []

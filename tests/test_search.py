@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import optuna
 import pytest
 from lightning.pytorch import Callback
@@ -81,7 +82,6 @@ def test_the_next_best_trial_is_completed_in_place_of_one_too_slow_to_complete(t
 
 
 def test_time_left_after_the_best_completes_more_candidates_but_only_on_every_row(tmp_path, monkeypatch):
-    import automl.search
 
     problem, folds = small_problem("binary")
     study = search(problem, folds, tiny(), tmp_path, trials=4, deadline=None)
@@ -94,12 +94,6 @@ def test_time_left_after_the_best_completes_more_candidates_but_only_on_every_ro
     study = search(problem, folds, tiny(), again, trials=4, deadline=None)
     assert len(complete(study, problem, folds, tiny(), again, n=1, deadline=None, device="cpu", precision="32-true",
                         seed=0)) == 1
-    # an extra candidate that would need row samples to fit is left one-fold
-    third = tmp_path / "third"
-    study = search(problem, folds, tiny(), third, trials=4, deadline=None)
-    monkeypatch.setattr(automl.search, "_completion_plan", lambda trial, problem, folds, share, epochs: (100, epochs))
-    assert len(complete(study, problem, folds, tiny(), third, n=1, deadline=time.monotonic() + 60, device="cpu",
-                        precision="32-true", seed=0)) == 1
 
 
 def test_the_last_trial_that_can_be_completed_gets_all_the_time_left(tmp_path, monkeypatch):
@@ -363,10 +357,12 @@ def test_a_worker_that_loses_the_race_to_create_the_tables_tries_again(tmp_path,
         open_storage(f"sqlite:///{tmp_path / 'study.db'}")
 
 
-def test_a_completion_short_of_time_trains_fewer_epochs_on_every_row_before_it_samples_rows():
+def test_a_completion_is_planned_whole_or_not_at_all():
+    """A completion trains every row of every fold for the epochs its trial ran, or it is not made: a CV row
+    mixing one trained fold with stubs would describe no model that predicts the test."""
     from types import SimpleNamespace
 
-    from automl.search import MIN_COMPLETION_EPOCHS, _completion_plan
+    from automl.search import _completion_plan, completion_seconds
 
     problem, folds = small_problem("binary", n=20_000, k=5)
     rows = max(len(f.train_rows) for f in folds[1:])
@@ -374,42 +370,43 @@ def test_a_completion_short_of_time_trains_fewer_epochs_on_every_row_before_it_s
     # (in batches of 64: an epoch's 256 steps cover every row)
     trial = SimpleNamespace(number=0, params={"batch_size": 64},
                             user_attrs={"rows": rows, "seconds": 10.0, "epochs": [10], "predict_per_row": 0.0, "batch": 64})
-    assert _completion_plan(trial, problem, folds[1:], None, 12) == (rows, 12)  # no deadline: as the recipe says
-    assert _completion_plan(trial, problem, folds[1:], 41.0, 12) == (rows, 12)  # the 10 epochs fit
-    assert _completion_plan(trial, problem, folds[1:], 20.0, 12) == (rows, 5)  # every row, 5 epochs
-    # under the fewest epochs on every row (searched on a hundredth of the rows: 400 s an epoch), a row sample,
-    # 2,000 rows at least, for that many epochs
+    assert _completion_plan(trial, problem, folds[1:], None, 12) == 12  # no deadline: as the recipe says
+    assert _completion_plan(trial, problem, folds[1:], 41.0, 12) == 12  # the 10 epochs of 4 folds fit
+    assert _completion_plan(trial, problem, folds[1:], 39.0, 12) == 0  # they do not: not made, no fewer epochs
+    # searched on a hundredth of the rows: an epoch of every row costs a hundred times more
     small = SimpleNamespace(number=0, params=trial.params, user_attrs={**trial.user_attrs, "rows": rows // 100})
-    assert _completion_plan(small, problem, folds[1:], 20.0, 12) == (2_000, MIN_COMPLETION_EPOCHS)
-    # predicting alone would take most of the share: not completed
-    slow = SimpleNamespace(number=0, params=trial.params, user_attrs={**trial.user_attrs, "predict_per_row": 1.0})
-    assert _completion_plan(slow, problem, folds[1:], 20.0, 12) == (0, 0)
+    assert _completion_plan(small, problem, folds[1:], 41.0, 12) == 0
+    # its cost: the 10 epochs of the 5 folds (the search's fold was a sample: trained again) and the predictions
+    assert completion_seconds(small, problem, folds) == pytest.approx(
+        sum(10 * 10 / 10 * len(f.train_rows) / (rows // 100) for f in folds))
+    slow = SimpleNamespace(number=0, params=trial.params, user_attrs={**trial.user_attrs, "predict_per_row": 1e-3})
+    assert completion_seconds(slow, problem, folds) == pytest.approx(
+        10 * 4 + 1e-3 * (len(problem.y) - len(folds[0].valid_rows) + 4 * len(problem.test)))
 
 
-def test_where_an_epoch_covers_part_of_the_rows_a_completion_short_of_time_keeps_every_row():
-    """An epoch is MAX_STEPS_PER_EPOCH steps of the searched batch size: on a table with more rows than
-    that, more rows cost nothing, so a short completion trains fewer epochs (down to one) on every row,
-    each seeing rows the last did not, and never a sample."""
-    from types import SimpleNamespace
+def test_a_completion_the_clock_cuts_before_its_trials_best_epoch_is_not_made(tmp_path, monkeypatch):
+    import automl.search
+    from automl.train import FoldFit
 
-    from automl.search import _completion_plan, completion_seconds
-    from automl.train import MAX_STEPS_PER_EPOCH
+    problem, folds = small_problem("binary")
+    study = search(problem, folds, tiny(), tmp_path, trials=2, deadline=None)
+    best = copy.deepcopy(best_trials(study, 1)[0])
+    best.user_attrs["curve"] = [0.6, 0.7, 0.8]  # the trial was best at its 3rd epoch
+    rising = [0.5 + 0.01 * e for e in range(30)]  # still improving: early stopping never ended it
 
-    problem, folds = small_problem("binary", n=20_000, k=5)
-    rows = max(len(f.train_rows) for f in folds)
-    # searched on a 1,000-row sample in batches of 2: an epoch is 512 rows, 1 s
-    trial = SimpleNamespace(number=0, params={"batch_size": 2},
-                            user_attrs={"rows": 1_000, "seconds": 10.0, "epochs": [10], "predict_per_row": 0.0, "batch": 2})
-    assert MAX_STEPS_PER_EPOCH * 2 < rows
-    assert _completion_plan(trial, problem, folds, 100.0, 30) == (rows, 30)  # 10 epochs of 5 folds fit: all of them
-    assert _completion_plan(trial, problem, folds, 11.0, 30) == (rows, 2)  # 5 s an epoch of every fold
-    assert _completion_plan(trial, problem, folds, 6.0, 30) == (rows, 1)
-    rows_kept, epochs = _completion_plan(trial, problem, folds, 4.0, 30)  # under one epoch: only then a sample
-    assert rows_kept < rows and epochs == 3
-    # its cost: 3 epochs of the 5 folds (the search's fold was a sample: trained again) and the predictions
-    assert completion_seconds(trial, problem, folds) == 15.0
-    trial.user_attrs["predict_per_row"] = 1e-3
-    assert completion_seconds(trial, problem, folds) == 15.0 + 1e-3 * (len(problem.y) + 5 * len(problem.test))
+    def cut(problem, folds, params, **options):  # as if the clock stopped every fold after one epoch
+        return [FoldFit(np.zeros(problem.pred_shape(len(f.valid_rows))), np.zeros(problem.pred_shape(len(problem.test))),
+                        1, 0.5, rising[:1], 0.0, 64) for f in folds]
+
+    monkeypatch.setattr(automl.search, "fit_folds", cut)
+    monkeypatch.setattr(automl.search, "best_trials", lambda s, n: [best])
+    assert complete(study, problem, folds, tiny(), tmp_path, n=1, deadline=time.monotonic() + 60, device="cpu",
+                    precision="32-true", seed=0) == []
+    assert not (tmp_path / "trials" / str(best.number) / "oof.npy").is_file()
+    # a fold that early-stopped (its patience past its best) is whole, however few its epochs
+    assert not automl.search._cut(problem, [0.9, 0.8, 0.7, 0.6], 30, 3, needed=20)
+    assert automl.search._cut(problem, rising[:4], 30, 3, needed=20)
+    assert not automl.search._cut(problem, rising[:4], 4, 3, needed=20)  # the recipe's last epoch
 
 
 def test_the_search_sample_follows_the_time_a_trial_has(monkeypatch):
@@ -448,36 +445,20 @@ def test_the_search_stops_early_enough_to_complete_its_best_trials(tmp_path):
         study.add_trial(optuna.trial.create_trial(
             params={"batch_size": 2}, distributions={"batch_size": optuna.distributions.CategoricalDistribution([2])},
             value=0.7 + i / 100, user_attrs={"rows": 1_000, "seconds": 10.0, "epochs": [10], "batch": 2}))
-    # each takes 15 s to complete; two processes take them in turn, one does two: 30 s
-    assert not _completion_due(study, problem, folds, time.monotonic() + 40, completers=2)
-    assert _completion_due(study, problem, folds, time.monotonic() + 25, completers=2)
-    assert _completion_due(study, problem, folds, time.monotonic() + 40, completers=1)  # one process: 45 s
-    assert not _completion_due(study, problem, folds, time.monotonic() + 20, completers=3)  # one each: 15 s
+    # each takes 50 s to complete (the 10 epochs its search ran, 1 s an epoch, on 5 folds: the search's was a
+    # sample); two processes take them in turn, one does two: 100 s
+    assert not _completion_due(study, problem, folds, time.monotonic() + 110, completers=2)
+    assert _completion_due(study, problem, folds, time.monotonic() + 90, completers=2)
+    assert _completion_due(study, problem, folds, time.monotonic() + 140, completers=1)  # one process: 150 s
+    assert not _completion_due(study, problem, folds, time.monotonic() + 60, completers=3)  # one each: 50 s
     # the best trial is too slow to predict every fold: the three cheapest of the best nine decide
     study.add_trial(optuna.trial.create_trial(
         params={"batch_size": 2}, distributions={"batch_size": optuna.distributions.CategoricalDistribution([2])},
         value=0.9, user_attrs={"rows": 1_000, "seconds": 10.0, "epochs": [10], "batch": 2, "predict_per_row": 1.0}))
-    assert not _completion_due(study, problem, folds, time.monotonic() + 40, completers=2)
+    assert not _completion_due(study, problem, folds, time.monotonic() + 110, completers=2)
     fewer = optuna.create_study(direction="maximize")
     fewer.add_trial(study.trials[0])  # one trial's cost says nothing yet about the best three
     assert not _completion_due(fewer, problem, folds, time.monotonic() + 1, completers=1)
-
-
-def test_a_completion_given_fewer_epochs_trains_no_more_and_its_note_says_so(tmp_path, monkeypatch, caplog):
-    import logging
-
-    import automl.search
-
-    caplog.set_level(logging.INFO, logger="automl")
-
-    problem, folds = small_problem("binary")
-    study = search(problem, folds, tiny(max_epochs=6, patience=6), tmp_path, trials=1, deadline=None)
-    monkeypatch.setattr(automl.search, "_completion_plan", lambda trial, problem, folds, share, epochs: (10**6, 2))
-    [result] = complete(study, problem, folds, tiny(max_epochs=6, patience=6), tmp_path, n=1,
-                        deadline=time.monotonic() + 60, device="cpu", precision="32-true", seed=0)
-    assert "(other folds trained for 2 epochs at most: the time left)" in result.info["note"]
-    assert study.user_attrs[f"cv:{result.info['trial']}"]["epochs"] == 2
-    assert "(epochs [2, 2]," in caplog.text  # 6 allowed by the recipe and its patience
 
 
 def test_a_trial_whose_worker_died_is_failed_without_waiting_for_stale_heartbeats(monkeypatch):
@@ -512,3 +493,26 @@ def test_a_trial_whose_worker_died_is_failed_without_waiting_for_stale_heartbeat
     search._fail_dead(study)
     assert study.trials[trials["unstarted"].number].state == TrialState.FAIL
     assert len(study.get_trials(states=(TrialState.WAITING,))) == 1  # never started: nothing to retry
+
+
+QUICK_DEFAULT = {"family": "mlp", "optimizer": "adamw", "lr": 0.003, "weight_decay": 1e-5, "batch_size": 64,
+                 "schedule": "cosine", "depth": 1, "width": 16, "activation": "relu", "norm": "none", "dropout": 0.0}
+
+
+def test_the_networks_hand_their_time_to_the_trees_when_their_defaults_do_not_pay(tmp_path):
+    """Once the recipe's known-strong defaults are scored on the search fold, the search ends where the best of
+    them neither comes level with the best baseline there nor lifts a blend with it; the decision is kept in the
+    study for every process that shares it."""
+    from automl.search import Reference
+
+    problem, folds = small_problem("regression")
+    recipe = tiny(defaults=[QUICK_DEFAULT])
+    perfect = Reference("lightgbm", problem.y.astype(float))  # every row right: nothing a network adds can help
+    study = search(problem, folds, recipe, tmp_path / "behind", trials=4, deadline=None, reference=perfect)
+    assert len(study.trials) == 1 and "the rest of their time went to the boosted trees" in study.user_attrs["handoff"]
+    assert "against lightgbm's 0" in study.user_attrs["handoff"]
+    constant = Reference("linear", np.full(len(problem.y), float(problem.y.mean())))  # any network lifts a blend with it
+    study = search(problem, folds, recipe, tmp_path / "ahead", trials=3, deadline=None, reference=constant)
+    assert len(study.trials) == 3 and study.user_attrs["handoff"] == ""
+    study = search(problem, folds, recipe, tmp_path / "none", trials=2, deadline=None)  # no tree to give it to
+    assert len(study.trials) == 2 and "handoff" not in study.user_attrs

@@ -18,7 +18,7 @@ from automl.baselines.sizing import plan_size, resize
 from automl.cuts import apply_cuts, cross_fitted
 from automl.errors import AutomlError, UsageError
 from automl.folds import Fold, forecasting_fold, predicted_rows, weights_for_test
-from automl.metrics import get_metric, score
+from automl.metrics import get_metric
 from automl.problem import Problem
 
 
@@ -79,7 +79,7 @@ def cross_validate(name: str, problem: Problem, folds: list[Fold], seed: int = 0
                 else:
                     until = None if seconds is None else start + seconds - size.predicting
                     model, x_test, stale = _refitted(baseline, problem, refit, seed, size, rng, until, device, trend,
-                                                     model, x_test, oof[fold.valid_rows])
+                                                     model, x_test)
         except Failed as error:
             raise Failed(f"fold {i + 1}: {error}") from error
         grown.append(getattr(model, "n_estimators", None))
@@ -95,11 +95,15 @@ def cross_validate(name: str, problem: Problem, folds: list[Fold], seed: int = 0
             size = resize(size, baseline, time.monotonic() - fold_start,
                           (start + seconds - time.monotonic()) / (parts - i - 1), len(fold.train_rows))
         notes.append(size.note(baseline, len(fold.train_rows)))
+        if baseline.inputs == "native" and (size.units is not None or size.rows is not None and size.rows < len(fold.train_rows)):
+            info["short_of_time"] = True  # fewer rounds or rows than early stopping would have taken
     note = next((n for n in reversed(notes) if n), "")
     if None not in grown and seconds is not None and min(grown) < 300:
         trees = f"{min(grown)}-{max(grown)}" if min(grown) != max(grown) else str(min(grown))
         note = f"{trees} trees, grown until the time share was used" + (note[note.index(" on "):] if " on " in note else "")
     stopped = [r for r in rounds if r is not None]
+    if stopped and baseline.inputs == "native":
+        info["short_of_time"] = True  # the clock ended boosting before early stopping did: more time would pay
     if stopped:
         span = f"{min(stopped)}-{max(stopped)}" if min(stopped) != max(stopped) else str(min(stopped))
         note = "; ".join(x for x in (f"boosting stopped by its time share after {span} rounds", note) if x)
@@ -117,18 +121,23 @@ def cross_validate(name: str, problem: Problem, folds: list[Fold], seed: int = 0
 
 
 def _refitted(baseline, problem: Problem, refit: Fold, seed: int, size: Size, rng, until: float | None, device: str,
-              trend: bool, model, x_test, fold_pred: np.ndarray) -> tuple:
-    """The model that forecasts the test, its test inputs and a note: the fold's model fitted again on every
-    row; or the fold's own model when the refit scores the last stretch (which it trained on) worse than the
-    fold's model did without seeing it (a refit stopped by the clock after too few rounds)."""
-    again, x_valid, x_again, _ = fit_one(baseline, problem, refit, seed, size, rng, until, device=device, trend=trend,
-                                         like=model)
-    y = problem.y[refit.valid_rows]
-    seen, unseen = score(problem.metric, y, predict(again, x_valid, problem)), score(problem.metric, y, fold_pred)
-    if problem.metric.better(seen, unseen):
+              trend: bool, model, x_test) -> tuple:
+    """The model that forecasts the test, its test inputs and a note: the fold's model fitted again on every row
+    with the rounds and trees that model kept, the procedure its fold scored (boosting is deterministic: the
+    fold's booster is these rounds trained on its rows, so the latest stretch's score is that procedure's
+    backtest); or the fold's own model when the clock stopped the refit short of them. No score on rows the
+    refit trained on decides anything."""
+    again, _, x_again, info = fit_one(baseline, problem, refit, seed, size, rng, until, device=device, trend=trend,
+                                      like=model)
+    rounds = getattr(model, "kept_rounds_", None) or getattr(model, "n_iter_", None)
+    trees = getattr(model, "n_estimators", None) if hasattr(model, "min_samples_leaf") else None
+    if info.get("rounds") is not None:  # the clock ended its boosting
+        short = f"after {info['rounds']} of {rounds} rounds" if rounds else "early"
+    elif trees and getattr(again, "n_estimators", trees) < trees:
+        short = f"at {again.n_estimators} of {trees} trees"
+    else:
         return again, x_again, ""
-    return model, x_test, (f"the test from the last fold's model: refitted on every row it scored {seen:.4g} on rows it "
-                           f"trained on, against {unseen:.4g} unseen")
+    return model, x_test, f"the test from the last fold's model: the clock stopped its refit on every row {short}"
 
 
 _IN_CHILD = False  # set in the forked process, which fits the model itself
