@@ -63,16 +63,43 @@ def _read(path: Path) -> tuple[str, pd.DataFrame, str]:
     return str(path), _csv(data, str(path)), digest
 
 
+SEPARATORS = (",", ";", "\t", "|")  # how published tables are written: commas, semicolons (a decimal-comma locale), tabs
+
+
 def _csv(data: bytes, name: str) -> pd.DataFrame:
-    """The table, decoded as train.csv would be (competition.ENCODINGS in turn): its labels and levels then match."""
+    """The table as it is published: a UTF-8 byte-order mark dropped, the encoding tried as train.csv's is
+    (competition.ENCODINGS in turn: its labels and levels then match), the separator sniffed from the first
+    lines (`SEPARATORS`), and whitespace around header names trimmed (a trailing TAB after a name)."""
+    bom = data.startswith(b"\xef\xbb\xbf")
     for encoding in ENCODINGS:
         try:
-            return pd.read_csv(io.BytesIO(data), low_memory=False, encoding=encoding)
+            head = data[:65536].decode(encoding or "utf-8", errors="strict" if len(data) <= 65536 else "ignore")
+        except UnicodeDecodeError:
+            continue
+        separator = _separator(head.lstrip("\ufeff"))
+        try:
+            frame = pd.read_csv(io.BytesIO(data), low_memory=False, sep=separator,
+                                encoding="utf-8-sig" if bom and encoding is None else encoding)
         except UnicodeDecodeError:
             continue
         except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
             raise UsageError(f"--extra-train {name}: cannot be read as CSV ({str(exc).splitlines()[0]})") from exc
+        if separator != ",":
+            log.warning("--extra-train %s: read with %r as the separator", name, separator)
+        return frame.rename(columns=lambda c: str(c).strip())
     raise AssertionError("latin-1 decodes every byte")  # pragma: no cover
+
+
+def _separator(head: str) -> str:
+    """The separator that splits the header and the next lines into the same number of fields, the most of them
+    (a comma when none does better): a ';' table read with ',' is one column whose name holds every header."""
+    lines = [line for line in head.splitlines()[:6] if line.strip()][:-1] or head.splitlines()[:1]
+    best, fields = ",", 1
+    for separator in SEPARATORS:
+        counts = {len(line.split(separator)) for line in lines}
+        if len(counts) == 1 and (n := counts.pop()) > fields:
+            best, fields = separator, n
+    return best
 
 
 def _count(files: list) -> str:
@@ -100,12 +127,18 @@ def conform(frame: pd.DataFrame, name: str, comp: Competition, train: pd.DataFra
         close = lower.get(column.strip().lower(), [])
         if len(close) != 1:
             role = "target" if column in comp.target_columns else "feature"
-            raise UsageError(f"--extra-train {name}: {role} column {column!r} of {comp.train} is missing; "
-                             f"add it (named as in {comp.train}) or leave the file out")
+            raise UsageError(f"--extra-train {name}: {role} column {column!r} of {comp.train} is missing"
+                             + _partner(column, frame, wanted, train, comp.train) + f"; add it (named as in {comp.train}), "
+                             "or leave the file out")
         renames[close[0]] = column
     frame = frame.rename(columns=renames)
     ignored = {comp.id, comp.id.lower()}  # another table's ids: dropped
     other = [c for c in frame.columns if c not in wanted and str(c).strip().lower() not in ignored]
+    keys = [c for c in other if _row_key(frame[c])]
+    for key in keys:  # the file's own row number or id (Row#, UDI, Booking_ID): not a feature of anything
+        log.warning("--extra-train %s: column %r is unique on every row and not in %s: taken for the file's row "
+                    "key and dropped", name, key, comp.train)
+    other = [c for c in other if c not in keys]
     if other:
         raise UsageError(f"--extra-train {name}: column {other[0]!r} is not a feature or target of {comp.train}"
                          + (f" (nor are {', '.join(map(repr, other[1:4]))})" if len(other) > 1 else "")
@@ -123,6 +156,26 @@ def conform(frame: pd.DataFrame, name: str, comp: Competition, train: pd.DataFra
     for column in comp.target_columns:
         frame[column] = _labels(frame[column], train[column], comp, name)
     return frame
+
+
+def _row_key(values: pd.Series) -> bool:
+    """Whether a column is a table's row key: whole numbers or text, a different value on every row."""
+    integral = pd.api.types.is_integer_dtype(values) or pd.api.types.is_object_dtype(values) \
+        or pd.api.types.is_string_dtype(values)
+    return len(values) > 1 and integral and values.notna().all() and values.nunique() == len(values)
+
+
+def _partner(column: str, frame: pd.DataFrame, wanted: list[str], train: pd.DataFrame, file: str) -> str:
+    """Which of the file's columns is likely `column` under another name: one train.csv does not have, at the
+    same place among the file's columns as `column` among train's (else the first such), of the same kind."""
+    unknown = [c for c in frame.columns if c not in wanted and c not in train.columns]
+    numeric = pd.api.types.is_numeric_dtype(train[column])
+    alike = [c for c in unknown if pd.api.types.is_numeric_dtype(frame[c]) == numeric and not _row_key(frame[c])]
+    if not alike:
+        return ""
+    place = list(train.columns).index(column)
+    same = [c for c in alike if list(frame.columns).index(c) == place]
+    return f" (the file has {(same or alike)[0]!r}, which {file} has not: if it is the same, rename it {column!r})"
 
 
 def _labels(values: pd.Series, known: pd.Series, comp: Competition, name: str) -> pd.Series:

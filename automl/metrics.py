@@ -23,6 +23,7 @@ from sklearn import metrics as skm
 
 CLASSIFICATION = ("binary", "multiclass")
 REGRESSION = ("regression",)
+VALUES = ("regression", "multitarget")  # a value metric scores several target columns as Kaggle does: column-wise
 MULTI = ("multitarget", "multilabel")  # several target columns: y and predictions are (n, t)
 
 
@@ -65,6 +66,19 @@ class Metric:
     def better(self, a: float, b: float) -> bool:
         """Whether score `a` is strictly better than `b`."""
         return a > b if self.greater_is_better else a < b
+
+
+def columnwise(fn: Callable[[np.ndarray, np.ndarray], float]) -> Callable[[np.ndarray, np.ndarray], float]:
+    """fn on one column; on several target columns (y and p of shape (n, t)), the mean of fn over the columns,
+    as Kaggle's "Mean Columnwise ..." metrics score them."""
+    @functools.wraps(fn)
+    def mean_over_columns(y, p):
+        y, p = np.asarray(y), np.asarray(p)
+        if y.ndim == 2:
+            return float(np.mean([fn(y[:, j], p[:, j]) for j in range(y.shape[1])]))
+        return fn(y, p)
+
+    return mean_over_columns
 
 
 def _rmse(y, p):
@@ -160,21 +174,21 @@ METRICS: dict[str, Metric] = {
                True, "label", CLASSIFICATION, ordinal=True, description="quadratic weighted kappa"),
         Metric("mcc", lambda y, p: float(skm.matthews_corrcoef(y, p)), True, "label",
                CLASSIFICATION, description="Matthews correlation coefficient"),
-        Metric("rmse", _rmse, False, "value", REGRESSION, description="root mean squared error"),
-        Metric("rmsle", _rmsle, False, "value", REGRESSION, target_transform="log1p",
+        Metric("rmse", columnwise(_rmse), False, "value", VALUES, description="root mean squared error"),
+        Metric("rmsle", columnwise(_rmsle), False, "value", VALUES, target_transform="log1p",
                description="root mean squared error of log1p (trained on log1p target)"),
-        Metric("msle", lambda y, p: float(skm.mean_squared_log_error(y, np.clip(p, 0, None))), False,
-               "value", REGRESSION, target_transform="log1p",
+        Metric("msle", columnwise(lambda y, p: float(skm.mean_squared_log_error(y, np.clip(p, 0, None)))), False,
+               "value", VALUES, target_transform="log1p",
                description="mean squared error of log1p (trained on log1p target)"),
-        Metric("mae", lambda y, p: float(skm.mean_absolute_error(y, p)), False, "value",
-               REGRESSION, objective="absolute", description="mean absolute error"),
-        Metric("medae", lambda y, p: float(skm.median_absolute_error(y, p)), False, "value",
-               REGRESSION, objective="absolute", description="median absolute error"),
-        Metric("mape", lambda y, p: float(skm.mean_absolute_percentage_error(y, p)), False, "value",
-               REGRESSION, description="mean absolute percentage error, as a fraction"),
-        Metric("smape", _smape, False, "value", REGRESSION, target_transform="log1p",
+        Metric("mae", columnwise(lambda y, p: float(skm.mean_absolute_error(y, p))), False, "value",
+               VALUES, objective="absolute", description="mean absolute error"),
+        Metric("medae", columnwise(lambda y, p: float(skm.median_absolute_error(y, p))), False, "value",
+               VALUES, objective="absolute", description="median absolute error"),
+        Metric("mape", columnwise(lambda y, p: float(skm.mean_absolute_percentage_error(y, p))), False, "value",
+               VALUES, description="mean absolute percentage error, as a fraction"),
+        Metric("smape", columnwise(_smape), False, "value", VALUES, target_transform="log1p",
                description="symmetric mean absolute percentage error, in percent (trained on log1p target when y >= 0)"),
-        Metric("r2", lambda y, p: float(skm.r2_score(y, p)), True, "value", REGRESSION,
+        Metric("r2", columnwise(lambda y, p: float(skm.r2_score(y, p))), True, "value", VALUES,
                description="coefficient of determination"),
         Metric("mcrmse", _mcrmse, False, "value", ("multitarget",),
                description="mean columnwise root mean squared error over several targets"),
@@ -237,7 +251,7 @@ KAGGLE_NAMES: dict[str, str | dict[str, str]] = {
     "MCRMSE": "mcrmse",  # unconfirmed
     "Mean Squared Error": "rmse",  # competitions seen with it report the root; the ranking is the same
     "Root Mean Squared Logarithmic Error": "rmsle",
-    "Mean Columnwise Root Mean Squared Logarithmic Error": "rmsle",  # for one target column
+    "Mean Columnwise Root Mean Squared Logarithmic Error": "rmsle",  # each target column's, averaged
     "Mean Squared Log Error": "rmsle",  # as "Mean Squared Error": seen reporting the root
     "Mean Absolute Error": "mae",
     "Median Absolute Error": "medae",

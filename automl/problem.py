@@ -84,7 +84,8 @@ def make_problem(comp: Competition, train: pd.DataFrame, test: pd.DataFrame, ext
     if not columns:
         raise AutomlError(f"{comp.train}: no feature columns are shared with {comp.test}")
     if len(targets) > 1:
-        y, classes, metric = _encode_targets(comp, labelled[targets]), None, get_metric(comp.metric)
+        y, classes = _encode_targets(comp, labelled[targets]), None
+        metric = _trained_for(comp, y, get_metric(comp.metric)) if comp.task == "multitarget" else get_metric(comp.metric)
     else:
         y, classes, metric = _encode_target(comp, labelled[comp.target])
     extra = int(labelled[EXTRA_COLUMN].sum()) if EXTRA_COLUMN in labelled.columns else 0
@@ -109,11 +110,18 @@ def _encode_target(comp: Competition, target: pd.Series) -> tuple[np.ndarray, np
     y = pd.to_numeric(target, errors="coerce").to_numpy(dtype=np.float64)
     if np.isnan(y).any():
         raise AutomlError(f"{comp.train}: regression target {comp.target!r} has non-numeric values")
+    return y, None, _trained_for(comp, y, metric)
+
+
+def _trained_for(comp: Competition, y: np.ndarray, metric: Metric) -> Metric:
+    """The metric as values are trained for it: on log1p of the target (rmsle, msle, smape; each column of
+    several), which needs values >= 0; smape, defined on any sign, trains on the values themselves then."""
     if metric.target_transform == "log1p" and (y < 0).any():
-        if metric.name != "smape":  # smape is defined on any sign; it just cannot train on log1p
-            raise AutomlError(f"{comp.slug}: metric {comp.metric} needs a target >= 0, but {comp.target!r} has negative values")
+        negative = comp.target if y.ndim == 1 else comp.targets[int((y < 0).any(axis=0).argmax())]
+        if metric.name != "smape":
+            raise AutomlError(f"{comp.slug}: metric {comp.metric} needs a target >= 0, but {negative!r} has negative values")
         metric = replace(metric, target_transform=None, objective="squared")
-    return y, None, metric
+    return metric
 
 
 def _encode_targets(comp: Competition, frame: pd.DataFrame) -> np.ndarray:

@@ -111,7 +111,8 @@ def test_metric_unsuited_to_regression(tmp_path):
      r"3 targets need 3 'submission_columns', one per target in order; got 2$"),
     (MULTI_YAML.replace("multitarget", "multilabel").replace("mcrmse", "auc").replace("float", "int"),
      r"task 'multilabel' writes a value or probability per column: labels must be 'float', got 'int'$"),
-    (MULTI_YAML.replace("mcrmse", "rmse"), r"metric 'rmse' does not apply to a multitarget task; expected one of mcrmse$"),
+    (MULTI_YAML.replace("mcrmse", "auc"), r"metric 'auc' does not apply to a multitarget task; expected one of rmse, "
+                                          r"rmsle, msle, mae, medae, mape, smape, r2, mcrmse$"),
 ])
 def test_other_yaml_mistakes(tmp_path, text, message):
     path = _yaml(tmp_path, text)

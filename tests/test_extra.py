@@ -106,6 +106,41 @@ def test_an_extra_file_that_does_not_fit_is_one_line_naming_the_file_and_column(
     assert "\n" not in message and all(w in message for w in words), message
 
 
+def test_an_original_is_read_as_published_separator_bom_header_whitespace_and_its_row_key(tmp_path, caplog):
+    """Originals come as their authors wrote them: ';' between fields, a UTF-8 byte-order mark, a TAB after a
+    header name, their own row number. Each is read as a Kaggler would, with a warning for what was dropped."""
+    import logging
+
+    from automl.extra import read_extra
+
+    caplog.set_level(logging.WARNING, logger="automl")
+    frame = synthetic_frame("binary", 100)
+    train, test = frame.iloc[:60], frame.iloc[60:].drop(columns="target")
+    original = frame.iloc[60:].drop(columns="id").rename(columns={"x2": "x2\t"}).assign(**{"Row#": np.arange(40) + 7})
+    text = original.to_csv(index=False, sep=";")
+    (tmp_path / "original.csv").write_bytes(b"\xef\xbb\xbf" + text.encode("utf-8"))
+    extra, [record] = read_extra([tmp_path / "original.csv"], competition(), train, test)
+    assert record["rows"] == 40 and list(extra.columns) == [c for c in train.columns if c != "id"]
+    np.testing.assert_allclose(extra["x2"].to_numpy(float), frame.iloc[60:]["x2"].to_numpy(float), equal_nan=True)
+    assert "read with ';' as the separator" in caplog.text
+    assert "column 'Row#' is unique on every row and not in train.csv: taken for the file's row key and dropped" in caplog.text
+    # a tab-separated one in latin-1
+    original.drop(columns="Row#").rename(columns=str.strip).to_csv(tmp_path / "tabs.tsv", sep="\t", index=False,
+                                                                 encoding="latin-1")
+    assert len(read_extra([tmp_path / "tabs.tsv"], competition(), train, test)[0]) == 40
+
+
+def test_a_renamed_column_in_an_original_is_one_line_naming_its_likely_partner():
+    frame = synthetic_frame("binary", 100)
+    train, test = frame.iloc[:60], frame.iloc[60:].drop(columns="target")
+    renamed = frame.iloc[60:].rename(columns={"x2": "Shucked weight"})
+    with pytest.raises(UsageError) as caught:
+        conform(renamed, "original.csv", competition(), train, test)
+    message = str(caught.value)
+    assert "\n" not in message and "feature column 'x2' of train.csv is missing (the file has 'Shucked weight', " \
+        "which train.csv has not: if it is the same, rename it 'x2')" in message, message
+
+
 def test_an_extra_file_for_another_task_is_refused():
     frame = synthetic_frame("regression", 100)
     train, test = frame.iloc[:60], frame.iloc[60:].drop(columns="target")
@@ -126,7 +161,7 @@ def test_run_with_extra_train_end_to_end(tmp_path):
     original["Target"] = original["Target"].map({0: "N", 1: "Y"})
     original.to_csv(tmp_path / "original.csv", index=False)
     args = ["run", "extra-e2e", "--from", data, "--models", "dummy,linear,hist_gb", "--metric", "auc",
-            "--runs-dir", tmp_path / "runs", "--data-dir", tmp_path / "data"]
+            "--runs-dir", tmp_path / "runs", "--data-dir", tmp_path / "data", "--extra-train-always"]
     result = invoke(*args, "--extra-train", tmp_path / "original.csv")
     assert result.exit_code == 0, result.output
     assert "extra training rows: 500 from original.csv (500), beside 300 of train.csv" in result.output
@@ -167,3 +202,43 @@ def test_a_bad_extra_file_exits_2_with_one_line_before_any_work(tmp_path):
     missing = invoke("run", "extra-bad", "--from", data, "--runs-dir", tmp_path / "runs", "--data-dir", tmp_path / "data",
                      "--extra-train", tmp_path / "nowhere.csv")
     assert missing.exit_code == 2 and "nowhere.csv: no such file or folder" in missing.output
+
+
+def _with_extra(extra_labels, own=300, extra=1500):
+    """A binary problem of `own` rows and `extra` more from the same generator, their labels `extra_labels`(y)."""
+    frame = synthetic_frame("binary", own + extra + 100, seed=3)
+    train, more, test = frame.iloc[:own], frame.iloc[own:own + extra].copy(), frame.iloc[own + extra:].drop(columns="target")
+    more["target"] = extra_labels(more["target"].to_numpy())
+    comp = competition()
+    merged, test = with_extra(train, test, conform(more, "more.csv", comp, train, test))
+    problem = make_problem(comp, merged, test)
+    return problem, fold_features(problem, make_folds(problem, 5))
+
+
+def test_extra_rows_that_help_on_the_folds_are_kept_and_those_that_hurt_are_left_out():
+    from automl.baselines import choose_extra
+
+    helping = choose_extra(*_with_extra(lambda y: y))  # more rows of the same table
+    assert helping["kept"] and helping["with"] > helping["without"] and helping["folds"] == [0, 1, 2]
+    assert helping["note"].startswith("the 1,500 extra rows are kept: auc ")
+    hurting = choose_extra(*_with_extra(lambda y: 1 - y))  # another generator: the labels the other way round
+    assert not hurting["kept"] and hurting["with"] < hurting["without"]
+    assert "the 1,500 extra rows are left out: auc" in hurting["note"] and "--extra-train-always keeps them" in hurting["note"]
+
+
+@pytest.mark.e2e
+def test_a_run_leaves_out_extra_rows_that_hurt_and_says_so(tmp_path):
+    data = _bundle(tmp_path / "bundle")
+    original = synthetic_frame("binary", 600, seed=7)
+    original["target"] = 1 - original["target"]
+    original.to_csv(tmp_path / "original.csv", index=False)
+    result = invoke("run", "extra-hurts", "--from", data, "--models", "dummy,linear,hist_gb", "--metric", "auc",
+                    "--runs-dir", tmp_path / "runs", "--data-dir", tmp_path / "data", "--extra-train", tmp_path / "original.csv")
+    assert result.exit_code == 0, result.output
+    output = " ".join(result.output.split())
+    assert "extra rows: the 600 extra rows are left out: auc" in output
+    assert "not trained with the 600 extra rows (--extra-train): they did not help on the folds" in output
+    run_dir = tmp_path / "runs" / "extra-hurts" / "default"
+    assert np.load(run_dir / "models" / "hist_gb" / "oof.npy").shape[0] == 300  # the own rows alone trained
+    assert not json.loads((run_dir / "extra.json").read_text())["kept"]
+    assert "left out. Whether they help: the 600 extra rows are left out" in (run_dir / "report.html").read_text()

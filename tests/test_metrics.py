@@ -238,7 +238,12 @@ def test_get_metric_unknown_name_lists_allowed_names():
     assert names() == [*METRICS, "map@K"]
     assert for_task("regression") == ["rmse", "rmsle", "msle", "mae", "medae", "mape", "smape", "r2"]
     assert for_task("binary")[-1] == "map@K" and "f1" in for_task("binary") and "f1" not in for_task("multiclass")
-    assert for_task("multitarget") == ["mcrmse"] and for_task("multilabel") == ["auc", "logloss"]
+    # several target columns: every value metric, scored column-wise as Kaggle does (mcrmse is rmse's)
+    assert for_task("multitarget") == [*for_task("regression"), "mcrmse"] and for_task("multilabel") == ["auc", "logloss"]
+    y, p = np.array([[1.0, 10.0], [2.0, 20.0], [3.0, 40.0]]), np.array([[1.5, 10.0], [2.0, 25.0], [2.0, 40.0]])
+    for name in ("rmse", "rmsle", "mae", "r2"):  # each the mean of its columns' scores
+        assert METRICS[name].fn(y, p) == pytest.approx(np.mean([METRICS[name].fn(y[:, j], p[:, j]) for j in range(2)]))
+    assert METRICS["rmse"].fn(y, p) == pytest.approx(METRICS["mcrmse"].fn(y, p))
 
 
 def test_get_metric_default_location():

@@ -12,15 +12,17 @@ per target column (`PerColumn`).
 Layout: `members` (the table of baselines, plain data), `gbdt` with `lgbm`, `xgb`, `catb`
 (one file per gradient-boosted tree library behind one contract), `inputs` (what each
 takes), `fitting` (one fold), `sizing` (a timed probe sizes a baseline to its time share),
-`cv` (the fold loop), `trend` (whether a forecast's trees learn relative to a trend) and
+`cv` (the fold loop), `trend` (whether a forecast's trees learn relative to a trend), `original` (whether
+--extra-train rows help) and
 `result` (what every model hands on, networks included).
 """
 
 from automl.baselines.cv import cross_validate
 from automl.baselines.gbdt import Failed, missing
 from automl.baselines.members import BASELINES, CHEAP_FIRST, Baseline, applicable
+from automl.baselines.original import choose_extra
 from automl.baselines.result import CVResult, Skipped, finish
 from automl.baselines.trend import choose_trend
 
-__all__ = ["BASELINES", "CHEAP_FIRST", "Baseline", "CVResult", "Failed", "Skipped", "applicable", "choose_trend", "cross_validate",
-           "finish", "missing"]
+__all__ = ["BASELINES", "CHEAP_FIRST", "Baseline", "CVResult", "Failed", "Skipped", "applicable", "choose_extra", "choose_trend",
+           "cross_validate", "finish", "missing"]
