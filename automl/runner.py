@@ -176,7 +176,9 @@ def run(slug: str, *, source=None, name: str = "default", models: str = "all", f
                      "device": device, "keep_test_folds": pseudo_label, "trend": detrend, "budget": budget}
             if budget.bounded and _short_of_time(results):  # boosted trees the clock stopped: the cheapest gain
                 left, networks_left = budget.baselines_left() or 0.0, (budget.left() or 0.0) - (budget.baselines_left() or 0.0)
-                _more_time(results, members, left + (TOP_UP_SHARE * networks_left if networks else 0.0), **refit)
+                # from a table's networks, not from an image's or a text's: there the networks lead
+                taken = TOP_UP_SHARE * networks_left if networks and _tabular(recipe) else 0.0
+                _more_time(results, members, left + taken, **refit)
             if networks:
                 with budget.stage("imports"):  # torch and Lightning: seconds
                     from automl.search import Reference
@@ -184,7 +186,8 @@ def run(slug: str, *, source=None, name: str = "default", models: str = "all", f
 
                 ranked = [r for r in results if r.name != "dummy" and np.isfinite(r.mean)]
                 sign = 1.0 if problem.metric.greater_is_better else -1.0
-                top = max(ranked, key=lambda r: sign * r.mean) if ranked and budget.bounded and _short_of_time(results) else None
+                short = budget.bounded and _short_of_time(results) and _tabular(recipe)  # something to hand time to
+                top = max(ranked, key=lambda r: sign * r.mean) if ranked and short else None
                 with budget.stage("networks"):
                     found = search_networks(problem, fold_data, digest, recipe, run_dir, console,
                                             trials=recipe.trials if trials is None else trials,
@@ -371,6 +374,13 @@ def _fit(model: str, run_dir: Path, problem: Problem, fold_data, seed: int, cons
     console.print(f"  {model}: {metric} {_fmt(result.mean)} ± {_fmt(result.std)} ({result.seconds:.1f}s){note}",
                   highlight=False)
     return result
+
+
+def _tabular(recipe) -> bool:
+    """Whether a recipe searches only tables' network families (not a CNN over images, nor text models)."""
+    from automl.models.tabular import TABULAR
+
+    return set(recipe.space["family"]["choice"]) <= set(TABULAR)
 
 
 def _short_of_time(results: list[CVResult]) -> list[CVResult]:

@@ -477,18 +477,21 @@ def completion_seconds(trial, problem: Problem, folds: list[Fold]) -> float:
 
 def _completion_due(study: optuna.Study, problem: Problem, folds: list[Fold], end: float, completers: int) -> bool:
     """Whether the search must stop now to leave `completers` processes the time to complete
-    MIN_COMPLETED of its best trials by `end`: the cheapest MIN_COMPLETED to complete among the best
-    3 x MIN_COMPLETED (`complete` passes over those too slow to predict every fold in their share).
+    MIN_COMPLETED of its best trials by `end` (as many as have finished, when fewer): the cheapest
+    MIN_COMPLETED to complete among the best 3 x MIN_COMPLETED (`complete` passes over the others).
     At 1,000,000 rows, completing a trial took as long as searching 3 to 20."""
     best = [t for t in best_trials(study, 3 * MIN_COMPLETED) if t.user_attrs.get("seconds") and t.user_attrs.get("rows")]
-    if len(best) < MIN_COMPLETED:
+    if not best:  # with fewer than MIN_COMPLETED so far, those there are must stay completable (a CNN's are slow)
         return False
     costs = sorted(completion_seconds(t, problem, folds) for t in best)[:MIN_COMPLETED]
     needed = max(sum(costs[p::max(1, completers)]) for p in range(max(1, completers)))  # handed out in turn
-    if time.monotonic() + needed < end:
+    # and one more trial must not leave too little to complete even the cheapest of them: a search that stops
+    # when three no longer fit may already be past the point where one fits
+    trial = float(np.median([t.user_attrs["seconds"] for t in best]))
+    if time.monotonic() + needed < end and time.monotonic() + trial + costs[0] < end:
         return False
     log.info("search: stopped with %.0fs left, about what completing the best %d trials on every fold takes (%.0fs)",
-             end - time.monotonic(), MIN_COMPLETED, needed)
+             end - time.monotonic(), len(costs), needed)
     return True
 
 

@@ -122,6 +122,16 @@ def test_a_baseline_that_cannot_fit_its_share_is_skipped_with_the_reason():
         cross_validate("random_forest", problem, folds, seconds=0.01)
 
 
+@pytest.mark.parametrize("model", ["hist_gb", "lightgbm"])
+def test_a_boosted_model_is_never_skipped_for_what_its_probes_took(model):
+    """Boosting stops on its fold's clock: a booster whose timed probes used its share trains a row sample for the
+    rounds its clock allows rather than skipping itself (a forest, which cannot stop mid-tree, is skipped: above)."""
+    problem, folds = _large_problem()
+    result = cross_validate(model, problem, folds, seconds=0.01)
+    assert np.isfinite(result.fold_scores).all() and result.info["short_of_time"]
+    assert "row samples" in result.info["note"] or "stopped by its time share" in result.info["note"]
+
+
 def test_a_costly_baseline_is_shrunk_to_its_share_and_says_so():
     problem, folds = _large_problem()
     full = cross_validate("random_forest", problem, folds)

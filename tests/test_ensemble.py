@@ -328,3 +328,27 @@ def test_a_single_model_is_submitted_only_when_it_beats_the_ensemble_beyond_nois
     # on two folds (a forecast) a single model never replaces the ensemble: two folds cannot tell them apart
     two = result("ensemble", [0.5, 0.5], "ensemble")
     assert choose_submission([result("x", [0.4, 0.4]), two], problem)[0] is two
+
+
+def test_an_ordinal_metrics_ensemble_is_cut_at_its_expected_class_where_that_scores_better():
+    # Five ordered grades, most in the middle; members that see the grade through noise: the most probable class
+    # of their blend leans to the middle grades, and kappa rewards being near the true one.
+    n, rng = 1500, np.random.default_rng(0)
+    latent = rng.normal(2.0, 1.0, n)
+    y = np.clip(np.round(latent), 0, 4).astype(int)
+    frame = pd.DataFrame({"id": np.arange(n), "x": rng.normal(size=n), "target": y})
+    comp = Competition(slug="grades", id="id", target="target", task="multiclass", metric="qwk", labels="int")
+    problem = make_problem(comp, frame, frame.drop(columns="target").head(10))
+    folds = splits(np.arange(n) % 5)
+    prior = np.bincount(y, minlength=5) / n
+    members = []
+    for i in range(3):
+        seen = latent + rng.normal(scale=1.2, size=n)
+        proba = prior * np.exp(-0.5 * (np.arange(5) - seen[:, None]) ** 2)
+        proba /= proba.sum(axis=1, keepdims=True)
+        members.append(finish(f"m{i}", problem, folds, proba, proba[:10], 1.0))
+    argmax = ensemble_module.blended(problem, folds, members, stacking=False)
+    chosen = ensemble(problem, folds, members, stacking=False)
+    assert chosen.info["note"].startswith("cut at its expected class") and chosen.mean > argmax.mean
+    assert set(np.unique(chosen.oof)) == {0.0, 1.0} and chosen.test.shape == (10, 5)  # one-hot classes, as cuts hand on
+    assert len(chosen.info["cuts"]) == 4 and chosen.info["weights"] == argmax.info["weights"]

@@ -14,6 +14,7 @@ from automl.folds import Fold
 from automl.problem import Problem
 
 PROBE_ROWS = 5000
+MIN_BOOSTED_ROWS = 5000  # a boosted model short of time trains on this many rows at least: its clock bounds it
 
 
 def plan_size(baseline: Baseline, problem: Problem, fold: Fold, seed: int, per_fold: float, folds: int = 1,
@@ -50,10 +51,15 @@ def plan_size(baseline: Baseline, problem: Problem, fold: Fold, seed: int, per_f
         rows = int(n * (max(room, 0.0) / (30 * train_tree)) ** (1 / 1.1))
         return _sampled(baseline, Size(units=30, rows=rows, predicting=30 * predict_tree), n, per_fold)
     if baseline.inputs == "native":  # hist_gb: binning and set-up, then a cost per round, at every row
-        more, more_per_row = _timed_probe(baseline, problem, fold, seed, Size(units=5 * probe_units, rows=m), device)
-        per_fold = max(0.0, per_fold - more / folds)
-        per_round = max(more - more_per_row * checked - training, 1e-6) / (4 * probe_units) * scale
-        fixed = max(training - probe_units * per_round / scale, 0.0) * scale
+        if took > 0.2 * per_fold * folds:  # a second probe would eat the share: its first one's rounds tell the cost
+            more, more_per_row = took, per_row
+            per_round = max(training, 1e-6) / probe_units * scale
+            fixed = 0.0
+        else:
+            more, more_per_row = _timed_probe(baseline, problem, fold, seed, Size(units=5 * probe_units, rows=m), device)
+            per_fold = max(0.0, per_fold - more / folds)
+            per_round = max(more - more_per_row * checked - training, 1e-6) / (4 * probe_units) * scale
+            fixed = max(training - probe_units * per_round / scale, 0.0) * scale
         predict_round = more_per_row / (5 * probe_units) * predicted
         rounds = 100  # what early stopping usually leaves; fewer where predicting them would take most of the share
         if rounds * predict_round > per_fold / 2:
@@ -62,6 +68,9 @@ def plan_size(baseline: Baseline, problem: Problem, fold: Fold, seed: int, per_f
         if rounds == 100 and per_fold >= fixed + 100 * per_round + predicting:  # rounds then added against the clock
             return Size(predicting=predicting)
         rows = int(n * max(per_fold - predicting, 0.0) / (fixed + rounds * per_round))
+        # boosting stops on the fold's clock (its predictions then cost as few rounds): never skipped for what
+        # its probes took
+        rows = max(rows, min(n, MIN_BOOSTED_ROWS))
         return _sampled(baseline, Size(units=None if rounds == 100 else rounds, rows=rows, learning_rate=0.15,
                                        predicting=predicting), n, per_fold)
     predicting, full = per_row * predicted, training * scale
