@@ -299,6 +299,7 @@ def test_a_stack_that_collapses_on_one_fold_is_dropped_and_the_ensemble_is_never
     monkeypatch.setattr(ensemble_module, "stack", collapsing_stack)
     chosen = ensemble(problem, folds, members)
     assert chosen.info["method"] == "greedy" and "on fold 3 it scored" in chosen.info["stack_dropped"]
+    assert "below every member" in chosen.info["stack_dropped"]
     assert "the stack was dropped" in chosen.info["note"]
     assert chosen.mean >= max(m.mean for m in members)
     halves = finish("halves", problem, folds, (chosen.oof + collapsing_stack(problem, folds, members).oof) / 2,
