@@ -421,6 +421,7 @@ def _cut(problem: Problem, curve: list[float], max_epochs: int, patience: int, n
 
 
 MIN_COMPLETED = 3  # trials the search leaves time to complete on every fold, as their measured costs say
+COST_MARGIN = 1.2  # a completion's cost is estimated from its search's pace: the search keeps this margin for the best one
 
 
 def predicted(problem: Problem, folds: list[Split]) -> int:
@@ -487,8 +488,9 @@ def _completion_due(study: optuna.Study, problem: Problem, folds: list[Fold], en
     needed = max(sum(costs[p::max(1, completers)]) for p in range(max(1, completers)))  # handed out in turn
     # and one more trial must not leave too little to complete even the cheapest of them: a search that stops
     # when three no longer fit may already be past the point where one fits
+    # (the other processes' running trials end first too; the costs are estimates from the search's pace: a margin)
     trial = float(np.median([t.user_attrs["seconds"] for t in best]))
-    if time.monotonic() + needed < end and time.monotonic() + trial + costs[0] < end:
+    if time.monotonic() + needed < end and time.monotonic() + 1.5 * trial + COST_MARGIN * costs[0] < end:
         return False
     log.info("search: stopped with %.0fs left, about what completing the best %d trials on every fold takes (%.0fs)",
              end - time.monotonic(), len(costs), needed)

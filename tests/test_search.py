@@ -450,7 +450,9 @@ def test_the_search_stops_early_enough_to_complete_its_best_trials(tmp_path):
     assert not _completion_due(study, problem, folds, time.monotonic() + 110, completers=2)
     assert _completion_due(study, problem, folds, time.monotonic() + 90, completers=2)
     assert _completion_due(study, problem, folds, time.monotonic() + 140, completers=1)  # one process: 150 s
-    assert not _completion_due(study, problem, folds, time.monotonic() + 65, completers=3)  # one each: 50 s
+    # one each: 50 s, and the cheapest with a margin (1.2 x 50 s) after one more trial (1.5 x 10 s): 75 s
+    assert not _completion_due(study, problem, folds, time.monotonic() + 80, completers=3)
+    assert _completion_due(study, problem, folds, time.monotonic() + 70, completers=3)
     # the best trial is too slow to predict every fold: the three cheapest of the best nine decide
     study.add_trial(optuna.trial.create_trial(
         params={"batch_size": 2}, distributions={"batch_size": optuna.distributions.CategoricalDistribution([2])},
@@ -458,17 +460,17 @@ def test_the_search_stops_early_enough_to_complete_its_best_trials(tmp_path):
     assert not _completion_due(study, problem, folds, time.monotonic() + 110, completers=2)
     fewer = optuna.create_study(direction="maximize")
     fewer.add_trial(study.trials[0])  # one trial so far (a CNN's take long): it must stay completable (50 s)
-    assert not _completion_due(fewer, problem, folds, time.monotonic() + 65, completers=1)
+    assert not _completion_due(fewer, problem, folds, time.monotonic() + 80, completers=1)
     assert _completion_due(fewer, problem, folds, time.monotonic() + 45, completers=1)
-    # one more trial (30 s) would leave too little for even the cheapest completion (150 s), though the three
-    # fit the time left now (one each in three processes: 150 s of 160)
+    # one more trial (30 s, and a half more) would leave too little for even the cheapest completion (150 s,
+    # and a fifth more), though the three fit the time left now (one each in three processes: 150 s of 160)
     slow = optuna.create_study(direction="maximize")
     for i in range(3):
         slow.add_trial(optuna.trial.create_trial(
             params={"batch_size": 2}, distributions={"batch_size": optuna.distributions.CategoricalDistribution([2])},
             value=0.7 + i / 100, user_attrs={"rows": 1_000, "seconds": 30.0, "epochs": [30], "batch": 2}))
     assert _completion_due(slow, problem, folds, time.monotonic() + 160, completers=3)
-    assert not _completion_due(slow, problem, folds, time.monotonic() + 185, completers=3)
+    assert not _completion_due(slow, problem, folds, time.monotonic() + 230, completers=3)
     assert not _completion_due(optuna.create_study(), problem, folds, time.monotonic() + 1, completers=1)
 
 
